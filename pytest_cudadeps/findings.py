@@ -1,0 +1,71 @@
+"""What every check returns: a finding, independent of pytest.
+
+The engine modules (metadata, linkage, loading, driver, smoke) only produce
+:class:`Finding` objects; the pytest layer turns each one into an item and the
+item's outcome.  Keeping them plain frozen dataclasses means any other face
+(a JSON report, a command line tool) can read the very same results.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Outcome(str, enum.Enum):
+    """How a check ended."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The result of one check on one subject.
+
+    ``check`` and ``subject`` make the item's name (``requires[torch>nvidia-cublas]``).
+    ``message`` is the first line of a failure or the reason of a skip;
+    ``details`` are the further lines (the chain that asked, what is installed, where);
+    ``fix`` is the exact command or action that repairs the environment.
+    ``facts`` are (key, value) pairs kept for reports: they become the item's
+    ``user_properties`` (and so junitxml properties); a fact named ``summary``
+    is shown beside PASSED in ``-v`` output.
+    """
+
+    check: str
+    subject: str
+    outcome: Outcome
+    message: str = ""
+    details: tuple[str, ...] = ()
+    fix: str = ""
+    facts: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return f"{self.check}[{self.subject}]"
+
+    def text(self) -> str:
+        """The message as a user reads it: a few lines, never a traceback."""
+        lines = [self.message, *(f"  {line}" for line in self.details)]
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+
+def passed(check: str, subject: str, summary: str, **facts: str) -> Finding:
+    return Finding(
+        check, subject, Outcome.PASS, summary, facts=(("summary", summary), *sorted(facts.items()))
+    )
+
+
+def failed(
+    check: str, subject: str, message: str, *details: str, fix: str = "", **facts: str
+) -> Finding:
+    return Finding(
+        check, subject, Outcome.FAIL, message, tuple(details), fix, tuple(sorted(facts.items()))
+    )
+
+
+def skipped(check: str, subject: str, reason: str, **facts: str) -> Finding:
+    return Finding(check, subject, Outcome.SKIP, reason, facts=tuple(sorted(facts.items())))

@@ -1,0 +1,39 @@
+"""The exact command that installs a requirement, for the installer that made the environment.
+
+Installers write their name into ``<dist-info>/INSTALLER`` (PEP 376): ``pip``, ``uv``,
+``poetry``, ``conda``, ``pdm``...  The fix we print is for that installer, because
+running ``pip`` in a uv- or poetry-managed environment is undone by the next sync.
+"""
+
+from __future__ import annotations
+
+_COMMANDS: dict[str, str] = {
+    "pip": "pip install {spec}",
+    "uv": "uv pip install {spec}",
+    "poetry": "poetry add {spec}",
+    "pdm": "pdm add {spec}",
+    "pipenv": "pipenv install {spec}",
+    "conda": "pip install {spec}  (in the conda environment; conda installed the root but ships no nvidia-* wheels)",
+}
+_NOTES: dict[str, str] = {
+    "uv": "; or add it to the project's dependencies and run `uv sync`",
+    "poetry": "; then `poetry install`",
+}
+
+
+def quote(spec: str) -> str:
+    return f"'{spec}'"
+
+
+def install_command(installer: str, spec: str) -> str:
+    """``pip install 'nvidia-cuda-runtime==13.0.96.*'`` and the like."""
+    key = installer.strip().lower() or "pip"
+    template = _COMMANDS.get(key, _COMMANDS["pip"])
+    return template.format(spec=quote(spec)) + _NOTES.get(key, "")
+
+
+def uninstall_command(installer: str, name: str) -> str:
+    key = installer.strip().lower() or "pip"
+    if key == "uv":
+        return f"uv pip uninstall {name}"
+    return f"pip uninstall -y {name}"

@@ -1,0 +1,248 @@
+"""Declared dependencies: the closure of ``Requires-Dist`` from each root, extras followed.
+
+``pip check`` evaluates every marker with no extra, so it never sees that torch 2.14
+asks for ``cuda-toolkit[cudart]`` and through it for ``nvidia-cuda-runtime``.  Here a
+node of the walk is a pair (distribution, extra): visiting ``cuda-toolkit`` for the
+extra ``cudart`` takes exactly the requirements whose marker is true with
+``extra == "cudart"`` and false without it.  The walk is breadth first, so the chain
+kept for each requirement is the shortest one, and a visited pair is never visited
+again, so cycles end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+
+from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .environment import Distribution, Environment, MetadataProblem
+from .findings import Finding, failed, passed
+from .installers import install_command
+
+CUDA_PREFIXES = ("nvidia-", "cuda-")
+_EXTRA_IN_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One requirement met on the walk, with the chain of distributions that led to it."""
+
+    chain: tuple[str, ...]  # "torch 2.14.1", "cuda-toolkit[cudart] 13.0.3.0"
+    requirement: Requirement
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.requirement.name)
+
+    def wanted(self) -> str:
+        """``nvidia-cuda-runtime==13.0.96.*``: the requirement without its marker."""
+        req = self.requirement
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        return f"{req.name}{extras}{req.specifier}"
+
+    def describe(self) -> str:
+        return " > ".join((*self.chain, self.wanted()))
+
+
+@dataclass(frozen=True)
+class Closure:
+    """Everything a root asks for, directly or through others, as the running interpreter sees it."""
+
+    root: Distribution
+    demands: tuple[Demand, ...]
+    problems: tuple[MetadataProblem, ...]
+
+    def by_key(self) -> dict[str, list[Demand]]:
+        grouped: dict[str, list[Demand]] = {}
+        for demand in self.demands:
+            grouped.setdefault(demand.key, []).append(demand)
+        return grouped
+
+
+@lru_cache(maxsize=None)
+def _parse(raw: str) -> Requirement | str:
+    try:
+        return Requirement(raw)
+    except InvalidRequirement as exc:
+        return str(exc).splitlines()[0]
+
+
+def _marker_true(marker: Marker | None, extra: str) -> bool:
+    return marker is None or marker.evaluate({"extra": extra})
+
+
+def _applies(req: Requirement, extra: str) -> bool:
+    """Whether a requirement belongs to the (distribution, extra) node being visited."""
+    if not extra:
+        return _marker_true(req.marker, "")
+    return _marker_true(req.marker, extra) and not _marker_true(req.marker, "")
+
+
+def known_extras(dist: Distribution) -> frozenset[str]:
+    """Extras a distribution provides: Provides-Extra, plus those its markers name (old metadata)."""
+    named = {canonicalize_name(m) for raw in dist.requires for m in _EXTRA_IN_MARKER.findall(raw)}
+    return dist.provides_extras | named
+
+
+def closure(env: Environment, root: Distribution) -> Closure:
+    demands: list[Demand] = []
+    problems: dict[tuple[str, str], MetadataProblem] = {}
+    queue: deque[tuple[Distribution, str, tuple[str, ...]]] = deque([(root, "", ())])
+    visited: set[tuple[str, str]] = set()
+    while queue:
+        dist, extra, chain = queue.popleft()
+        if (dist.key, extra) in visited:
+            continue
+        visited.add((dist.key, extra))
+        label = f"{dist.name}[{extra}] {dist.version}" if extra else str(dist)
+        here = (*chain, label)
+        meta_file = dist.meta_dir / "METADATA"
+        for raw in dist.requires:
+            req = _parse(raw)
+            if isinstance(req, str):
+                problems[(dist.key, raw)] = MetadataProblem(
+                    meta_file, f"Requires-Dist {raw!r} is not a valid requirement: {req}"
+                )
+                continue
+            try:
+                wanted = _applies(req, extra)
+            except (UndefinedEnvironmentName, UndefinedComparison) as exc:
+                problems[(dist.key, raw)] = MetadataProblem(
+                    meta_file, f"Requires-Dist {raw!r} has a marker that cannot be evaluated: {exc}"
+                )
+                continue
+            if not wanted:
+                continue
+            demands.append(Demand(here, req))
+            target = env.get(req.name)
+            if target is None:
+                continue
+            for wanted_extra in ("", *sorted(canonicalize_name(e) for e in req.extras)):
+                if (target.key, wanted_extra) not in visited:
+                    queue.append((target, wanted_extra, here))
+    return Closure(root, tuple(demands), tuple(problems.values()))
+
+
+def requires_cuda(dist: Distribution) -> bool:
+    """Whether a distribution asks for any nvidia-*/cuda-* distribution (markers ignored)."""
+    for raw in dist.requires:
+        req = _parse(raw)
+        if isinstance(req, Requirement) and canonicalize_name(req.name).startswith(CUDA_PREFIXES):
+            return True
+    return False
+
+
+def default_roots(env: Environment) -> list[Distribution]:
+    """torch when installed, plus every distribution that requires an nvidia-*/cuda-* one.
+
+    A candidate already reached from another candidate (nvidia-cudnn-cu13 from torch,
+    cuda-toolkit from torch) is dropped: its requirements are checked under that root.
+    """
+    firsts = [found[0] for found in env.by_key.values()]
+    candidates = [d for d in firsts if d.key == "torch" or requires_cuda(d)]
+    reach = {d.key: {dem.key for dem in closure(env, d).demands} for d in candidates}
+    roots = []
+    for dist in candidates:
+        covered = any(
+            dist.key in reach[other.key] and other.key not in reach[dist.key]
+            for other in candidates
+            if other is not dist
+        )
+        if dist.key == "torch" or not covered:
+            roots.append(dist)
+    return sorted(roots, key=lambda d: (d.key != "torch", d.key))
+
+
+def _where(dist: Distribution) -> str:
+    return f"{dist} in {dist.location} ({dist.meta_dir.name})"
+
+
+def _combined(demands: list[Demand]) -> str:
+    req0 = demands[0].requirement
+    extras = sorted({e for d in demands for e in d.requirement.extras})
+    spec = SpecifierSet(",".join(str(d.requirement.specifier) for d in demands if d.requirement.specifier))
+    return f"{req0.name}{'[' + ','.join(extras) + ']' if extras else ''}{spec}"
+
+
+def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
+    lines = [f"required by: {d.describe()}" for d in demands[:limit]]
+    if len(demands) > limit:
+        lines.append(f"(and {len(demands) - limit} more chains)")
+    return lines
+
+
+def check_requirement(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
+    """One required distribution: installed, at a version every asker accepts, with its extras."""
+    subject = f"{root.key}>{key}"
+    fix_for = f"(installed by {root.installer or 'an unknown installer'}, like {root.name})"
+    fix = install_command(root.installer, _combined(demands))
+    dist = env.get(key)
+    if dist is None:
+        return failed(
+            "requires", subject, f"{demands[0].requirement.name} is not installed",
+            *_chains(demands), "installed: nothing of that name on the path",
+            fix=f"{fix}  {fix_for}",
+        )
+    try:
+        version = Version(dist.version)
+    except InvalidVersion:
+        return failed(
+            "requires", subject, f"{dist.name} has version {dist.version!r}, which is not a valid version",
+            *_chains(demands), f"installed: {_where(dist)}", fix=f"{fix}  {fix_for}",
+        )
+    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
+    if refused:
+        return failed(
+            "requires", subject,
+            f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
+            *_chains(refused), f"installed: {_where(dist)}", fix=f"{fix}  {fix_for}",
+        )
+    provided = known_extras(dist)
+    for demand in demands:
+        lacking = sorted(canonicalize_name(e) for e in demand.requirement.extras if canonicalize_name(e) not in provided)
+        if lacking:
+            return failed(
+                "requires", subject,
+                f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
+                f"required by: {demand.describe()}",
+                f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
+                fix=f"{fix}  {fix_for}",
+            )
+    specs = sorted({str(d.requirement.specifier) for d in demands if d.requirement.specifier})
+    wanted = f" satisfies {', '.join(specs)}" if specs else " is installed"
+    return passed(
+        "requires", subject, f"{dist}{wanted} ({demands[0].describe()})",
+        installed=str(dist.meta_dir), chain=demands[0].describe(),
+    )
+
+
+def problem_finding(problem: MetadataProblem) -> Finding:
+    folder = problem.path.parent if problem.path.name in ("METADATA", "PKG-INFO", "requires.txt") else problem.path
+    return failed(
+        "metadata", folder.name, f"{problem.path}: {problem.problem}",
+        "installers and importlib.metadata read this file; a broken one hides what is installed",
+        fix=f"reinstall the distribution that owns {folder.name} (pip install --force-reinstall --no-deps NAME==VERSION)",
+    )
+
+
+def duplicate_findings(env: Environment) -> list[Finding]:
+    """The same distribution installed twice on the path: Python uses the first, pip may change the other."""
+    findings = []
+    for key, copies in sorted(env.by_key.items()):
+        if len(copies) < 2:
+            continue
+        findings.append(failed(
+            "installed-once", key,
+            f"{copies[0].name} is installed {len(copies)} times on the path",
+            *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(copies)),
+            fix=f"run `pip uninstall {copies[0].name}` until `pip show {copies[0].name}` finds nothing, "
+                f"then install the version you need once",
+        ))
+    return findings
