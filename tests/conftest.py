@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import venvs
+
+
+@pytest.fixture(scope="session")
+def cuda_venv() -> Path:
+    """The cached real torch 2.14.1 (CUDA 13) venv. Never write into it: use ``scenario``."""
+    return venvs.base_venv(venvs.CUDA_TORCH)
+
+
+@pytest.fixture(scope="session")
+def cpu_venv() -> Path:
+    return venvs.base_venv(venvs.CPU_TORCH)
+
+
+@pytest.fixture
+def scenario(cuda_venv: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A hard-link copy of the real venv with the named distributions uninstalled; returns the venv."""
+
+    def make(*uninstall: str) -> Path:
+        venv = venvs.copy_venv(cuda_venv, tmp_path / "venv")
+        if uninstall:
+            result = venvs.pip(venv, "uninstall", "-y", *uninstall)
+            assert result.returncode == 0, result.stderr
+        return venv
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def gcc() -> str:
+    found = shutil.which("gcc")
+    if not found:
+        pytest.skip("gcc is needed to build ELF test files")
+    return found
+
+
+def build_so(gcc: str, target: Path, source: str, *flags: str) -> Path:
+    """Compile ``source`` (C) into a shared object at ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    c_file = target.parent / f".{target.name}.c"
+    c_file.write_text(source)
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(target), str(c_file), *flags], check=True,
+                   capture_output=True, text=True)
+    return target

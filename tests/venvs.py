@@ -1,0 +1,69 @@
+"""Real torch venvs for the integration tier: built once, cached, copied per scenario with hard links.
+
+A scenario is ``cp -al`` of the cached venv (instant, no extra disk) changed with
+``pip uninstall`` or by deleting and recreating a file: a hard-linked file is never
+written in place, so the cached venv stays intact.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CACHE = Path(os.environ.get("CUDADEPS_VENV_CACHE", Path.home() / ".cache" / "pytest-cudadeps"))
+PYTHON = os.environ.get("CUDADEPS_VENV_PYTHON", "python3.11")  # the torch wheels on this machine are cp311
+CUDA_TORCH = "2.14.1"
+CPU_TORCH = "2.13.0"
+
+
+def base_venv(torch_version: str) -> Path:
+    """The cached venv with ``torch==torch_version``, built on first use (under a lock)."""
+    venv = CACHE / f"torch-{torch_version}"
+    done = venv / ".complete"
+    if done.exists():
+        return venv
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".lock-{torch_version}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                            "--disable-pip-version-check", f"torch=={torch_version}"], check=True)
+            done.touch()
+    return venv
+
+
+def site_packages(venv: Path) -> Path:
+    found = sorted((venv / "lib").glob("python3*/site-packages"))
+    assert found, f"no site-packages in {venv}"
+    return found[0]
+
+
+def copy_venv(source: Path, target: Path) -> Path:
+    """A hard-link copy: every file shared with ``source``, every folder new."""
+    subprocess.run(["cp", "-al", str(source), str(target)], check=True)
+    return target
+
+
+def pip(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write new contents without touching the hard-linked original: unlink, then create."""
+    path.unlink()
+    path.write_text(text, encoding="utf-8")
+
+
+def run_plugin(site: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """pytest of this checkout's venv with the plugin inspecting ``site`` (not sys.path)."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cuda-deps-only",
+               f"--cuda-deps-path={site}", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
