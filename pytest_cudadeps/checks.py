@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .build import read_build
 from .declared import choose_roots, declared_findings
-from .environment import scan
+from .environment import Distribution, Environment, scan
 from .findings import Finding
+from .linkage import Linkage, Owners, analyze, linkage_findings
+from .metadata import closure
 from .settings import Settings
 
 Check = Callable[[], Finding]
@@ -21,6 +24,12 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
     env = scan(settings.paths)
     roots, findings = choose_roots(env, settings.roots)
     findings += declared_findings(env, roots)
+    linkages: dict[str, Linkage] = {}
+    owners = Owners(env)
+    for root in roots:
+        linkages[root.key] = analyze(env, root, use_ld_cache=not settings.no_ld_cache, owners=owners)
+        findings += linkage_findings(env, linkages[root.key], closure(env, root), _cuda_of(env, root),
+                                     verify_hashes=settings.verify_hashes)
     checks: dict[str, Check] = {}
     for finding in findings:
         name, n = finding.name, 1
@@ -29,3 +38,8 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
             name = f"{finding.name}#{n}"
         checks[name] = _constant(finding)
     return checks
+
+
+def _cuda_of(env: Environment, root: Distribution) -> str | None:
+    build = read_build(env, root) if root.key == "torch" else None
+    return build.cuda if build is not None and not isinstance(build, str) else None

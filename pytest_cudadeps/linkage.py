@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .environment import Distribution
+from packaging.utils import canonicalize_name
+
+from .elf import ElfInfo, ElfProblem, dynamic_symbols
+from .environment import Distribution, Environment, RecordEntry
+from .findings import Finding, failed, passed, skipped
+from .installers import install_command
+from .loader import LoaderModel, Resolution
+from .metadata import Closure
+from .providers import DRIVER_SONAMES, provider_for
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class Linkage:
     root: Distribution
     objects: tuple[Path, ...]  # the root's own shared objects the walk started from
     libraries: tuple[ResolvedLibrary, ...]  # sorted by soname
+    model: LoaderModel = field(repr=False, compare=False, default_factory=lambda: LoaderModel(()))
+    owners: Owners | None = field(repr=False, compare=False, default=None)
 
     def cuda_libraries(self) -> tuple[ResolvedLibrary, ...]:
         return tuple(lib for lib in self.libraries if is_cuda_soname(lib.soname))
@@ -45,3 +58,296 @@ CUDA_SONAME_PREFIXES = (
 
 def is_cuda_soname(soname: str) -> bool:
     return soname.startswith(CUDA_SONAME_PREFIXES)
+
+
+# ---------------------------------------------------------------------------------------------
+# The walk: the root's own objects, loaded in the order the root loads them.
+
+def root_objects(env: Environment, root: Distribution) -> tuple[Path, ...]:
+    """The root's own shared objects, in the order its import loads them.
+
+    torch: ``torch/lib/libtorch_global_deps.so`` first (torch/__init__.py dlopens it with
+    RTLD_GLOBAL), then ``torch/_C*.so``, then the rest of ``torch/lib/*.so*``.  Any other
+    root: the shared objects its RECORD lists.
+    """
+    package = env.package_dir(root, root.key.replace("-", "_"))
+    if root.key == "torch" and package is not None:
+        lib = package / "lib"
+        first = [lib / "libtorch_global_deps.so"]
+        extensions = sorted(package.glob("_C*.so"))
+        rest = sorted(p for p in lib.glob("*.so*") if p not in first)
+        candidates = [p for p in (*first, *extensions, *rest) if p.is_file() or p.is_symlink()]
+    else:
+        candidates = sorted(p for p, _ in root.files() if _is_shared_object_name(p.name))
+    seen: list[Path] = []
+    for path in candidates:
+        if path not in seen:
+            seen.append(path)
+    return tuple(seen)
+
+
+def _is_shared_object_name(name: str) -> bool:
+    return name.endswith(".so") or ".so." in name
+
+
+class Owners:
+    """Which distributions' RECORD files list each shared object (an index built once per environment).
+
+    Only shared-object names are indexed: torch alone lists some 20,000 files.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self._index: dict[str, list[tuple[Distribution, RecordEntry]]] = {}
+        for dist in env.distributions:
+            if env.get(dist.key) is not dist:
+                continue  # a hidden duplicate: its files are not the ones Python uses
+            base = str(dist.location)
+            for entry in dist.record:
+                if ".so" in entry.path:
+                    key = os.path.normpath(os.path.join(base, entry.path))
+                    self._index.setdefault(key, []).append((dist, entry))
+
+    def of(self, path: Path) -> list[tuple[Distribution, RecordEntry]]:
+        found = self._index.get(os.path.normpath(path))
+        if found:
+            return found
+        return self._index.get(os.path.realpath(path), [])
+
+    def files_named(self, name: str) -> list[tuple[Path, Distribution]]:
+        return [(Path(p), d) for p, owners in self._index.items()
+                if os.path.basename(p) == name for d, _ in owners]
+
+
+def analyze(
+    env: Environment,
+    root: Distribution,
+    *,
+    use_ld_cache: bool = True,
+    ld_library_path: str | None = None,
+    owners: Owners | None = None,
+) -> Linkage:
+    """Load the root's objects in a simulated process and record where each needed library comes from."""
+    owners = owners or Owners(env)
+    model = LoaderModel.for_this_process(use_cache=use_ld_cache, ld_library_path=ld_library_path)
+    objects = root_objects(env, root)
+    model.load(objects)
+    by_soname: dict[str, list[Resolution]] = {}
+    for resolution in model.resolutions:
+        by_soname.setdefault(resolution.soname, []).append(resolution)
+    libraries = []
+    for soname, resolutions in sorted(by_soname.items()):
+        first = resolutions[0]
+        path = model.loaded.get(soname, first.path)
+        owned = owners.of(path) if path else []
+        libraries.append(ResolvedLibrary(
+            soname, path if not first.problem else first.path, first.via,
+            tuple(dict.fromkeys(r.needed_by for r in resolutions)),
+            owned[0][0].name if owned else None,
+        ))
+    return Linkage(root, objects, tuple(libraries), model, owners)
+
+
+# ---------------------------------------------------------------------------------------------
+# The findings: one item per needed CUDA library.
+
+_NVJITLINK_SYMBOL = r"__nvJitLink\w*_\d+_\d+$"
+
+
+def _relative(path: Path, env: Environment) -> str:
+    """A path inside a scanned folder as ``torch/lib/x.so`` (the folder is in the report header)."""
+    for location in env.paths:
+        if location in path.parents:
+            return str(path.relative_to(location))
+    return str(path)
+
+
+def _needed_by(lib: ResolvedLibrary, env: Environment, limit: int = 3) -> str:
+    names = [_relative(p, env) for p in lib.needed_by[:limit]]
+    more = f" and {len(lib.needed_by) - limit} more" if len(lib.needed_by) > limit else ""
+    return ", ".join(names) + more
+
+
+def _hash_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def _bytes_problem(lib: ResolvedLibrary, owned: list[tuple[Distribution, RecordEntry]], verify_hashes: bool) -> str | None:
+    """Two RECORDs claim the file, or its bytes are not what its RECORD says (d)."""
+    assert lib.path is not None
+    try:
+        size = lib.path.stat().st_size
+    except OSError as exc:
+        return f"{lib.path} cannot be read: {exc.strerror}"
+    if len(owned) > 1:
+        digest = _hash_of(lib.path)
+        whose = [str(d) for d, e in owned if e.hash == digest]
+        return (f"{lib.path} is claimed by {len(owned)} RECORDs: {', '.join(str(d) for d, _ in owned)}; "
+                f"the bytes on disk are {whose[0] + _also(whose) if whose else 'none of theirs'}")
+    dist, entry = owned[0]
+    if entry.size and entry.size.isdigit() and int(entry.size) != size:
+        return f"{lib.path} is {size} bytes but {dist}'s RECORD says {entry.size}: another package overwrote it"
+    if verify_hashes and entry.hash and _hash_of(lib.path) != entry.hash:
+        return f"{lib.path} does not match the sha256 in {dist}'s RECORD: another package overwrote it"
+    return None
+
+
+def _also(whose: list[str]) -> str:
+    return "" if len(whose) == 1 else f" (and identical in {', '.join(whose[1:])})"
+
+
+def _version_problems(linkage: Linkage, lib: ResolvedLibrary) -> list[str]:
+    """Symbol versions and nvJitLink entry points the users need and the resolved file lacks (e)."""
+    assert lib.path is not None
+    info = linkage.model.info(lib.path)
+    if not isinstance(info, ElfInfo):
+        return []
+    problems = []
+    for user in lib.needed_by:
+        user_info = linkage.model.info(user)
+        if not isinstance(user_info, ElfInfo):
+            continue
+        for version in user_info.versions_needed_from(lib.soname):
+            if version not in info.verdef:
+                problems.append(f"version `{version}' not found (required by {user})")
+    if lib.soname.startswith("libnvJitLink"):
+        defined, _ = dynamic_symbols(lib.path, _NVJITLINK_SYMBOL)
+        for user in lib.needed_by:
+            _, wanted = dynamic_symbols(user, _NVJITLINK_SYMBOL)
+            for symbol in sorted(wanted - defined):
+                problems.append(f"undefined symbol: {symbol} (needed by {user}; {lib.path} is older than it needs)")
+    return problems
+
+
+def linkage_findings(
+    env: Environment,
+    linkage: Linkage,
+    declared: Closure,
+    cuda: str | None,
+    *,
+    verify_hashes: bool = False,
+) -> list[Finding]:
+    """One finding per needed CUDA library of the root, plus one per object the loader would refuse."""
+    root = linkage.root
+    major = int(cuda.split(".")[0]) if cuda else None
+    demands = declared.by_key()
+    owners = linkage.owners or Owners(env)
+    findings: list[Finding] = []
+    for obj in linkage.objects:
+        problem = linkage.model.info(obj)
+        if isinstance(problem, ElfProblem):
+            findings.append(failed(
+                "elf", f"{root.key}>{obj.name}", f"{obj}: {problem.problem}",
+                f"it is one of {root}'s own shared objects; loading it fails with `{obj}: {problem.problem}`",
+                fix=f"reinstall {root.name}: " + install_command(root.installer, f"{root.name}=={root.version}")
+                + " --force-reinstall --no-deps",
+            ))
+    for lib in linkage.cuda_libraries():
+        subject = f"{root.key}>{lib.soname}"
+        needed = _needed_by(lib, env)
+        if lib.soname in DRIVER_SONAMES:
+            if lib.path is None:
+                findings.append(skipped(
+                    "linkage", subject,
+                    f"{lib.soname} belongs to the NVIDIA driver, not to a wheel, and no driver is installed here "
+                    f"(needed by {needed}); the driver checks tell more",
+                ))
+            else:
+                findings.append(passed("linkage", subject, f"{lib.soname} -> {lib.path} (the driver's, via {lib.via})",
+                                       path=str(lib.path)))
+            continue
+        provider = provider_for(lib.soname, major)
+        installed_providers = sorted({d.key for _, d in owners.files_named(lib.soname)})
+        expected_keys = [k for k in installed_providers if k in demands]
+        if provider and canonicalize_name(provider.distribution) in demands:
+            expected_keys.insert(0, canonicalize_name(provider.distribution))
+        expected = expected_keys[0] if expected_keys else None
+        chain = demands[expected][0].describe() if expected else None
+        owned = owners.of(lib.path) if lib.path else []
+        owner_keys = [d.key for d, _ in owned]
+        problems: list[str] = []
+        details: list[str] = [f"needed by: {needed}"]
+        fix = ""
+        if lib.path is None:
+            resolution = _first_resolution(linkage, lib)
+            problems.append(f"{lib.soname} is not found: loading {root.name} fails with "
+                            f"`OSError: {lib.soname}: cannot open shared object file: No such file or directory`")
+            details.append("searched: " + _searched(resolution))
+        elif _first_resolution(linkage, lib).problem:
+            problem = _first_resolution(linkage, lib).problem
+            problems.append(f"{lib.soname} resolves to {lib.path}, which the loader refuses: {problem}")
+        if expected is None:
+            target = provider.distribution if provider else None
+            problems.append(
+                f"{lib.soname} is needed but no requirement of {root} declares a distribution that provides it"
+                + (f" (it comes from {target} for CUDA {cuda})" if target else "")
+                + ": the installed metadata does not match the binaries (metadata of another platform or build?)"
+            )
+            if provider:
+                fix = install_command(root.installer, provider.spec(cuda))
+        else:
+            details.append(f"declared: {chain}")
+            dist = env.get(expected)
+            wanted = demands[expected][0].wanted()
+            if dist is None:
+                details.append(f"{expected} is not installed")
+                fix = install_command(root.installer, wanted)
+            if lib.path is not None and expected not in owner_keys:
+                owner = f"owned by {owned[0][0]}" if owned else "owned by no installed distribution"
+                declared_as = f"{dist}" if dist else f"{expected} (not installed)"
+                problems.append(f"{lib.soname} resolves to {lib.path} (via {lib.via}, {owner}), not to the copy of "
+                                f"{declared_as}, which {root.name} declares: the import may work by accident "
+                                f"with a foreign library")
+                wheel_copy = [p for p, d in owners.files_named(lib.soname) if d.key == expected]
+                if dist is not None:
+                    details.append(f"{dist}'s copy: {wheel_copy[0] if wheel_copy else 'none (its RECORD lists no ' + lib.soname + ')'}")
+                if lib.via == "LD_LIBRARY_PATH" and wheel_copy:
+                    fix = f"remove {lib.path.parent} from LD_LIBRARY_PATH"
+                elif dist is not None:
+                    fix = install_command(root.installer, wanted) + " --force-reinstall --no-deps"
+        if lib.path is None and not fix and provider:
+            fix = install_command(root.installer, provider.spec(cuda))
+        if lib.path is not None and owned and not problems:
+            bytes_problem = _bytes_problem(lib, owned, verify_hashes)
+            if bytes_problem:
+                problems.append(bytes_problem)
+                fix = install_command(root.installer, f"{owned[0][0].name}=={owned[0][0].version}") + " --force-reinstall --no-deps"
+        if lib.path is not None and not problems:
+            version_problems = _version_problems(linkage, lib)
+            if version_problems:
+                problems.append(f"{lib.soname} at {lib.path} lacks what its users need: {version_problems[0]}")
+                details.extend(version_problems[1:4])
+                target = demands[expected][0].wanted() if expected else (provider.spec(cuda) if provider else lib.soname)
+                fix = install_command(root.installer, target)
+        if problems:
+            findings.append(failed("linkage", subject, problems[0], *problems[1:], *details, fix=fix or "see above",
+                                   path=str(lib.path) if lib.path else "", via=lib.via))
+        else:
+            owner = f"{owned[0][0]}" if owned else "no distribution"
+            findings.append(passed(
+                "linkage", subject, f"{lib.soname} -> {lib.path} ({owner}, via {lib.via})",
+                path=str(lib.path), owner=owner, via=lib.via,
+            ))
+    return findings
+
+
+def _first_resolution(linkage: Linkage, lib: ResolvedLibrary) -> Resolution:
+    for resolution in linkage.model.resolutions:
+        if resolution.soname == lib.soname:
+            return resolution
+    raise LookupError(lib.soname)
+
+
+def _searched(resolution: Resolution) -> str:
+    """The folders tried, grouped by the step of the search that tried them."""
+    groups: dict[str, list[str]] = {}
+    for entry in resolution.searched:
+        via, _, folder = entry.partition(": ")
+        groups.setdefault(via, []).append(folder)
+    parts = [f"{via} ({', '.join(f for f in folders if f)})" if any(folders) else via for via, folders in groups.items()]
+    if not any(e.startswith("LD_LIBRARY_PATH") for e in resolution.searched):
+        parts.insert(len(parts) - 1 if parts else 0, "LD_LIBRARY_PATH (unset)")
+    return "; ".join(parts)

@@ -7,8 +7,9 @@ or ``--cuda-deps-only`` turns the plugin on.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -43,6 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--cuda-deps-no-ld-cache", "cuda_deps_no_ld_cache",
            "resolve libraries as if /etc/ld.so.cache were empty, as a clean container without a "
            "system CUDA sees them", "bool", action="store_true", default=None)
+    option("--cuda-deps-verify-hashes", "cuda_deps_verify_hashes",
+           "compare the sha256 of every resolved CUDA library with its RECORD (reads some GiB; by default "
+           "only sizes are compared, and hashes only for a file that two RECORDs claim)",
+           "bool", action="store_true", default=None)
     option("--cuda-deps-timeout", "cuda_deps_timeout",
            "seconds each child-process probe may take before it counts as hung (default 60)",
            "string", metavar="SECONDS", default=None)

@@ -22,6 +22,7 @@ class Settings:
     no_ld_cache: bool = False
     timeout: float = DEFAULT_TIMEOUT
     require_gpu: bool = False
+    verify_hashes: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -49,6 +50,7 @@ class Settings:
             no_ld_cache=bool(value("cuda_deps_no_ld_cache")),
             timeout=timeout,
             require_gpu=bool(value("cuda_deps_require_gpu")),
+            verify_hashes=bool(value("cuda_deps_verify_hashes")),
         )
 
     def describe(self) -> str:

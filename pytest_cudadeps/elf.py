@@ -1,0 +1,156 @@
+"""ELF facts read with pyelftools: headers, the dynamic section and symbol versions only.
+
+Nothing here maps or runs the file: pyelftools reads the ELF header, the section
+headers and the few small sections asked for, so a 1 GiB libcublasLt costs the same
+as a small library.  A file that is not a usable ELF object comes back as an
+:class:`ElfProblem` (never an exception), because the loader would stop on it too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    """What the dynamic loader reads from a shared object."""
+
+    path: Path
+    elf_class: int  # 32 or 64
+    machine: str  # e_machine, such as "EM_X86_64"
+    soname: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]  # DT_RPATH split on ":"; "" entries kept (they mean the current folder)
+    runpath: tuple[str, ...]
+    verneed: tuple[tuple[str, tuple[str, ...]], ...]  # (needed file, version names it requires)
+    verdef: tuple[str, ...]  # version names it defines
+
+    def has_runpath(self) -> bool:
+        return bool(self.runpath)
+
+    def effective_rpath(self) -> tuple[str, ...]:
+        """glibc ignores DT_RPATH when DT_RUNPATH is present (elf/get-dynamic-info.h)."""
+        return () if self.runpath else self.rpath
+
+    def versions_needed_from(self, soname: str) -> tuple[str, ...]:
+        for name, versions in self.verneed:
+            if name == soname:
+                return versions
+        return ()
+
+
+@dataclass(frozen=True)
+class ElfProblem:
+    """A file the loader would refuse, and the reason in the loader's words where possible."""
+
+    path: Path
+    problem: str
+
+
+_WANTED_SECTIONS = ("SHT_DYNAMIC", "SHT_GNU_verneed", "SHT_GNU_verdef")
+
+
+def _split_path(value: str) -> tuple[str, ...]:
+    return tuple(value.split(":"))
+
+
+def read_elf(path: Path) -> ElfInfo | ElfProblem:
+    """The dynamic facts of ``path``; an :class:`ElfProblem` for anything the loader would reject."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(4)
+            if len(magic) < 4:
+                return ElfProblem(path, "file too short")
+            if magic != b"\x7fELF":
+                return ElfProblem(path, "invalid ELF header")
+            stream.seek(0)
+            elf = ELFFile(stream)
+            if elf["e_type"] != "ET_DYN":
+                return ElfProblem(path, f"not a shared object (e_type {elf['e_type']})")
+            soname = None
+            needed: list[str] = []
+            rpath: tuple[str, ...] = ()
+            runpath: tuple[str, ...] = ()
+            verneed: list[tuple[str, tuple[str, ...]]] = []
+            verdef: list[str] = []
+            # Only the three sections the loader reads are built; the others are never parsed.
+            for index in range(elf.num_sections()):
+                kind = elf._get_section_header(index)["sh_type"]
+                if kind not in _WANTED_SECTIONS:
+                    continue
+                section = elf.get_section(index)
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags():
+                        kind = tag.entry.d_tag
+                        if kind == "DT_NEEDED":
+                            needed.append(tag.needed)
+                        elif kind == "DT_SONAME":
+                            soname = tag.soname
+                        elif kind == "DT_RPATH":
+                            rpath = _split_path(tag.rpath)
+                        elif kind == "DT_RUNPATH":
+                            runpath = _split_path(tag.runpath)
+                elif isinstance(section, GNUVerNeedSection):
+                    for entry, aux in section.iter_versions():
+                        verneed.append((entry.name, tuple(a.name for a in aux)))
+                elif isinstance(section, GNUVerDefSection):
+                    for _entry, aux in section.iter_versions():
+                        names = [a.name for a in aux]
+                        if names:
+                            verdef.append(names[0])
+            return ElfInfo(path, elf.elfclass, str(elf["e_machine"]), soname, tuple(needed), rpath, runpath,
+                           tuple(verneed), tuple(verdef))
+    except PermissionError as exc:
+        return ElfProblem(path, f"cannot be read: {exc.strerror}")
+    except IsADirectoryError:
+        return ElfProblem(path, "is a directory")
+    except OSError as exc:
+        return ElfProblem(path, f"cannot be read: {exc.strerror or exc}")
+    except (ELFError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        return ElfProblem(path, f"damaged ELF file ({type(exc).__name__}: {exc})")
+    except Exception as exc:  # pyelftools raises struct.error and others on truncated files
+        return ElfProblem(path, f"damaged ELF file ({type(exc).__name__}: {exc})")
+
+
+def read_header(path: Path) -> tuple[int, str] | None:
+    """ELF class and machine, from the first 20 bytes; None when the file is not ELF."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+        return None
+    order = "little" if head[5] == 1 else "big"
+    machine = int.from_bytes(head[18:20], order)
+    return (32 if head[4] == 1 else 64), _MACHINES.get(machine, f"EM_{machine}")
+
+
+_MACHINES = {3: "EM_386", 62: "EM_X86_64", 183: "EM_AARCH64", 40: "EM_ARM", 21: "EM_PPC64", 22: "EM_S390"}
+
+
+def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(defined, undefined) names in ``.dynsym`` that match the regular expression ``pattern``."""
+    from elftools.elf.elffile import ELFFile
+
+    wanted = re.compile(pattern)
+    defined: set[str] = set()
+    undefined: set[str] = set()
+    try:
+        with open(path, "rb") as stream:
+            section = ELFFile(stream).get_section_by_name(".dynsym")
+            if section is None:
+                return frozenset(), frozenset()
+            for symbol in section.iter_symbols():
+                if wanted.match(symbol.name):
+                    (undefined if symbol["st_shndx"] == "SHN_UNDEF" else defined).add(symbol.name)
+    except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
+        return frozenset(), frozenset()
+    return frozenset(defined), frozenset(undefined)

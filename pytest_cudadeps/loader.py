@@ -1,0 +1,239 @@
+"""Where glibc's ld.so finds each needed library, worked out without loading anything.
+
+For a DT_NEEDED name of an object O, glibc (elf/dl-load.c, ``_dl_map_object``) tries:
+
+0. a library already loaded with that soname: it is reused, whatever O's own paths say;
+   a name containing ``/`` is opened as a path and nothing is searched;
+1. DT_RPATH of O, then of the object that loaded O, and so on up to the executable;
+   only when O has no DT_RUNPATH (and an object's DT_RPATH counts only when that
+   object has no DT_RUNPATH itself: glibc drops DT_RPATH when both are present);
+2. LD_LIBRARY_PATH (ignored for set-uid programs, which we never are);
+3. DT_RUNPATH of O (only O's: it is not inherited by what O loads);
+4. /etc/ld.so.cache, unless ignored (``--cuda-deps-no-ld-cache``, as
+   ``ld.so --inhibit-cache`` runs, or a clean container without a system CUDA sees it);
+5. the default folders (/lib/<multiarch>, /usr/lib/<multiarch>, /lib, /usr/lib, or
+   lib64 on distributions without multiarch).
+
+In every path list ``$ORIGIN``/``${ORIGIN}`` is O's folder, ``$LIB`` and ``$PLATFORM``
+are expanded as this glibc does, and an empty entry means the current folder.  A
+candidate of the wrong ELF class or machine is skipped and the search goes on; a
+candidate that is not ELF at all stops the loader with an error (``invalid ELF header``),
+so it is reported as found-but-broken.  glibc-hwcaps subfolders are not searched here:
+the wheels never use them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import struct
+import sys
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .elf import ElfInfo, ElfProblem, read_elf, read_header
+
+LD_SO_CACHE = Path("/etc/ld.so.cache")
+_NEW_MAGIC = b"glibc-ld.so.cache1.1"
+_OLD_MAGIC = b"ld.so-1.7.0"
+
+
+def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, tuple[Path, ...]]:
+    """soname -> library paths listed in the binary ld.so.cache, in its order (both formats)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    start = 0
+    if data.startswith(_OLD_MAGIC):
+        count = struct.unpack_from("<I", data, 12)[0]
+        start = 16 + count * 12
+        start = (start + 7) & ~7  # the new format follows, aligned
+    if data[start:start + len(_NEW_MAGIC)] != _NEW_MAGIC:
+        return {}
+    count = struct.unpack_from("<I", data, start + 20)[0]
+    entries: dict[str, list[Path]] = {}
+
+    def string(offset: int) -> str:
+        end = data.find(b"\0", offset)
+        return data[offset:end].decode("utf-8", "replace")
+
+    for index in range(count):
+        _flags, key, value = struct.unpack_from("<iII", data, start + 48 + index * 24)
+        if key < len(data) and value < len(data):
+            entries.setdefault(string(key), []).append(Path(string(value)))
+    return {k: tuple(v) for k, v in entries.items()}
+
+
+def default_dirs() -> tuple[Path, ...]:
+    machine = platform.machine()
+    multiarch = f"{machine}-linux-gnu"
+    dirs = [Path("/lib") / multiarch, Path("/usr/lib") / multiarch, Path("/lib64"), Path("/usr/lib64"),
+            Path("/lib"), Path("/usr/lib")]
+    return tuple(d for d in dirs if d.is_dir())
+
+
+def lib_token() -> str:
+    """What ``$LIB`` expands to: the multiarch folder where it exists, else lib64/lib."""
+    multiarch = Path("/lib") / f"{platform.machine()}-linux-gnu"
+    if multiarch.is_dir():
+        return f"lib/{multiarch.name}"
+    return "lib64" if Path("/lib64").is_dir() and struct.calcsize("P") == 8 else "lib"
+
+
+def expand(entry: str, origin: Path) -> Path:
+    """One path-list entry with $ORIGIN, $LIB, $PLATFORM expanded; "" is the current folder."""
+    if not entry:
+        return Path(os.getcwd())
+    for token, value in (("ORIGIN", str(origin)), ("LIB", lib_token()), ("PLATFORM", platform.machine())):
+        entry = entry.replace("${" + token + "}", value).replace("$" + token, value)
+    return Path(os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.getcwd(), entry)))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where one needed name led, for one needing object."""
+
+    soname: str
+    needed_by: Path
+    path: Path | None
+    via: str  # "DT_RPATH of X", "LD_LIBRARY_PATH", "DT_RUNPATH", "ld.so.cache", "default folders", "already loaded"
+    searched: tuple[str, ...]  # the folders tried, as "via: folder"
+    problem: str | None = None  # the file found cannot be loaded: "invalid ELF header" and the like
+    skipped: tuple[tuple[Path, str], ...] = ()  # candidates passed over (wrong class or machine)
+
+
+@dataclass
+class LoaderModel:
+    """A simulated process: the objects it has mapped and how each needed name was resolved."""
+
+    ld_library_path: tuple[str, ...]
+    use_cache: bool = True
+    executable: Path | None = None
+    cache: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    defaults: tuple[Path, ...] = field(default_factory=default_dirs)
+    loaded: dict[str, Path] = field(default_factory=dict)  # soname -> mapped file
+    loader_of: dict[Path, Path | None] = field(default_factory=dict)
+    infos: dict[Path, ElfInfo | ElfProblem] = field(default_factory=dict)
+    resolutions: list[Resolution] = field(default_factory=list)
+
+    @classmethod
+    def for_this_process(cls, *, use_cache: bool = True, ld_library_path: str | None = None) -> LoaderModel:
+        value = os.environ.get("LD_LIBRARY_PATH", "") if ld_library_path is None else ld_library_path
+        exe = Path(os.path.realpath(sys.executable)) if sys.executable else None
+        return cls(tuple(value.split(":")) if value else (), use_cache, exe,
+                   read_ld_so_cache() if use_cache else {})
+
+    def info(self, path: Path) -> ElfInfo | ElfProblem:
+        if path not in self.infos:
+            self.infos[path] = read_elf(path)
+        return self.infos[path]
+
+    def _acceptable(self, candidate: Path, wanted: tuple[int, str]) -> tuple[bool, str | None]:
+        """(take it, problem): wrong class/machine is skipped; a non-ELF file stops the search."""
+        if not candidate.is_file():
+            return False, None
+        header = read_header(candidate)
+        if header is None:
+            problem = self.info(candidate)
+            return True, problem.problem if isinstance(problem, ElfProblem) else "invalid ELF header"
+        if header != wanted:
+            return False, f"wrong ELF class or machine ({header[0]}-bit {header[1]})"
+        found = self.info(candidate)
+        return True, found.problem if isinstance(found, ElfProblem) else None
+
+    def _rpath_chain(self, obj: Path) -> list[tuple[str, Path, tuple[str, ...]]]:
+        chain: list[tuple[str, Path, tuple[str, ...]]] = []
+        seen: set[Path] = set()
+        current: Path | None = obj
+        while current is not None and current not in seen:
+            seen.add(current)
+            info = self.info(current)
+            if isinstance(info, ElfInfo) and info.effective_rpath():
+                chain.append((f"DT_RPATH of {current.name}", current.parent, info.effective_rpath()))
+            current = self.loader_of.get(current)
+        if self.executable is not None and self.executable not in seen:
+            info = self.info(self.executable)
+            if isinstance(info, ElfInfo) and info.effective_rpath():
+                chain.append((f"DT_RPATH of {self.executable.name}", self.executable.parent, info.effective_rpath()))
+        return chain
+
+    def resolve(self, soname: str, needed_by: Path) -> Resolution:
+        """Where the loader finds ``soname`` for ``needed_by`` (nothing is recorded as loaded)."""
+        if soname in self.loaded:
+            return Resolution(soname, needed_by, self.loaded[soname], "already loaded", ())
+        if "/" in soname:
+            path = expand(soname, needed_by.parent)
+            return Resolution(soname, needed_by, path if path.is_file() else None, "path", (str(path),))
+        obj = self.info(needed_by)
+        if isinstance(obj, ElfProblem):
+            return Resolution(soname, needed_by, None, "not found", (), obj.problem)
+        wanted = (obj.elf_class, obj.machine)
+        steps: list[tuple[str, Iterable[Path]]] = []
+        if not obj.has_runpath():
+            for via, origin_dir, entries in self._rpath_chain(needed_by):
+                steps.append((via, [expand(e, origin_dir) for e in entries]))
+        steps.append(("LD_LIBRARY_PATH", [expand(e, needed_by.parent) for e in self.ld_library_path]))
+        if obj.has_runpath():
+            steps.append((f"DT_RUNPATH of {needed_by.name}", [expand(e, needed_by.parent) for e in obj.runpath]))
+        searched: list[str] = []
+        skipped: list[tuple[Path, str]] = []
+        for via, folders in steps:
+            for folder in folders:
+                searched.append(f"{via}: {folder}")
+                candidate = folder / soname
+                take, problem = self._acceptable(candidate, wanted)
+                if take:
+                    return Resolution(soname, needed_by, candidate, via, tuple(searched), problem, tuple(skipped))
+                if problem:
+                    skipped.append((candidate, problem))
+        if self.use_cache:
+            searched.append("ld.so.cache")
+            for candidate in self.cache.get(soname, ()):
+                take, problem = self._acceptable(candidate, wanted)
+                if take:
+                    return Resolution(soname, needed_by, candidate, "ld.so.cache", tuple(searched), problem,
+                                      tuple(skipped))
+                if problem:
+                    skipped.append((candidate, problem))
+        for folder in self.defaults:
+            searched.append(f"default folders: {folder}")
+            candidate = folder / soname
+            take, problem = self._acceptable(candidate, wanted)
+            if take:
+                return Resolution(soname, needed_by, candidate, "default folders", tuple(searched), problem,
+                                  tuple(skipped))
+            if problem:
+                skipped.append((candidate, problem))
+        return Resolution(soname, needed_by, None, "not found", tuple(searched), None, tuple(skipped))
+
+    def load(self, objects: Sequence[Path]) -> None:
+        """Map ``objects`` (opened by path, as dlopen of an absolute path does) and all they need.
+
+        Dependencies are loaded breadth first in DT_NEEDED order, as ld.so does, so the
+        first object to ask for a soname decides which file every later user gets.
+        """
+        queue: deque[Path] = deque()
+        for obj in objects:
+            info = self.info(obj)
+            if isinstance(info, ElfInfo) and info.soname and info.soname in self.loaded:
+                continue
+            self.loader_of.setdefault(obj, None)
+            if isinstance(info, ElfInfo):
+                self.loaded.setdefault(info.soname or str(obj), obj)
+                queue.append(obj)
+            while queue:
+                current = queue.popleft()
+                current_info = self.info(current)
+                if not isinstance(current_info, ElfInfo):
+                    continue
+                for soname in current_info.needed:
+                    resolution = self.resolve(soname, current)
+                    self.resolutions.append(resolution)
+                    if resolution.path is None or resolution.via == "already loaded" or resolution.problem:
+                        continue
+                    self.loaded[soname] = resolution.path
+                    self.loader_of.setdefault(resolution.path, current)
+                    queue.append(resolution.path)
