@@ -1,0 +1,170 @@
+"""Run a probe in a child process: a fresh interpreter, a timeout, and progress it cannot garble.
+
+Everything that runs foreign code (dlopen of the CUDA libraries, libcuda, NVML, torch)
+runs here and never in the pytest process: a constructor that segfaults, spins, or
+calls ``exit(0)`` ends the child, and the parent still knows which step it was in,
+because the child reports ``begin``/``end`` of each step as JSON lines (see
+:mod:`pytest_cudadeps.probes._protocol`).
+
+The child is ``sys.executable`` without ``-I``: ``PYTHONPATH`` must work, so that the
+checked environment's site-packages (``--cuda-deps-path``) come first and this
+package's own folder last.  The child starts in its own session so that a timeout
+kills the whole process group (torch's all-reduce spawns workers of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Runs the program as if /etc/ld.so.cache were empty (--cuda-deps-no-ld-cache).
+DYNAMIC_LOADER = "/lib64/ld-linux-x86-64.so.2"
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_STDERR_TAIL = 2000
+# sys.path[0] of "python -c" is the working folder, which may hold a torch/ source tree.
+_LAUNCHER = (
+    "import sys, runpy; del sys.path[0]; "
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+)
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """What one child said and how it ended.
+
+    ``results`` maps each finished step to its data; ``begun`` lists steps in the
+    order they started.  ``returncode`` is None when the child was killed for
+    running past ``timeout``; a negative one is the signal that killed it.
+    """
+
+    command: tuple[str, ...]
+    results: dict[str, dict[str, Any]]
+    begun: tuple[str, ...]
+    finished: bool
+    returncode: int | None
+    timed_out: bool
+    timeout: float
+    elapsed: float
+    stderr: str = field(repr=False, default="")
+
+    @property
+    def current(self) -> str | None:
+        """The step the child was in when it ended without finishing (None when it finished)."""
+        unfinished = [step for step in self.begun if step not in self.results]
+        return unfinished[-1] if unfinished else None
+
+    @property
+    def ok(self) -> bool:
+        return self.finished and self.returncode == 0 and not self.timed_out
+
+    def trouble(self) -> str | None:
+        """How the child ended, when it did not end well; None when it did."""
+        if self.timed_out:
+            return f"hung: no answer within {self.timeout:g} s (killed)"
+        assert self.returncode is not None
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = "unknown signal"
+            return f"crashed: killed by signal {-self.returncode} ({name})"
+        if not self.finished:
+            return f"ended the process early with exit status {self.returncode} (an exit() in library code?)"
+        if self.returncode != 0:
+            return f"exited with status {self.returncode}"
+        return None
+
+    def stderr_tail(self, lines: int = 3) -> tuple[str, ...]:
+        kept = [line.rstrip() for line in self.stderr.splitlines() if line.strip()]
+        return tuple(line[:300] for line in kept[-lines:])
+
+
+def child_environment(
+    paths: Sequence[str] | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The child's environment: PYTHONPATH = the checked paths, then this package's folder."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    entries = list(paths) if paths is not None else [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if _PACKAGE_PARENT not in entries:
+        entries.append(_PACKAGE_PARENT)
+    env["PYTHONPATH"] = os.pathsep.join(entries)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def run_probe(
+    module: str,
+    request: Any,
+    *,
+    timeout: float,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+) -> ChildRun:
+    """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does."""
+    command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
+    if inhibit_ld_cache and os.path.exists(DYNAMIC_LOADER):
+        command = [DYNAMIC_LOADER, "--inhibit-cache", *command]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_environment(paths, env),
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, err = process.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(process)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
+            out, err = b"", b""
+    finally:
+        if process.poll() is None:  # an exception of our own: leave nothing behind
+            _kill_group(process)
+            process.wait()
+    elapsed = time.monotonic() - started
+    results: dict[str, dict[str, Any]] = {}
+    begun: list[str] = []
+    finished = False
+    for line in out.decode("utf-8", "replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if "begin" in event:
+            begun.append(str(event["begin"]))
+        elif "end" in event:
+            data = event.get("data")
+            results[str(event["end"])] = data if isinstance(data, dict) else {}
+        elif event.get("done"):
+            finished = True
+    return ChildRun(
+        tuple(command), results, tuple(begun), finished,
+        None if timed_out else process.returncode, timed_out, timeout, elapsed,
+        err.decode("utf-8", "replace")[-_STDERR_TAIL:],
+    )
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
