@@ -15,8 +15,8 @@ from .environment import Distribution, Environment, RecordEntry
 from .findings import Finding, failed, passed, skipped
 from .installers import install_command
 from .loader import LoaderModel, Resolution
-from .metadata import Closure
-from .providers import DRIVER_SONAMES, provider_for
+from .metadata import Closure, Demand
+from .providers import DRIVER_SONAMES, Provider, provider_for
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,126 @@ def _version_problems(linkage: Linkage, lib: ResolvedLibrary) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """The distribution the root's metadata names for a soname, and how it names it."""
+
+    key: str
+    chain: str  # "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
+    wanted: str  # what to install: "nvidia-cuda-runtime==13.0.96.*"
+
+
+def _declared_provider(
+    linkage: Linkage, lib: ResolvedLibrary, provider: Provider | None, demands: dict[str, list[Demand]], owners: Owners
+) -> _Declared | None:
+    """Which declared requirement provides ``lib``, in this order: the owner of the file the loader
+    picks (when declared), the root itself, the provider table, cuda-toolkit's extra for it, any other
+    declared distribution whose RECORD lists that soname."""
+    root = linkage.root
+    owning = [d.key for d, _ in owners.of(lib.path)] if lib.path else []
+    if root.key in owning or any(d.key == root.key for _, d in owners.files_named(lib.soname)):
+        return _Declared(root.key, f"{root} itself", f"{root.name}=={root.version}")
+    keys = [k for k in owning if k in demands]
+    keys += [canonicalize_name(provider.distribution)] if provider else []
+    for key in keys:
+        if key in demands:
+            return _Declared(key, demands[key][0].describe(), demands[key][0].wanted())
+    toolkit = _toolkit_demand(demands, provider)
+    if provider is not None and toolkit is not None:
+        # cuda-toolkit itself is missing, so its extras could not be followed; it still declares the wheel.
+        return _Declared(canonicalize_name(provider.distribution),
+                         f"{toolkit.describe()} (not installed: its extra {provider.extra} brings {provider.distribution})",
+                         toolkit.wanted())
+    if provider is not None:
+        return None  # the table is authoritative: a wheel that ships its own copy elsewhere (triton) does not count
+    for key in sorted({d.key for _, d in owners.files_named(lib.soname)}):
+        if key in demands:
+            return _Declared(key, demands[key][0].describe(), demands[key][0].wanted())
+    return None
+
+
+def _driver_finding(lib: ResolvedLibrary, subject: str, needed: str) -> Finding:
+    if lib.path is None:
+        return skipped(
+            "linkage", subject,
+            f"{lib.soname} belongs to the NVIDIA driver, not to a wheel, and no driver is installed here "
+            f"(needed by {needed}); the driver checks tell more",
+        )
+    return passed("linkage", subject, f"{lib.soname} -> {lib.path} (the driver's, via {lib.via})", path=str(lib.path))
+
+
+def _library_finding(
+    env: Environment, linkage: Linkage, lib: ResolvedLibrary, demands: dict[str, list[Demand]],
+    cuda: str | None, owners: Owners, verify_hashes: bool,
+) -> Finding:
+    """Findings a to e of one needed CUDA library, the first problem as the message."""
+    root = linkage.root
+    subject = f"{root.key}>{lib.soname}"
+    needed = _needed_by(lib, env)
+    if lib.soname in DRIVER_SONAMES:
+        return _driver_finding(lib, subject, needed)
+    provider = provider_for(lib.soname, int(cuda.split(".")[0]) if cuda else None)
+    declared = _declared_provider(linkage, lib, provider, demands, owners)
+    owned = owners.of(lib.path) if lib.path else []
+    resolution = _first_resolution(linkage, lib)
+    problems: list[str] = []
+    details = [f"needed by: {needed}"]
+    fix = ""
+    if declared is None:
+        problems.append(
+            f"{lib.soname} is needed but no requirement of {root} declares a distribution that provides it"
+            + (f" (for CUDA {cuda} it comes from {provider.distribution})" if provider else "")
+            + ": the installed metadata does not match the binaries (metadata of another platform or build?)"
+        )
+        if lib.path is not None:
+            owner = f"owned by {owned[0][0]}" if owned else "owned by no installed distribution"
+            details.append(f"resolves to: {lib.path} (via {lib.via}, {owner})")
+        fix = (install_command(root.installer, provider.spec(cuda)) if provider else
+               f"install the distribution that provides {lib.soname}, or reinstall {root.name} from the index "
+               f"that matches this platform")
+    else:
+        details.append(f"declared: {declared.chain}")
+        fix = install_command(root.installer, declared.wanted)
+    dist = env.get(declared.key) if declared else None
+    if declared is not None and dist is None:
+        details.append(f"{declared.key} is not installed")
+    if lib.path is None:
+        problems.insert(0, f"{lib.soname} is not found: loading {root.name} fails with "
+                           f"`OSError: {lib.soname}: cannot open shared object file: No such file or directory`")
+        details.append("searched: " + _searched(resolution))
+    elif resolution.problem:
+        problems.insert(0, f"{lib.soname} resolves to {lib.path}, which the loader refuses: {resolution.problem}")
+    elif declared is not None and declared.key not in {d.key for d, _ in owned}:
+        owner = f"owned by {owned[0][0]}" if owned else "owned by no installed distribution"
+        problems.append(
+            f"{lib.soname} resolves to {lib.path} (via {lib.via}, {owner}), not to the copy of "
+            f"{dist or declared.key + ' (not installed)'}, which {root.name} declares: the import may work by "
+            f"accident with a foreign library"
+        )
+        wheel_copy = [p for p, d in owners.files_named(lib.soname) if d.key == declared.key]
+        if dist is not None:
+            details.append(f"{dist}'s copy: {wheel_copy[0] if wheel_copy else 'none (its RECORD lists no ' + lib.soname + ')'}")
+            fix = (f"remove {lib.path.parent} from LD_LIBRARY_PATH" if lib.via == "LD_LIBRARY_PATH" and wheel_copy
+                   else fix + " --force-reinstall --no-deps")
+    if lib.path is not None and owned and not problems:
+        bytes_problem = _bytes_problem(lib, owned, verify_hashes)
+        if bytes_problem:
+            problems.append(bytes_problem)
+            owner_dist = owned[0][0]
+            fix = install_command(root.installer, f"{owner_dist.name}=={owner_dist.version}") + " --force-reinstall --no-deps"
+    if lib.path is not None and not problems:
+        version_problems = _version_problems(linkage, lib)
+        if version_problems:
+            problems.append(f"{lib.soname} at {lib.path} lacks what its users need: {version_problems[0]}")
+            details.extend(version_problems[1:4])
+    if problems:
+        return failed("linkage", subject, problems[0], *problems[1:], *details, fix=fix or "see above",
+                      path=str(lib.path or ""), via=lib.via)
+    owner = f"{owned[0][0]}" if owned else "no distribution"
+    return passed("linkage", subject, f"{lib.soname} -> {lib.path} ({owner}, via {lib.via})",
+                  path=str(lib.path), owner=owner, via=lib.via)
+
+
 def linkage_findings(
     env: Environment,
     linkage: Linkage,
@@ -230,9 +350,8 @@ def linkage_findings(
     *,
     verify_hashes: bool = False,
 ) -> list[Finding]:
-    """One finding per needed CUDA library of the root, plus one per object the loader would refuse."""
+    """One finding per needed CUDA library of the root, plus one per own object the loader would refuse."""
     root = linkage.root
-    major = int(cuda.split(".")[0]) if cuda else None
     demands = declared.by_key()
     owners = linkage.owners or Owners(env)
     findings: list[Finding] = []
@@ -240,98 +359,23 @@ def linkage_findings(
         problem = linkage.model.info(obj)
         if isinstance(problem, ElfProblem):
             findings.append(failed(
-                "elf", f"{root.key}>{obj.name}", f"{obj}: {problem.problem}",
+                "elf", f"{root.key}>{obj.name}", f"{_relative(obj, env)}: {problem.problem}",
                 f"it is one of {root}'s own shared objects; loading it fails with `{obj}: {problem.problem}`",
-                fix=f"reinstall {root.name}: " + install_command(root.installer, f"{root.name}=={root.version}")
-                + " --force-reinstall --no-deps",
+                fix=install_command(root.installer, f"{root.name}=={root.version}") + " --force-reinstall --no-deps",
             ))
     for lib in linkage.cuda_libraries():
-        subject = f"{root.key}>{lib.soname}"
-        needed = _needed_by(lib, env)
-        if lib.soname in DRIVER_SONAMES:
-            if lib.path is None:
-                findings.append(skipped(
-                    "linkage", subject,
-                    f"{lib.soname} belongs to the NVIDIA driver, not to a wheel, and no driver is installed here "
-                    f"(needed by {needed}); the driver checks tell more",
-                ))
-            else:
-                findings.append(passed("linkage", subject, f"{lib.soname} -> {lib.path} (the driver's, via {lib.via})",
-                                       path=str(lib.path)))
-            continue
-        provider = provider_for(lib.soname, major)
-        installed_providers = sorted({d.key for _, d in owners.files_named(lib.soname)})
-        expected_keys = [k for k in installed_providers if k in demands]
-        if provider and canonicalize_name(provider.distribution) in demands:
-            expected_keys.insert(0, canonicalize_name(provider.distribution))
-        expected = expected_keys[0] if expected_keys else None
-        chain = demands[expected][0].describe() if expected else None
-        owned = owners.of(lib.path) if lib.path else []
-        owner_keys = [d.key for d, _ in owned]
-        problems: list[str] = []
-        details: list[str] = [f"needed by: {needed}"]
-        fix = ""
-        if lib.path is None:
-            resolution = _first_resolution(linkage, lib)
-            problems.append(f"{lib.soname} is not found: loading {root.name} fails with "
-                            f"`OSError: {lib.soname}: cannot open shared object file: No such file or directory`")
-            details.append("searched: " + _searched(resolution))
-        elif _first_resolution(linkage, lib).problem:
-            problem = _first_resolution(linkage, lib).problem
-            problems.append(f"{lib.soname} resolves to {lib.path}, which the loader refuses: {problem}")
-        if expected is None:
-            target = provider.distribution if provider else None
-            problems.append(
-                f"{lib.soname} is needed but no requirement of {root} declares a distribution that provides it"
-                + (f" (it comes from {target} for CUDA {cuda})" if target else "")
-                + ": the installed metadata does not match the binaries (metadata of another platform or build?)"
-            )
-            if provider:
-                fix = install_command(root.installer, provider.spec(cuda))
-        else:
-            details.append(f"declared: {chain}")
-            dist = env.get(expected)
-            wanted = demands[expected][0].wanted()
-            if dist is None:
-                details.append(f"{expected} is not installed")
-                fix = install_command(root.installer, wanted)
-            if lib.path is not None and expected not in owner_keys:
-                owner = f"owned by {owned[0][0]}" if owned else "owned by no installed distribution"
-                declared_as = f"{dist}" if dist else f"{expected} (not installed)"
-                problems.append(f"{lib.soname} resolves to {lib.path} (via {lib.via}, {owner}), not to the copy of "
-                                f"{declared_as}, which {root.name} declares: the import may work by accident "
-                                f"with a foreign library")
-                wheel_copy = [p for p, d in owners.files_named(lib.soname) if d.key == expected]
-                if dist is not None:
-                    details.append(f"{dist}'s copy: {wheel_copy[0] if wheel_copy else 'none (its RECORD lists no ' + lib.soname + ')'}")
-                if lib.via == "LD_LIBRARY_PATH" and wheel_copy:
-                    fix = f"remove {lib.path.parent} from LD_LIBRARY_PATH"
-                elif dist is not None:
-                    fix = install_command(root.installer, wanted) + " --force-reinstall --no-deps"
-        if lib.path is None and not fix and provider:
-            fix = install_command(root.installer, provider.spec(cuda))
-        if lib.path is not None and owned and not problems:
-            bytes_problem = _bytes_problem(lib, owned, verify_hashes)
-            if bytes_problem:
-                problems.append(bytes_problem)
-                fix = install_command(root.installer, f"{owned[0][0].name}=={owned[0][0].version}") + " --force-reinstall --no-deps"
-        if lib.path is not None and not problems:
-            version_problems = _version_problems(linkage, lib)
-            if version_problems:
-                problems.append(f"{lib.soname} at {lib.path} lacks what its users need: {version_problems[0]}")
-                details.extend(version_problems[1:4])
-                target = demands[expected][0].wanted() if expected else (provider.spec(cuda) if provider else lib.soname)
-                fix = install_command(root.installer, target)
-        if problems:
-            findings.append(failed("linkage", subject, problems[0], *problems[1:], *details, fix=fix or "see above",
-                                   path=str(lib.path) if lib.path else "", via=lib.via))
-        else:
-            owner = f"{owned[0][0]}" if owned else "no distribution"
-            findings.append(passed(
-                "linkage", subject, f"{lib.soname} -> {lib.path} ({owner}, via {lib.via})",
-                path=str(lib.path), owner=owner, via=lib.via,
-            ))
+        findings.append(_library_finding(env, linkage, lib, demands, cuda, owners, verify_hashes))
     return findings
+
+
+def _toolkit_demand(demands: dict[str, list[Demand]], provider: Provider | None) -> Demand | None:
+    """The demand on cuda-toolkit whose extras include the provider's, when cuda-toolkit is not installed."""
+    if provider is None or provider.extra is None:
+        return None
+    for demand in demands.get("cuda-toolkit", []):
+        if provider.extra in {canonicalize_name(e) for e in demand.requirement.extras}:
+            return demand
+    return None
 
 
 def _first_resolution(linkage: Linkage, lib: ResolvedLibrary) -> Resolution:
