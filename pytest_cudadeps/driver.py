@@ -1,0 +1,241 @@
+"""The driver probe: is there an NVIDIA driver, which GPUs, and is it new enough for the wheels' runtime?
+
+Everything is asked in a child (:mod:`pytest_cudadeps.probes.driver`): ``libcuda.so.1``
+through ctypes, NVML through nvidia-ml-py, and ``cudaRuntimeGetVersion`` of the
+libcudart the linkage check resolved.  Without a driver the items skip with the
+reason, or fail when the user asked for a GPU (``--cuda-deps-require-gpu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .children import run_probe
+from .driver_table import (
+    cuda_version_text,
+    cuda_version_tuple,
+    minimum_driver,
+    torch_build_for,
+    version_tuple,
+)
+from .findings import Finding, failed, passed, skipped
+
+CHECK = "driver"
+INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
+CU_ERRORS = {
+    3: "CUDA_ERROR_NOT_INITIALIZED", 35: "CUDA_ERROR_INSUFFICIENT_DRIVER", 100: "CUDA_ERROR_NO_DEVICE",
+    101: "CUDA_ERROR_INVALID_DEVICE", 304: "CUDA_ERROR_OPERATING_SYSTEM",
+    803: "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", 804: "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+    999: "CUDA_ERROR_UNKNOWN",
+}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as NVML reports it."""
+
+    index: int
+    name: str
+    capability: tuple[int, int]
+    memory: int | None  # bytes
+    mig: str  # "on", "off" or "n/a"
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.capability[0]}{self.capability[1]}"
+
+    def describe(self) -> str:
+        memory = f", {self.memory / 2**30:.0f} GiB" if self.memory else ""
+        return f"GPU {self.index} {self.name} (compute capability {self.capability[0]}.{self.capability[1]}{memory}, MIG {self.mig})"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """What the driver child found; a ``*_trouble`` says the child crashed or hung in that step."""
+
+    libcuda: Mapping[str, Any]
+    nvml: Mapping[str, Any]
+    cudart: Mapping[str, Any]
+    gpus: tuple[Gpu, ...]
+    cudart_asked: bool = False
+
+    @property
+    def driver_cuda(self) -> int | None:
+        """The CUDA version the driver supports (cuDriverGetVersion, else NVML), encoded 13000."""
+        value = self.libcuda.get("cuda_version") or self.nvml.get("cuda_version")
+        return int(value) if value else None
+
+    @property
+    def driver_version(self) -> str | None:
+        value = self.nvml.get("driver")
+        return str(value) if value else None
+
+    @property
+    def has_gpu_info(self) -> bool:
+        return "gpus" in self.nvml
+
+
+def probe_driver(
+    *,
+    timeout: float,
+    cudart: Path | None = None,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+) -> DriverInfo:
+    """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs becomes ``{"trouble": ...}``."""
+    steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
+    results: dict[str, dict[str, Any]] = {}
+    while steps:
+        run = run_probe("pytest_cudadeps.probes.driver", {"steps": steps, "cudart": str(cudart) if cudart else None},
+                        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
+        results.update({k: v for k, v in run.results.items() if k in steps})
+        trouble = run.trouble()
+        if trouble is None:
+            break
+        blamed = run.current if run.current in steps else None
+        for step in [blamed] if blamed else steps:
+            results[step] = {"trouble": trouble, "stderr": list(run.stderr_tail())}
+        steps = [s for s in steps if s not in results] if blamed else []
+    gpus = tuple(
+        Gpu(int(g["index"]), str(g["name"]), (int(g["capability"][0]), int(g["capability"][1])),
+            g.get("memory"), str(g.get("mig", "n/a")))
+        for g in results.get("nvml", {}).get("gpus", ())
+    )
+    return DriverInfo(results.get("libcuda", {}), results.get("nvml", {}), results.get("cudart", {}), gpus,
+                      cudart is not None)
+
+
+def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:
+    if require_gpu:
+        return failed(check, subject, f"{reason}, but --cuda-deps-require-gpu asks for a GPU", fix=INSTALL_DRIVER)
+    return skipped(check, subject, reason)
+
+
+def _trouble(check: str, subject: str, what: str, step: Mapping[str, Any]) -> Finding:
+    return failed(check, subject, f"{what} {step['trouble']}", *step.get("stderr", ()),
+                  fix="reinstall the NVIDIA driver (its user-space libraries are broken), or raise --cuda-deps-timeout")
+
+
+def libcuda_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
+    """``driver[libcuda]``: libcuda.so.1 loads, cuInit(0) succeeds, and which CUDA it supports."""
+    lib = info.libcuda
+    if "trouble" in lib:
+        return _trouble(CHECK, "libcuda", "loading libcuda.so.1 and calling cuInit(0)", lib)
+    if "error" in lib:
+        return _no_driver(CHECK, "libcuda", f"libcuda.so.1 not found ({lib['error']})", require_gpu)
+    rc = int(lib.get("cu_init", -1))
+    if rc == 100:
+        return _no_driver(CHECK, "libcuda", f"cuInit(0) returned 100 (CUDA_ERROR_NO_DEVICE) in {lib.get('path')}: "
+                          "the driver sees no GPU", require_gpu)
+    if rc != 0:
+        return failed(CHECK, "libcuda", f"cuInit(0) returned {rc} ({CU_ERRORS.get(rc, 'unknown error')}) "
+                      f"in {lib.get('path')}",
+                      "check `nvidia-smi`; 803/804: the driver's kernel module and libcuda.so.1 differ in version",
+                      fix="reboot after a driver upgrade, or reinstall the NVIDIA driver so that its kernel module "
+                      "and libcuda.so.1 match")
+    cuda = info.driver_cuda
+    supports = f"supports CUDA {cuda_version_text(cuda)}" if cuda else "CUDA version unknown"
+    return passed(CHECK, "libcuda", f"{lib.get('path')}: cuInit ok, {supports}",
+                  path=str(lib.get("path")), cuda=cuda_version_text(cuda) if cuda else "")
+
+
+def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
+    """``driver[nvml]``: the driver version and each GPU, through nvidia-ml-py."""
+    nvml = info.nvml
+    if "trouble" in nvml:
+        return _trouble(CHECK, "nvml", "initialising NVML (libnvidia-ml.so.1)", nvml)
+    if "error" in nvml:
+        if nvml.get("code") == 12:  # NVML_ERROR_LIBRARY_NOT_FOUND
+            return _no_driver(CHECK, "nvml", "NVML library not found: libnvidia-ml.so.1 is missing, "
+                              "no NVIDIA driver on this host", require_gpu)
+        return failed(CHECK, "nvml", f"NVML failed: {nvml['error']} (code {nvml.get('code')})",
+                      fix="check `nvidia-smi`; reinstall the NVIDIA driver if it fails the same way")
+    if not info.gpus:
+        return _no_driver(CHECK, "nvml", f"NVIDIA driver {info.driver_version} sees no GPU", require_gpu)
+    cuda = nvml.get("cuda_version")
+    summary = f"driver {info.driver_version}, CUDA {cuda_version_text(int(cuda)) if cuda else '?'}; " + "; ".join(
+        gpu.describe() for gpu in info.gpus)
+    return passed(CHECK, "nvml", summary, driver=str(info.driver_version), gpus=str(len(info.gpus)),
+                  **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus})
+
+
+def runtime_compat_finding(
+    info: DriverInfo, build_cuda: str | None, build_source: str, *, require_gpu: bool = False
+) -> Finding:
+    """``driver[runtime-compat]``: the driver runs the CUDA runtime that the wheels carry.
+
+    The runtime version is libcudart's own (``cudaRuntimeGetVersion`` in the child)
+    when the linkage check resolved one, else the root's build (``torch/version.py``).
+    """
+    subject = "runtime-compat"
+    if "trouble" in info.cudart:
+        return _trouble(CHECK, subject, "loading libcudart and calling cudaRuntimeGetVersion", info.cudart)
+    runtime, source = _runtime_version(info, build_cuda, build_source)
+    if runtime is None:
+        return skipped(CHECK, subject, f"no CUDA runtime to compare with: {source}")
+    driver_cuda = info.driver_cuda
+    if driver_cuda is None:
+        reason = info.libcuda.get("error") or info.nvml.get("error") or "the driver reports no CUDA version"
+        return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
+                          f"the driver: {reason}", require_gpu)
+    supported = cuda_version_tuple(driver_cuda)
+    driver = info.driver_version
+    shown = f"NVIDIA driver {driver} (CUDA {supported[0]}.{supported[1]})" if driver else \
+        f"the NVIDIA driver (CUDA {supported[0]}.{supported[1]})"
+    major_min, ga_min = minimum_driver(runtime)
+    facts = {"runtime": f"{runtime[0]}.{runtime[1]}", "driver_cuda": f"{supported[0]}.{supported[1]}",
+             "runtime_from": source, **({"driver": driver} if driver else {})}
+    if supported >= runtime:
+        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source}",
+                      **facts)
+    if supported[0] == runtime[0] and (driver is None or major_min is None
+                                       or version_tuple(driver) >= version_tuple(major_min)):
+        note = f"; CUDA {runtime[0]}.{runtime[1]} GA driver is {ga_min}" if ga_min else ""
+        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source} "
+                      f"through minor-version compatibility (newer PTX cannot be JIT-compiled{note})", **facts)
+    need = f">= {major_min}" if major_min else f"for CUDA {runtime[0]}.x"
+    exact = f" (CUDA {runtime[0]}.{runtime[1]} GA: {ga_min})" if ga_min else ""
+    build = torch_build_for(supported)
+    alternative = (f", or install the torch build for CUDA {build[0]}.{build[1]}: pip install torch --index-url "
+                   f"https://download.pytorch.org/whl/cu{build[0]}{build[1]}" if build else "")
+    return failed(
+        CHECK, subject,
+        f"{shown} is too old for the CUDA {runtime[0]}.{runtime[1]} runtime in the wheels ({source}): "
+        f"CUDA {runtime[0]}.x needs driver {need}{exact}",
+        "torch fails with: CUDA driver version is insufficient for CUDA runtime version",
+        fix=f"upgrade the NVIDIA driver to {ga_min or major_min or 'a newer release'} or newer{alternative}",
+        **facts,
+    )
+
+
+def _runtime_version(
+    info: DriverInfo, build_cuda: str | None, build_source: str
+) -> tuple[tuple[int, int] | None, str]:
+    version = info.cudart.get("version")
+    if version:
+        return cuda_version_tuple(int(version)), f"{info.cudart.get('path')} (cudaRuntimeGetVersion {version})"
+    if build_cuda:
+        parts = version_tuple(build_cuda)
+        if len(parts) >= 2:
+            return (parts[0], parts[1]), f"{build_source} (cuda = '{build_cuda}')"
+    return None, info.cudart.get("error") or f"{build_source} names no CUDA version"
+
+
+def gpus_or_reason(info: DriverInfo, check: str, subject: str, *, require_gpu: bool) -> tuple[Gpu, ...] | Finding:
+    """The GPUs for the checks that need them, or the skip/failure that says why there are none."""
+    if info.gpus:
+        return info.gpus
+    nvml = info.nvml
+    if "trouble" in nvml:
+        return _trouble(check, subject, "asking NVML for the GPUs", nvml)
+    if nvml.get("code") == 12:
+        reason = "no GPU to check: NVML library not found (libnvidia-ml.so.1), no NVIDIA driver on this host"
+    elif "error" in nvml:
+        reason = f"no GPU to check: NVML failed: {nvml['error']}"
+    else:
+        reason = f"no GPU to check: NVIDIA driver {info.driver_version} sees no GPU"
+    return _no_driver(check, subject, reason, require_gpu)
