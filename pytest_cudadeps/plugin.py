@@ -70,6 +70,7 @@ class CudaDepsPlugin:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.in_summary = False  # the -v progress line shows what a check found; the short summary does not
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
@@ -86,11 +87,22 @@ class CudaDepsPlugin:
     def pytest_report_header(self) -> str:
         return f"cudadeps: {self.settings.describe()}"
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if isinstance(item, CudaDepsItem) and report.skipped and isinstance(report.longrepr, tuple):
+            # name the check, not the plugin line that raised the skip: "SKIPPED [1] cudadeps::x: reason"
+            report.longrepr = (item.nodeid, None, report.longrepr[2])  # type: ignore[assignment]
+        return report
+
+    def pytest_terminal_summary(self) -> None:
+        self.in_summary = True  # runs inside the terminal reporter's wrapper, before its short summary
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
         if report.when != "call" or not report.passed or not report.nodeid.startswith(f"{COLLECTOR_NAME}::"):
             return None
-        summary = dict(report.user_properties).get("summary")
+        summary = None if self.in_summary else dict(report.user_properties).get("summary")
         return ("passed", ".", ("PASSED", {"green": True})) if not summary else (
             "passed", ".", (f"PASSED  {summary}", {"green": True}))
 

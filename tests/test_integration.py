@@ -1,0 +1,159 @@
+"""Integration tier: the plugin against a real torch 2.14.1 (CUDA 13) venv and a real CPU torch venv.
+
+Each scenario is a hard-link copy of the cached venv, broken the way users break theirs
+(``pip uninstall`` of one wheel, metadata of another build).  Run with ``--integration``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import venvs
+
+pytestmark = pytest.mark.integration
+
+SYSTEM_CUDART = Path("/usr/local/cuda-13.0/lib/libcudart.so.13")
+
+
+def outcomes(output: str) -> dict[str, str]:
+    """Item name -> PASSED/FAILED/SKIPPED from ``-rA`` short summary lines."""
+    found = {}
+    for match in re.finditer(r"^(PASSED|FAILED|SKIPPED|ERROR) (?:\[\d+\] )?cudadeps::([^\s:]+)", output, re.M):
+        found[match.group(2)] = match.group(1)
+    return found
+
+
+def failure_text(output: str, name: str) -> str:
+    """The lines pytest printed for one failed item, between its header and the next."""
+    match = re.search(rf"_+ cudadeps::{re.escape(name)} _+\n(.*?)(?=\n_{{3,}} |\n=+ )", output, re.S)
+    assert match, f"no failure section for {name} in:\n{output[-3000:]}"
+    return match.group(1)
+
+
+def run(site: Path, tmp_path: Path, *args: str) -> tuple[int, str]:
+    result = venvs.run_plugin(site, "-rA", *args, cwd=tmp_path)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_intact_venv_passes_every_check(cuda_venv: Path, tmp_path: Path) -> None:
+    code, out = run(venvs.site_packages(cuda_venv), tmp_path)
+    got = outcomes(out)
+    assert code == 0, out[-3000:]
+    assert got["requires[torch>nvidia-cuda-runtime]"] == "PASSED"
+    assert got["cuda-major[torch]"] == "PASSED"
+    # every CUDA soname resolves into the wheel that owns it (only the driver's libcuda is absent here)
+    linkage = {k: v for k, v in got.items() if k.startswith("linkage[")}
+    assert len(linkage) >= 15
+    assert {k for k, v in linkage.items() if v != "PASSED"} <= {"linkage[torch>libcuda.so.1]"}
+
+
+def test_intact_venv_verbose_answers_which_library_torch_loads(cuda_venv: Path, tmp_path: Path) -> None:
+    site = venvs.site_packages(cuda_venv)
+    code, out = run(site, tmp_path, "-v", "-k", "libcublas.so")
+    assert code == 0
+    assert re.search(rf"linkage\[torch>libcublas.so.13\] PASSED  libcublas.so.13 -> {re.escape(str(site))}"
+                     r"/nvidia/cu13/lib/libcublas.so.13 \(nvidia-cublas 13\.1\.1\.3, via DT_RPATH of libtorch_cuda.so\)",
+                     out), out
+
+
+def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario("nvidia-cuda-runtime")
+    site = venvs.site_packages(venv)
+    # pip check does not follow cuda-toolkit[cudart]: it sees nothing wrong
+    check = venvs.pip(venv, "check")
+    assert check.returncode == 0 and "No broken requirements found." in check.stdout
+    code, out = run(site, tmp_path)
+    assert code == 1
+    text = failure_text(out, "requires[torch>nvidia-cuda-runtime]")
+    assert text.splitlines()[0] == "nvidia-cuda-runtime is not installed"
+    assert "required by: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*" in text
+    assert "fix: pip install 'nvidia-cuda-runtime==13.0.96.*'" in text
+    assert "Traceback" not in out
+    if SYSTEM_CUDART.exists():  # this machine's system CUDA is in ld.so.cache: the import works by accident
+        linkage = failure_text(out, "linkage[torch>libcudart.so.13]")
+        assert f"resolves to {SYSTEM_CUDART} (via ld.so.cache, owned by no installed distribution)" in linkage
+        assert "nvidia-cuda-runtime (not installed)" in linkage
+    # a clean container sees no cache: the loader cannot find libcudart at all
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    linkage = failure_text(out, "linkage[torch>libcudart.so.13]")
+    assert linkage.startswith("libcudart.so.13 is not found: loading torch fails with "
+                              "`OSError: libcudart.so.13: cannot open shared object file")
+    assert "declared: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*" in linkage
+
+
+def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario("cuda-toolkit")
+    code, out = run(venvs.site_packages(venv), tmp_path)
+    got = outcomes(out)
+    assert code == 1
+    assert [k for k, v in got.items() if v == "FAILED"] == ["requires[torch>cuda-toolkit]"]
+    text = failure_text(out, "requires[torch>cuda-toolkit]")
+    assert "fix: pip install 'cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3'" in text
+    assert got["linkage[torch>libcudart.so.13]"] == "PASSED"
+
+
+def test_cublas_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario("nvidia-cublas")
+    code, out = run(venvs.site_packages(venv), tmp_path)
+    assert code == 1
+    assert failure_text(out, "requires[torch>nvidia-cublas]").startswith("nvidia-cublas is not installed")
+    linkage = failure_text(out, "linkage[torch>libcublas.so.13]")
+    assert "cannot open shared object file" in linkage
+    assert "needed by: torch/lib/libtorch_cuda.so" in linkage
+    assert "fix: pip install 'nvidia-cublas==13.1.1.3.*'" in linkage
+
+
+def test_nvjitlink_uninstalled_names_cusparse(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario("nvidia-nvjitlink")
+    code, out = run(venvs.site_packages(venv), tmp_path)
+    assert code == 1
+    linkage = failure_text(out, "linkage[torch>libnvJitLink.so.13]")
+    assert linkage.startswith("libnvJitLink.so.13 is not found")
+    assert "needed by: nvidia/cu13/lib/libcusparse.so.12" in linkage
+
+
+def test_metadata_without_cuda_requirements(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    """The metadata lies (another platform's): only the ELF files tell that torch needs libcudart."""
+    venv = scenario("nvidia-cuda-runtime")
+    site = venvs.site_packages(venv)
+    metadata = site / "torch-2.14.1.dist-info" / "METADATA"
+    lines = metadata.read_text().splitlines(keepends=True)
+    venvs.replace_file(metadata, "".join(line for line in lines
+                                         if not re.match(r"Requires-Dist: (nvidia-|cuda-)", line)))
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    assert code == 1
+    assert "requires[torch>nvidia-cuda-runtime]" not in outcomes(out)  # the metadata no longer asks for it
+    text = failure_text(out, "linkage[torch>libcudart.so.13]")
+    assert "no requirement of torch 2.14.1 declares a distribution that provides it" in text
+    assert "(for CUDA 13.0 it comes from nvidia-cuda-runtime)" in text
+    assert "fix: pip install 'cuda-toolkit[cudart]==13.0.*'" in text
+    # the cached venv was not touched
+    assert "cuda-toolkit" in (venvs.base_venv(venvs.CUDA_TORCH) / metadata.relative_to(venv)).read_text()
+
+
+def test_cpu_torch_skips_with_the_cpu_reason(cpu_venv: Path, tmp_path: Path) -> None:
+    code, out = run(venvs.site_packages(cpu_venv), tmp_path)
+    assert code == 0, out[-3000:]
+    assert "SKIPPED [1] cudadeps::cuda-major[torch]: torch 2.13.0+cpu is a CPU-only build" in out
+    assert not [k for k in outcomes(out) if k.startswith("linkage[")]
+
+
+def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    """The README's main job: pip install the plugin into the environment, then pytest --cuda-deps-only."""
+    venv = scenario()
+    repo = Path(__file__).resolve().parents[1]
+    install = venvs.pip(venv, "install", "-q", "--no-build-isolation", str(repo))
+    assert install.returncode == 0, install.stderr[-3000:]
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "--cuda-deps-only", "-p", "no:cacheprovider"],
+                            cwd=work, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\d+ passed, 1 skipped", result.stdout)
+    assert sys.executable not in result.stdout  # it ran in the venv, not in this interpreter
