@@ -8,7 +8,10 @@ as a small library.  A file that is not a usable ELF object comes back as an
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,8 @@ class ElfProblem:
     problem: str
 
 
+# glibc reads a whole ELF header of its own class before anything else: shorter is "file too short".
+_EHDR_SIZE = 64 if sys.maxsize > 2**32 else 52
 _WANTED_SECTIONS = ("SHT_DYNAMIC", "SHT_GNU_verneed", "SHT_GNU_verdef")
 
 
@@ -64,11 +69,16 @@ def read_elf(path: Path) -> ElfInfo | ElfProblem:
     from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            return ElfProblem(path, "is a directory")
+        if not stat.S_ISREG(mode):  # opening a FIFO for reading waits for a writer forever
+            return ElfProblem(path, "not a regular file")
         with open(path, "rb") as stream:
-            magic = stream.read(4)
-            if len(magic) < 4:
+            head = stream.read(_EHDR_SIZE)
+            if len(head) < _EHDR_SIZE:
                 return ElfProblem(path, "file too short")
-            if magic != b"\x7fELF":
+            if head[:4] != b"\x7fELF":
                 return ElfProblem(path, "invalid ELF header")
             stream.seek(0)
             elf = ELFFile(stream)
