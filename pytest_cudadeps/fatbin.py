@@ -1,0 +1,190 @@
+"""Which GPU architectures a library carries, read from its ``.nv_fatbin`` section without running it.
+
+The section holds fat binary containers one after another.  The layout is not a
+published ABI; it is what cuobjdump reads, and what public reverse-engineered
+parsers agree on (all little-endian):
+
+container header, 16 bytes
+    ``u32 magic`` (0xBA55ED50), ``u16 version``, ``u16 header size`` (16),
+    ``u64 size`` of the entries that follow.
+entry header, ``header size`` bytes (64, more for newer architectures)
+    ``u16 kind`` (1 PTX, 2 ELF cubin) at 0, ``u32 header size`` at 4,
+    ``u64 payload size`` at 8, ``u32 sm`` (75 for sm_75) at 28; the payload follows
+    the header, and the next entry follows the payload.
+
+Only headers are read (a seek and 64 bytes each), never the payloads: the section is
+about 317 MiB in torch's ``libtorch_cuda.so``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .findings import Finding, failed, passed
+
+CHECK = "arch"
+MAGIC = 0xBA55ED50
+SECTION = ".nv_fatbin"
+KIND_PTX, KIND_CUBIN = 1, 2
+_CONTAINER = struct.Struct("<IHHQ")
+_ENTRY = struct.Struct("<HHIQ12xI")  # kind, ?, header size, payload size, (skipped), sm at offset 28
+
+
+class FatbinError(ValueError):
+    """The section does not have the layout described in this module's docstring."""
+
+
+@dataclass(frozen=True)
+class Architectures:
+    """The compiled code one library carries, as ``sm`` numbers (75 for sm_75).
+
+    ``variants`` are the distinct sets of (kind, sm) found in its containers: each
+    container holds one compilation unit's kernels, so a GPU is served only when every
+    container has code for it (torch builds a few units for extra architectures).
+    """
+
+    path: Path
+    variants: frozenset[frozenset[tuple[int, int]]]
+    containers: int = 0
+    entries: int = 0
+
+    def _all(self, kind: int) -> set[int]:
+        return {sm for variant in self.variants for k, sm in variant if k == kind}
+
+    def _common(self, kind: int) -> set[int]:
+        sets = [{sm for k, sm in variant if k == kind} for variant in self.variants]
+        return set.intersection(*sets) if sets else set()
+
+    @property
+    def cubin(self) -> frozenset[int]:
+        return frozenset(self._all(KIND_CUBIN))
+
+    @property
+    def ptx(self) -> frozenset[int]:
+        return frozenset(self._all(KIND_PTX))
+
+    def describe(self) -> str:
+        common_cubin, common_ptx = self._common(KIND_CUBIN), self._common(KIND_PTX)
+        text = (f"cubin {', '.join(sm_name(sm) for sm in sorted(common_cubin)) or 'none'}; "
+                f"PTX {', '.join(f'compute_{sm}' for sm in sorted(common_ptx)) or 'none'}")
+        extra = [sm_name(sm) for sm in sorted(self.cubin - common_cubin)]
+        extra += [f"compute_{sm}" for sm in sorted(self.ptx - common_ptx)]
+        return text + (f" (in some containers only: {', '.join(extra)})" if extra else "")
+
+    def runs_on(self, capability: tuple[int, int]) -> str | None:
+        """How this library's code runs on a GPU of ``capability``, or None when some container cannot.
+
+        A cubin runs on the same major and an equal or higher minor; PTX of an equal or
+        lower version can be JIT-compiled by the driver.
+        """
+        hows = [_runs_on(variant, capability) for variant in self.variants]
+        if not hows or None in hows:
+            return None
+        return next((how for how in hows if how and "PTX" in how), hows[0])  # the weakest container decides
+
+
+def _runs_on(variant: frozenset[tuple[int, int]], capability: tuple[int, int]) -> str | None:
+    major, minor = capability
+    cubins = [sm for kind, sm in variant if kind == KIND_CUBIN and sm // 10 == major and sm % 10 <= minor]
+    if cubins:
+        return f"{sm_name(max(cubins))} cubin"
+    ptx = [sm for kind, sm in variant if kind == KIND_PTX and (sm // 10, sm % 10) <= capability]
+    if ptx:
+        return f"compute_{max(ptx)} PTX (JIT-compiled at first use)"
+    return None
+
+
+def sm_name(sm: int) -> str:
+    return f"sm_{sm}"
+
+
+def section_extent(path: Path, name: str = SECTION) -> tuple[int, int] | None:
+    """(file offset, size) of the section, from the ELF section headers (pyelftools); None when absent."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as stream:
+        section = ELFFile(stream).get_section_by_name(name)
+        if section is None or section["sh_type"] == "SHT_NOBITS":
+            return None
+        return int(section["sh_offset"]), int(section["sh_size"])
+
+
+def read_architectures(path: Path) -> Architectures:
+    """The architectures in ``path``'s ``.nv_fatbin`` (empty sets when it has none)."""
+    extent = section_extent(path)
+    if extent is None:
+        return Architectures(path, frozenset())
+    with open(path, "rb") as stream:
+        return _walk(stream, path, *extent)
+
+
+def _walk(stream: BinaryIO, path: Path, start: int, size: int) -> Architectures:
+    variants: set[frozenset[tuple[int, int]]] = set()
+    containers = entries = 0
+    offset, end = start, start + size
+    while offset + _CONTAINER.size <= end:
+        stream.seek(offset)
+        magic, _, header_size, body = _CONTAINER.unpack(stream.read(_CONTAINER.size))
+        if magic != MAGIC:
+            if magic == 0 and offset % 8:  # padding between containers
+                offset += 8 - offset % 8
+                continue
+            if magic == 0:
+                offset += 8
+                continue
+            raise FatbinError(f"{path}: no fatbin magic at section offset {offset - start:#x} (found {magic:#010x})")
+        containers += 1
+        variant: set[tuple[int, int]] = set()
+        entry, container_end = offset + header_size, offset + header_size + body
+        if container_end > end:
+            raise FatbinError(f"{path}: container at section offset {offset - start:#x} runs past the section end")
+        while entry + _ENTRY.size <= container_end:
+            stream.seek(entry)
+            kind, _, entry_header, payload, sm = _ENTRY.unpack(stream.read(_ENTRY.size))
+            if entry_header < _ENTRY.size:
+                raise FatbinError(f"{path}: entry at {entry:#x} has a header size of {entry_header}")
+            entries += 1
+            if kind in (KIND_PTX, KIND_CUBIN):
+                variant.add((kind, sm))
+            entry += entry_header + payload
+        if variant:
+            variants.add(frozenset(variant))
+        offset = container_end
+    return Architectures(path, frozenset(variants), containers, entries)
+
+
+def arch_finding(
+    subject: str, libraries: Sequence[Architectures], gpus: Sequence[tuple[str, tuple[int, int]]]
+) -> Finding:
+    """Every GPU (name, capability) can run the code of every library that carries GPU code."""
+    carrying = [lib for lib in libraries if lib.cubin or lib.ptx]
+    if not carrying:
+        names = ", ".join(lib.path.name for lib in libraries) or "none"
+        return failed(CHECK, subject, f"no GPU code found in the {SECTION} sections of {subject}'s libraries ({names})",
+                      fix=f"install a CUDA build of {subject}")
+    problems: list[str] = []
+    covered: list[str] = []
+    first: tuple[str, str] | None = None
+    for name, capability in gpus:
+        cc = f"{capability[0]}.{capability[1]}"
+        for lib in carrying:
+            how = lib.runs_on(capability)
+            if how is None:
+                first = first or (name, cc)
+                problems.append(f"{name} (compute capability {cc}, sm_{capability[0]}{capability[1]}): "
+                                f"{lib.path} has {lib.describe()}")
+            elif lib is carrying[0]:
+                covered.append(f"{name}: {how}")
+    if first is not None:
+        name, cc = first
+        return failed(
+            CHECK, subject, f"{subject} has no code for {name} (compute capability {cc})", *problems,
+            fix=f"install a {subject} build compiled for compute capability {cc} (a newer release, or a "
+                f"source build with TORCH_CUDA_ARCH_LIST={cc})",
+            architectures=carrying[0].describe(),
+        )
+    return passed(CHECK, subject, "; ".join(covered), architectures=carrying[0].describe())

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.fatbin import (
+    MAGIC,
+    FatbinError,
+    arch_finding,
+    read_architectures,
+)
+from pytest_cudadeps.findings import Outcome
+from tests import venvs
+from tests.conftest import build_so
+
+PTX, CUBIN = 1, 2
+
+
+def entry(kind: int, sm: int, payload: bytes, header_size: int = 64) -> bytes:
+    header = struct.pack("<HHIQ", kind, 0x0101, header_size, len(payload) + (-len(payload)) % 8)
+    header += bytes(28 - len(header)) + struct.pack("<I", sm)
+    header += bytes(header_size - len(header))
+    return header + payload + bytes((-len(payload)) % 8)
+
+
+def container(*entries: bytes) -> bytes:
+    body = b"".join(entries)
+    return struct.pack("<IHHQ", MAGIC, 1, 16, len(body)) + body
+
+
+def elf_with_fatbin(gcc: str, target: Path, data: bytes) -> Path:
+    array = ", ".join(str(b) for b in data)
+    source = (f'__attribute__((section(".nv_fatbin"), used, aligned(8))) '
+              f"const unsigned char fatbin[{len(data)}] = {{{array}}};\nint f(void) {{ return 0; }}\n")
+    return build_so(gcc, target, source)
+
+
+@pytest.fixture
+def library(gcc: str, tmp_path: Path) -> Path:
+    # two compilation units: the first has sm_80 and sm_90 cubins (one with a 112-byte header) and
+    # compute_90 PTX; the second only an sm_80 cubin and compute_90 PTX
+    data = container(entry(CUBIN, 80, b"\x01" * 13), entry(CUBIN, 90, b"\x02" * 8, header_size=112),
+                     entry(PTX, 90, b".version 8.0\n"))
+    data += container(entry(CUBIN, 80, b"\x03" * 5), entry(PTX, 90, b".target sm_90\n"))
+    return elf_with_fatbin(gcc, tmp_path / "libkernels.so", data)
+
+
+def test_reads_every_entry_of_every_container(library: Path) -> None:
+    found = read_architectures(library)
+    assert (found.containers, found.entries) == (2, 5)
+    assert found.cubin == {80, 90} and found.ptx == {90}
+    assert found.describe() == "cubin sm_80; PTX compute_90 (in some containers only: sm_90)"
+
+
+@pytest.mark.parametrize(("capability", "how"), [
+    ((8, 0), "sm_80 cubin"),
+    ((8, 9), "sm_80 cubin"),  # same major, lower minor
+    ((9, 0), "compute_90 PTX (JIT-compiled at first use)"),  # the second unit has no sm_90 cubin
+    ((12, 0), "compute_90 PTX (JIT-compiled at first use)"),
+    ((7, 5), None),
+])
+def test_coverage_rules(library: Path, capability: tuple[int, int], how: str | None) -> None:
+    assert read_architectures(library).runs_on(capability) == how
+
+
+def test_failure_names_the_gpu_its_capability_and_what_is_there(library: Path) -> None:
+    libs = [read_architectures(library)]
+    finding = arch_finding("torch", libs, [("NVIDIA H100", (9, 0)), ("Tesla T4", (7, 5))])
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == "torch has no code for Tesla T4 (compute capability 7.5)"
+    assert finding.details == (f"Tesla T4 (compute capability 7.5, sm_75): {library} has cubin sm_80; "
+                               "PTX compute_90 (in some containers only: sm_90)",)
+    assert "TORCH_CUDA_ARCH_LIST=7.5" in finding.fix
+    ok = arch_finding("torch", libs, [("NVIDIA A100", (8, 0))])
+    assert ok.outcome is Outcome.PASS and ok.message == "NVIDIA A100: sm_80 cubin"
+
+
+def test_library_without_gpu_code(gcc: str, tmp_path: Path) -> None:
+    plain = build_so(gcc, tmp_path / "libplain.so", "int f(void) { return 0; }\n")
+    found = read_architectures(plain)
+    assert found.variants == frozenset() and found.containers == 0
+    finding = arch_finding("torch", [found], [("NVIDIA A100", (8, 0))])
+    assert finding.outcome is Outcome.FAIL and finding.message.startswith("no GPU code found")
+
+
+def test_garbage_in_the_section_is_an_error_not_a_guess(gcc: str, tmp_path: Path) -> None:
+    bad = elf_with_fatbin(gcc, tmp_path / "libbad.so", b"\x11\x22\x33\x44" * 8)
+    with pytest.raises(FatbinError, match="no fatbin magic at section offset 0x0"):
+        read_architectures(bad)
+
+
+def test_matches_a_fatbin_that_nvcc_builds(tmp_path: Path) -> None:
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not Path(nvcc).exists():
+        pytest.skip("nvcc is not installed")
+    source = tmp_path / "k.cu"
+    source.write_text("__global__ void k(float *x) { x[threadIdx.x] *= 2; }\n")
+    target = tmp_path / "libk.so"
+    subprocess.run([nvcc, "-shared", "-Xcompiler", "-fPIC", "-o", str(target), str(source),
+                    "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=compute_90"],
+                   check=True, capture_output=True)
+    found = read_architectures(target)
+    assert (found.cubin, found.ptx) == ({80}, {90})
+
+
+@pytest.mark.integration
+def test_real_libtorch_cuda(cuda_venv: Path) -> None:
+    lib = venvs.site_packages(cuda_venv) / "torch" / "lib" / "libtorch_cuda.so"
+    started = time.perf_counter()
+    found = read_architectures(lib)
+    elapsed = time.perf_counter() - started
+    assert found.describe().startswith("cubin sm_75, sm_80, sm_86, sm_90, sm_100, sm_120; PTX none")
+    assert found.ptx == frozenset()
+    assert elapsed < 5, f"reading the headers of {lib} took {elapsed:.2f} s"
