@@ -185,7 +185,7 @@ CU12_TORCH = {  # torch version, metadata fixture, the CUDA it was built for
 
 def pinned(requires: Iterable[str]) -> dict[str, str]:
     """``name -> version`` of every ``==`` pin (new ``name==X`` and old ``name (==X)`` forms)."""
-    pins = {}
+    pins: dict[str, str] = {}
     for line in requires:
         match = _PIN.match(line)
         if match:
@@ -214,7 +214,7 @@ def build(site: Path, dists: Iterable[Dist]) -> Path:
 
 def _edit(dists: Iterable[Dist], omit: Iterable[str], versions: Mapping[str, str], installer: str) -> list[Dist]:
     skip = {canonicalize_name(n) for n in omit}
-    new_versions = {canonicalize_name(k): v for k, v in versions.items()}
+    new_versions: dict[str, str] = {canonicalize_name(k): v for k, v in versions.items()}
     out = []
     for dist in dists:
         if dist.key in skip:

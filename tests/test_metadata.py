@@ -383,3 +383,16 @@ def test_a_bad_requirement_line_names_its_file_and_keeps_the_rest(tmp_path: Path
     assert bad.outcome is Outcome.FAIL
     assert bad.message.startswith(f"{site / 'app-1.0.dist-info' / 'METADATA'}: Requires-Dist {line!r} {problem}")
     assert found["requires[app>filelock]"].outcome is Outcome.PASS
+
+
+def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    egg = site / "legacy_app.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: legacy-app\nVersion: 0.1\n", encoding="utf-8")
+    (egg / "requires.txt").write_text(
+        "nvidia-cuda-runtime-cu12==12.6.77\n\n[:sys_platform == \"win32\"]\nnever-here\n\n[docs]\nsphinx\n",
+        encoding="utf-8")
+    found = run(site)
+    assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
+    assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"
