@@ -1,0 +1,168 @@
+"""Child: import torch and multiply matrices on each GPU, or all-reduce across two processes.
+
+Request: ``{"mode": "matmul", "devices": null | ["cpu"], "size": 1024}`` or
+``{"mode": "all-reduce", "backend": "nccl" | "gloo", "devices": null | ["cpu", "cpu"]}``.
+``devices`` replaces the visible GPUs, so the comparison and the report can be tested
+on the CPU.  torch is imported here only: never in the plugin process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import tempfile
+import time
+from typing import Any
+
+from . import _protocol
+
+# Largest |result - reference| / max |reference| accepted, per dtype (TF32 fits under float32's).
+TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
+
+
+def torch_facts(torch: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    try:
+        version = torch.backends.cudnn.version()  # 92400 for 9.24.0
+        facts["cudnn"] = f"{version // 10000}.{version % 10000 // 100}.{version % 100}" if version else None
+    except Exception as exc:  # a missing or broken libcudnn is a fact, not a crash
+        facts["cudnn"] = f"error: {exc}"
+    try:
+        nccl = torch.cuda.nccl.version()
+        facts["nccl"] = ".".join(str(p) for p in nccl) if isinstance(nccl, tuple) else str(nccl)
+    except Exception as exc:
+        facts["nccl"] = f"error: {exc}"
+    facts["device_count"] = torch.cuda.device_count()
+    if not facts["device_count"]:
+        try:
+            torch.cuda.init()
+            facts["no_gpu_reason"] = "torch.cuda.device_count() is 0"
+        except Exception as exc:
+            facts["no_gpu_reason"] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    return facts
+
+
+def dtypes_for(torch: Any, device: str) -> list[str]:
+    if device == "cpu":
+        return ["float32", "bfloat16"]
+    major, minor = torch.cuda.get_device_capability(device)
+    return ["float32", *(["bfloat16"] if major >= 8 else []), *(["float16"] if (major, minor) >= (5, 3) else [])]
+
+
+def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, repeats: int = 3) -> dict[str, Any]:
+    """One ``size``x``size`` product on ``device`` against a float64 CPU reference, timed."""
+    generator = torch.Generator().manual_seed(1234)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    dtype = getattr(torch, dtype_name)
+    a_dev, b_dev = a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)
+    reference = a_dev.double().cpu() @ b_dev.double().cpu()  # the inputs as rounded to dtype
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+
+    out = a_dev @ b_dev  # warm-up: kernel selection, cuBLAS handle
+    sync()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        out = a_dev @ b_dev
+    sync()
+    seconds = (time.perf_counter() - started) / repeats
+    error = float((out.double().cpu() - reference).abs().max() / reference.abs().max())
+    return {
+        "dtype": dtype_name, "error": error, "tolerance": TOLERANCE[dtype_name],
+        "ok": error <= TOLERANCE[dtype_name], "seconds": seconds,
+        "gflops": 2 * size**3 / seconds / 1e9 if seconds > 0 else None,
+    }
+
+
+def device_name(torch: Any, device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+
+
+def run_matmul(torch: Any, request: dict[str, Any]) -> None:
+    devices = request.get("devices") or [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    for device in devices:
+        step = f"matmul[{device}]"
+        _protocol.begin(step)
+        checks = []
+        for dtype in dtypes_for(torch, device):
+            try:
+                checks.append(matmul_check(torch, device, dtype, int(request.get("size", 1024))))
+            except Exception as exc:  # "no kernel image is available", out of memory, ...
+                checks.append({"dtype": dtype, "ok": False, "failure": f"{type(exc).__name__}: {exc}"[:500]})
+        _protocol.end(step, device=device, name=device_name(torch, device), checks=checks)
+
+
+def _all_reduce_worker(rank: int, backend: str, devices: list[str], address: str, out_dir: str) -> None:
+    torch = importlib.import_module("torch")
+    dist = importlib.import_module("torch.distributed")
+    device = devices[rank]
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, init_method=f"tcp://{address}", rank=rank, world_size=len(devices))
+    try:
+        tensor = torch.full((1 << 20,), float(rank + 1), device=device)
+        dist.all_reduce(tensor)  # warm-up: communicator set-up
+        tensor.fill_(float(rank + 1))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        dist.all_reduce(tensor)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        expected = float(sum(range(1, len(devices) + 1)))
+        seen = sorted({float(v) for v in tensor.unique().cpu().tolist()})
+        with open(os.path.join(out_dir, f"{rank}.json"), "w") as stream:
+            json.dump({"rank": rank, "device": device, "expected": expected, "seen": seen, "seconds": seconds}, stream)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_all_reduce(torch: Any, request: dict[str, Any]) -> None:
+    devices = request.get("devices") or [f"cuda:{i}" for i in range(min(2, torch.cuda.device_count()))]
+    backend = request.get("backend", "nccl")
+    step = f"all-reduce[{backend}]"
+    _protocol.begin(step)
+    if len(devices) < 2:
+        _protocol.end(step, skipped=f"{len(devices)} GPU visible; an all-reduce needs 2")
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    multiprocessing = importlib.import_module("torch.multiprocessing")
+    with tempfile.TemporaryDirectory() as out_dir:
+        try:
+            multiprocessing.start_processes(_all_reduce_worker, args=(backend, devices, address, out_dir),
+                                            nprocs=len(devices), join=True, start_method="spawn")
+        except Exception as exc:
+            _protocol.end(step, backend=backend, failure=f"{type(exc).__name__}: {exc}"[-800:])
+            return
+        ranks = []
+        for rank in range(len(devices)):
+            with open(os.path.join(out_dir, f"{rank}.json")) as stream:
+                ranks.append(json.load(stream))
+    _protocol.end(step, backend=backend, ranks=ranks)
+
+
+def main() -> None:
+    _protocol.open_channel()
+    request = _protocol.read_request() or {}
+    _protocol.begin("import torch")
+    try:
+        torch = importlib.import_module("torch")
+    except Exception as exc:
+        _protocol.end("import torch", error=f"{type(exc).__name__}: {exc}")
+        _protocol.done()
+        return
+    _protocol.end("import torch", **torch_facts(torch))
+    (run_all_reduce if request.get("mode") == "all-reduce" else run_matmul)(torch, request)
+    _protocol.done()
+
+
+if __name__ == "__main__":
+    main()

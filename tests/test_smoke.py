@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_cudadeps.children import ChildRun
+from pytest_cudadeps.findings import Outcome
+from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
+from tests import venvs
+
+TORCH = {"torch": "2.14.1+cu130", "cuda": "13.0", "cudnn": "9.24.0", "nccl": "2.30.7", "device_count": 1}
+
+
+def canned(results: dict[str, dict[str, Any]], *, finished: bool = True, returncode: int | None = 0) -> SmokeRun:
+    return SmokeRun(ChildRun(("python",), results, tuple(results), finished, returncode, returncode is None,
+                             60.0, 1.0))
+
+
+def check(dtype: str, error: float, tolerance: float) -> dict[str, Any]:
+    return {"dtype": dtype, "error": error, "tolerance": tolerance, "ok": error <= tolerance,
+            "seconds": 0.001, "gflops": 2147.5}
+
+
+def test_matmul_within_tolerance_reports_gflops_and_versions() -> None:
+    smoke = canned({"import torch": TORCH, "matmul[cuda:0]": {
+        "device": "cuda:0", "name": "NVIDIA H100", "checks": [check("float32", 1e-6, 1e-3), check("bfloat16", 4e-3, 3e-2)]}})
+    finding = matmul_finding(smoke)
+    assert finding.outcome is Outcome.PASS
+    assert finding.message == ("cuda:0 NVIDIA H100: float32 2148 GFLOP/s (err 1.0e-06), bfloat16 2148 GFLOP/s "
+                               "(err 4.0e-03) [torch 2.14.1+cu130, cuda 13.0, cudnn 9.24.0, nccl 2.30.7]")
+    assert dict(finding.facts)["cudnn"] == "9.24.0"
+
+
+def test_matmul_outside_tolerance_or_raising_fails() -> None:
+    smoke = canned({"import torch": TORCH, "matmul[cuda:0]": {
+        "device": "cuda:0", "name": "NVIDIA H100", "checks": [
+            check("float32", 0.5, 1e-3),
+            {"dtype": "bfloat16", "ok": False, "failure": "RuntimeError: CUDA error: no kernel image is available"}]}})
+    finding = matmul_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == ("matrix product on the GPU failed: cuda:0 NVIDIA H100 float32: relative error "
+                               "5.00e-01 > tolerance 1e-03 against the float64 CPU reference")
+    assert finding.details == ("cuda:0 NVIDIA H100 bfloat16: RuntimeError: CUDA error: no kernel image is available",)
+
+
+def test_a_crash_during_a_product_names_the_device() -> None:
+    smoke = SmokeRun(ChildRun(("python",), {"import torch": TORCH}, ("import torch", "matmul[cuda:0]"),
+                              False, -11, False, 60.0, 1.0))
+    finding = matmul_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == "matrix product on the GPU failed: matmul[cuda:0] crashed: killed by signal 11 (SIGSEGV)"
+
+
+@pytest.mark.parametrize("require_gpu", [False, True])
+def test_no_gpu_skips_or_fails(require_gpu: bool) -> None:
+    smoke = canned({"import torch": {**TORCH, "device_count": 0, "no_gpu_reason": "Found no NVIDIA driver on your system."}})
+    finding = matmul_finding(smoke, require_gpu=require_gpu)
+    assert finding.outcome is (Outcome.FAIL if require_gpu else Outcome.SKIP)
+    assert "sees 0 GPU: Found no NVIDIA driver on your system." in finding.message
+    assert all_reduce_finding(smoke, require_gpu=require_gpu).outcome is Outcome.SKIP  # needs 2: never a failure
+
+
+def test_import_error_fails_with_its_text() -> None:
+    smoke = canned({"import torch": {"error": "ImportError: libcublas.so.13: cannot open shared object file"}})
+    finding = matmul_finding(smoke)
+    assert finding.message == "import torch failed: ImportError: libcublas.so.13: cannot open shared object file"
+
+
+def test_wrong_all_reduce_sum_fails() -> None:
+    ranks = [{"rank": 0, "device": "cuda:0", "expected": 3.0, "seen": [3.0], "seconds": 0.001},
+             {"rank": 1, "device": "cuda:1", "expected": 3.0, "seen": [2.0], "seconds": 0.001}]
+    smoke = canned({"import torch": {**TORCH, "device_count": 2}, "all-reduce[nccl]": {"backend": "nccl", "ranks": ranks}})
+    finding = all_reduce_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == "all-reduce through nccl gave [2.0] on rank 1 (cuda:1), expected 3.0"
+
+
+@pytest.mark.integration
+def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
+    site = str(venvs.site_packages(cuda_venv))
+    smoke = probe_smoke(timeout=120, devices=["cpu"], paths=[site])
+    finding = matmul_finding(smoke, cpu_ok=True)
+    assert finding.outcome is Outcome.PASS, finding.text()
+    assert finding.message.startswith("cpu CPU: float32 ")
+    assert dict(finding.facts) == {"summary": finding.message, "torch": "2.14.1+cu130", "cuda": "13.0",
+                                   "cudnn": "9.24.0", "nccl": "2.30.7"}
+    # the same child, asked for the GPUs this host does not have: a skip naming torch's own reason
+    skip = matmul_finding(smoke)
+    assert skip.outcome is Outcome.SKIP and "Found no NVIDIA driver" in skip.message
+
+
+@pytest.mark.integration
+def test_real_torch_all_reduce_between_two_cpu_processes(cuda_venv: Path) -> None:
+    site = str(venvs.site_packages(cuda_venv))
+    smoke = probe_smoke("all-reduce", timeout=180, devices=["cpu", "cpu"], backend="gloo", paths=[site])
+    finding = all_reduce_finding(smoke, cpu_ok=True)
+    assert finding.outcome is Outcome.PASS, finding.text()
+    assert finding.message.startswith("gloo all-reduce of 4 MiB across cpu, cpu: ")
