@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,25 @@ class ElfProblem:
 
 # glibc reads a whole ELF header of its own class before anything else: shorter is "file too short".
 _EHDR_SIZE = 64 if sys.maxsize > 2**32 else 52
-_WANTED_SECTIONS = ("SHT_DYNAMIC", "SHT_GNU_verneed", "SHT_GNU_verdef")
+_SHT_DYNSYM, _SHT_DYNAMIC, _SHT_GNU_VERDEF, _SHT_GNU_VERNEED = 11, 6, 0x6FFFFFFD, 0x6FFFFFFE
+_WANTED_SECTIONS = (_SHT_DYNAMIC, _SHT_GNU_VERNEED, _SHT_GNU_VERDEF)
+
+
+def _section_types(stream: BinaryIO, elf: ELFFile) -> list[int]:
+    """sh_type of every section, read with one read of the section header table.
+
+    pyelftools would build a parsed header per section; a CUDA library has about forty and
+    this is the hot path of the whole static diagnosis.
+    """
+    count, size, offset = elf["e_shnum"], elf["e_shentsize"], elf["e_shoff"]
+    if not count or size < 8:
+        return []
+    stream.seek(offset)
+    table = stream.read(count * size)
+    if len(table) < count * size:
+        raise ValueError("the section header table lies past the end of the file (truncated?)")
+    order = "<" if elf.little_endian else ">"
+    return [struct.unpack_from(order + "I", table, i * size + 4)[0] for i in range(len(table) // size)]
 
 
 def _split_path(value: str) -> tuple[str, ...]:
@@ -91,9 +114,8 @@ def read_elf(path: Path) -> ElfInfo | ElfProblem:
             verneed: list[tuple[str, tuple[str, ...]]] = []
             verdef: list[str] = []
             # Only the three sections the loader reads are built; the others are never parsed.
-            for index in range(elf.num_sections()):
-                kind = elf._get_section_header(index)["sh_type"]
-                if kind not in _WANTED_SECTIONS:
+            for index, sh_type in enumerate(_section_types(stream, elf)):
+                if sh_type not in _WANTED_SECTIONS:
                     continue
                 section = elf.get_section(index)
                 if isinstance(section, DynamicSection):
@@ -147,20 +169,34 @@ _MACHINES = {3: "EM_386", 62: "EM_X86_64", 183: "EM_AARCH64", 40: "EM_ARM", 21: 
 
 
 def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(defined, undefined) names in ``.dynsym`` that match the regular expression ``pattern``."""
+    """(defined, undefined) names in ``.dynsym`` that match the regular expression ``pattern``.
+
+    The symbol table is unpacked with struct (pyelftools builds an object per symbol, and
+    libcusparse has thousands); only the names that match are decoded.
+    """
     from elftools.elf.elffile import ELFFile
 
-    wanted = re.compile(pattern)
+    wanted = re.compile(pattern.encode())
     defined: set[str] = set()
     undefined: set[str] = set()
     try:
         with open(path, "rb") as stream:
-            section = ELFFile(stream).get_section_by_name(".dynsym")
-            if section is None:
+            elf = ELFFile(stream)
+            types = _section_types(stream, elf)
+            if _SHT_DYNSYM not in types:
                 return frozenset(), frozenset()
-            for symbol in section.iter_symbols():
-                if wanted.match(symbol.name):
-                    (undefined if symbol["st_shndx"] == "SHN_UNDEF" else defined).add(symbol.name)
+            symtab = elf.get_section(types.index(_SHT_DYNSYM))
+            strings = elf.get_section(symtab["sh_link"]).data()
+            data = symtab.data()
+            order = "<" if elf.little_endian else ">"
+            # st_name and st_shndx of Elf64_Sym (24 bytes) or Elf32_Sym (16 bytes)
+            entry, layout = (24, order + "I2xH") if elf.elfclass == 64 else (16, order + "I10xH")
+            for offset in range(0, len(data) - entry + 1, entry):
+                name_at, section_index = struct.unpack_from(layout, data, offset)
+                end = strings.find(b"\0", name_at)
+                name = strings[name_at:end]
+                if wanted.match(name):
+                    (undefined if section_index == 0 else defined).add(name.decode("utf-8", "replace"))
     except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
         return frozenset(), frozenset()
     return frozenset(defined), frozenset(undefined)

@@ -14,11 +14,11 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from packaging.utils import canonicalize_name
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -66,7 +66,7 @@ class Closure:
         return grouped
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(raw: str) -> Requirement | str:
     try:
         return Requirement(raw)
@@ -78,8 +78,15 @@ def _marker_true(marker: Marker | None, extra: str) -> bool:
     return marker is None or marker.evaluate({"extra": extra})
 
 
-def _applies(req: Requirement, extra: str) -> bool:
-    """Whether a requirement belongs to the (distribution, extra) node being visited."""
+@cache
+def _applies(raw: str, extra: str) -> bool:
+    """Whether a requirement belongs to the (distribution, extra) node being visited.
+
+    Cached by the requirement's text: torch's closure is walked once per root and once to
+    choose the roots, and packaging rebuilds the marker environment on every evaluation.
+    """
+    req = _parse(raw)
+    assert isinstance(req, Requirement)
     if not extra:
         return _marker_true(req.marker, "")
     return _marker_true(req.marker, extra) and not _marker_true(req.marker, "")
@@ -91,6 +98,7 @@ def known_extras(dist: Distribution) -> frozenset[str]:
     return dist.provides_extras | named
 
 
+@lru_cache(maxsize=64)
 def closure(env: Environment, root: Distribution) -> Closure:
     demands: list[Demand] = []
     problems: dict[tuple[str, str], MetadataProblem] = {}
@@ -112,7 +120,7 @@ def closure(env: Environment, root: Distribution) -> Closure:
                 )
                 continue
             try:
-                wanted = _applies(req, extra)
+                wanted = _applies(raw, extra)
             except (UndefinedEnvironmentName, UndefinedComparison) as exc:
                 problems[(dist.key, raw)] = MetadataProblem(
                     meta_file, f"Requires-Dist {raw!r} has a marker that cannot be evaluated: {exc}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:  # the engine runs without pytest (benchmarks, a future CLI)
+    import pytest
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -26,6 +27,8 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
+        import pytest
+
         def value(name: str) -> Any:
             given = config.getoption(name, default=None)
             return given if given is not None else config.getini(name)

@@ -1,0 +1,59 @@
+"""Static diagnosis (declared dependencies + linkage) against ``python -c "import torch"``, side by side.
+
+Both run as fresh processes on the same real torch venv, interleaved round by round,
+so that disk cache and machine load touch both alike; the medians and their ratio are
+printed.  Goal (issue 3): static diagnosis / import torch <= 0.15.
+
+    python benchmarks/static_vs_import_torch.py [--venv ~/.cache/pytest-cudadeps/torch-2.14.1] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STATIC = """
+import sys
+from pytest_cudadeps.checks import collect_checks
+from pytest_cudadeps.settings import Settings
+checks = collect_checks(Settings(enabled=True, only=True, paths=(sys.argv[1],)))
+print(len(checks))
+"""
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "pytest-cudadeps" / "torch-2.14.1")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    site = sorted((args.venv / "lib").glob("python3*/site-packages"))[0]
+    static_cmd = [sys.executable, "-c", STATIC, str(site)]
+    import_cmd = [str(args.venv / "bin" / "python"), "-c", "import torch"]
+    startup_cmd = [sys.executable, "-c", "import pytest_cudadeps.checks"]
+    timed(static_cmd), timed(import_cmd)  # warm the page cache for both
+    static, imported, startup = [], [], []
+    for _ in range(args.rounds):
+        static.append(timed(static_cmd))
+        imported.append(timed(import_cmd))
+        startup.append(timed(startup_cmd))
+    s, i, u = statistics.median(static), statistics.median(imported), statistics.median(startup)
+    print(f"venv: {args.venv}  rounds: {args.rounds} (median, interleaved)")
+    print(f"{'static diagnosis (process)':32} {s:8.3f} s")
+    print(f"{'  of which interpreter+imports':32} {u:8.3f} s")
+    label = 'python -c "import torch"'
+    print(f"{label:32} {i:8.3f} s")
+    print(f"{'ratio static / import torch':32} {s / i:8.3f}   (goal <= 0.15)")
+
+
+if __name__ == "__main__":
+    main()
