@@ -53,17 +53,20 @@ def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, tuple[Path, ...]]:
         start = (start + 7) & ~7  # the new format follows, aligned
     if data[start:start + len(_NEW_MAGIC)] != _NEW_MAGIC:
         return {}
-    count = struct.unpack_from("<I", data, start + 20)[0]
     entries: dict[str, list[Path]] = {}
 
     def string(offset: int) -> str:
         end = data.find(b"\0", offset)
         return data[offset:end].decode("utf-8", "replace")
 
-    for index in range(count):
-        _flags, key, value = struct.unpack_from("<iII", data, start + 48 + index * 24)
-        if key < len(data) and value < len(data):
-            entries.setdefault(string(key), []).append(Path(string(value)))
+    try:
+        count = struct.unpack_from("<I", data, start + 20)[0]
+        for index in range(count):
+            _flags, key, value = struct.unpack_from("<iII", data, start + 48 + index * 24)
+            if key < len(data) and value < len(data):
+                entries.setdefault(string(key), []).append(Path(string(value)))
+    except struct.error:  # a truncated cache: glibc ignores it, and so do we
+        return {}
     return {k: tuple(v) for k, v in entries.items()}
 
 
@@ -235,5 +238,9 @@ class LoaderModel:
                     if resolution.path is None or resolution.via == "already loaded" or resolution.problem:
                         continue
                     self.loaded[soname] = resolution.path
+                    # glibc also matches later requests against the DT_SONAME of every mapped object
+                    mapped = self.info(resolution.path)
+                    if isinstance(mapped, ElfInfo) and mapped.soname:
+                        self.loaded.setdefault(mapped.soname, resolution.path)
                     self.loader_of.setdefault(resolution.path, current)
                     queue.append(resolution.path)
