@@ -31,9 +31,10 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
         findings += linkage_findings(env, linkages[root.key], closure(env, root), _cuda_of(env, root),
                                      verify_hashes=settings.verify_hashes)
     checks: dict[str, Check] = {}
-    from .runtime import runtime_checks
+    if settings.probes:
+        from .runtime import runtime_checks
 
-    checks.update(runtime_checks(env, roots, linkages, settings))
+        checks.update(runtime_checks(env, roots, linkages, settings))
     for finding in findings:
         name, n = finding.name, 1
         while name in checks:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import io
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from packaging.utils import canonicalize_name
 
@@ -31,8 +31,7 @@ class MetadataProblem:
     problem: str
 
 
-@dataclass(frozen=True)
-class RecordEntry:
+class RecordEntry(NamedTuple):
     """One line of a RECORD file: a path relative to the distribution's location."""
 
     path: str
@@ -67,15 +66,19 @@ class Distribution:
     @cached_property
     def record(self) -> tuple[RecordEntry, ...]:
         """The RECORD entries (empty when there is no RECORD, as for egg-info)."""
+        return self.record_entries()
+
+    def record_entries(self, containing: str = "") -> tuple[RecordEntry, ...]:
+        """RECORD entries whose line contains ``containing`` (torch's RECORD has 20,000 lines)."""
         try:
             text = (self.meta_dir / "RECORD").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ()
-        rows = []
-        for row in csv.reader(io.StringIO(text)):
-            if row and row[0]:
-                rows.append(RecordEntry(row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else ""))
-        return tuple(rows)
+        lines = [line for line in text.splitlines() if containing in line] if containing else text.splitlines()
+        return tuple(
+            RecordEntry(row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+            for row in csv.reader(lines) if row and row[0]
+        )
 
     def files(self) -> Iterator[tuple[Path, RecordEntry]]:
         """Absolute paths (not resolved through links) of the files its RECORD lists."""

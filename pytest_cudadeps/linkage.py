@@ -102,7 +102,7 @@ class Owners:
             if env.get(dist.key) is not dist:
                 continue  # a hidden duplicate: its files are not the ones Python uses
             base = str(dist.location)
-            for entry in dist.record:
+            for entry in dist.record_entries(".so"):
                 if ".so" in entry.path:
                     key = os.path.normpath(os.path.join(base, entry.path))
                     self._index.setdefault(key, []).append((dist, entry))

@@ -44,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--cuda-deps-no-ld-cache", "cuda_deps_no_ld_cache",
            "resolve libraries as if /etc/ld.so.cache were empty, as a clean container without a "
            "system CUDA sees them", "bool", action="store_true", default=None)
+    option("--cuda-deps-no-probes", "cuda_deps_no_probes",
+           "static checks only (metadata and ELF files): start no child process, load no library, touch no GPU",
+           "bool", action="store_true", default=None)
     option("--cuda-deps-verify-hashes", "cuda_deps_verify_hashes",
            "compare the sha256 of every resolved CUDA library with its RECORD (reads some GiB; by default "
            "only sizes are compared, and hashes only for a file that two RECORDs claim)",

@@ -24,6 +24,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     require_gpu: bool = False
     verify_hashes: bool = False
+    probes: bool = True  # False: static checks only, no child process
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             timeout=timeout,
             require_gpu=bool(value("cuda_deps_require_gpu")),
             verify_hashes=bool(value("cuda_deps_verify_hashes")),
+            probes=not value("cuda_deps_no_probes"),
         )
 
     def describe(self) -> str:
@@ -63,4 +65,6 @@ class Settings:
             parts.append(f"paths: {', '.join(self.paths)}")
         if self.no_ld_cache:
             parts.append("ld.so.cache ignored")
+        if not self.probes:
+            parts.append("static checks only")
         return "; ".join(parts)

@@ -35,7 +35,8 @@ def cuda_site(pytester: pytest.Pytester, **kwargs: object) -> Path:
 
 def inner(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     # the outer run imported pytest_cudadeps already, so the inner one cannot rewrite its asserts
-    return pytester.runpytest_inprocess("-W", "ignore::pytest.PytestAssertRewriteWarning", *args)
+    # the runtime probes are tested in test_runtime.py; these trees hold no loadable libraries
+    return pytester.runpytest_inprocess("-W", "ignore::pytest.PytestAssertRewriteWarning", "--cuda-deps-no-probes", *args)
 
 
 def run_only(pytester: pytest.Pytester, site: Path, *args: str) -> pytest.RunResult:
@@ -204,7 +205,7 @@ def test_xdist_workers_collect_the_same_items(pytester: pytest.Pytester) -> None
     pytest.importorskip("xdist")
     pytester.makepyfile(test_user="def test_user():\n    pass\n")
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
-    result = pytester.runpytest_subprocess("--cuda-deps", f"--cuda-deps-path={site}", "-n", "2",
+    result = pytester.runpytest_subprocess("--cuda-deps", "--cuda-deps-no-probes", f"--cuda-deps-path={site}", "-n", "2",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=len(expected_items_2_14_1()), failed=1)
     assert "Different tests were collected" not in result.stdout.str() + result.stderr.str()
