@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .elf import ElfInfo, ElfProblem, dynamic_symbols
+from .elf import ElfInfo, ElfProblem, dynamic_symbols, read_header
 from .environment import Distribution, Environment, RecordEntry
 from .findings import Finding, failed, passed, skipped
 from .installers import install_command
@@ -355,8 +355,13 @@ def linkage_findings(
     demands = declared.by_key()
     owners = linkage.owners or Owners(env)
     findings: list[Finding] = []
+    host = read_header(linkage.model.executable) if linkage.model.executable else None
     for obj in linkage.objects:
         problem = linkage.model.info(obj)
+        if isinstance(problem, ElfInfo) and host and (problem.elf_class, problem.machine) != host:
+            # dlopen of a path of another machine fails with ENOENT, as if the file were not there
+            problem = ElfProblem(obj, f"wrong ELF class or machine ({problem.elf_class}-bit {problem.machine}, "
+                                      f"this Python is {host[0]}-bit {host[1]}): cannot open shared object file")
         if isinstance(problem, ElfProblem):
             findings.append(failed(
                 "elf", f"{root.key}>{obj.name}", f"{_relative(obj, env)}: {problem.problem}",
