@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,7 +281,8 @@ def _wrong_class_copy(kit: Kit, folder: Path) -> Path:
 @pytest.mark.parametrize(("make", "why"), [(_wrong_machine_copy, "wrong ELF class or machine (64-bit EM_AARCH64)"),
                                            (_wrong_class_copy, "wrong ELF class or machine (32-bit EM_386)")],
                          ids=["wrong-machine", "wrong-class"])
-def test_wrong_machine_or_class_is_skipped_and_the_search_goes_on(kit: Kit, tmp_path: Path, make, why) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_machine_or_class_is_skipped_and_the_search_goes_on(kit: Kit, tmp_path: Path,
+                                                                  make: Callable[[Kit, Path], Path], why: str) -> None:
     foreign = make(kit, tmp_path / "llp")
     runpath = kit.copy_b(tmp_path / "runpath")
     a = kit.lib_a(tmp_path / "a", f"-Wl,--enable-new-dtags,-rpath,{runpath.parent}")
