@@ -336,7 +336,7 @@ def test_plugin_fails_cleanly_on_a_broken_library_in_torch_lib(pytester: pytest.
     broken = site / "torch" / "lib" / "libbroken.so"
     damage(libs, broken)
     result = pytester.runpytest_inprocess("-W", "ignore::pytest.PytestAssertRewriteWarning", "-p", "no:cacheprovider",
-                                          "--cuda-deps-only", f"--cuda-deps-path={site}")
+                                          "--cuda-deps-only", "--cuda-deps-no-probes", f"--cuda-deps-path={site}")
     output = result.stdout.str()
     assert "INTERNALERROR" not in output
     assert result.ret == 1, output
