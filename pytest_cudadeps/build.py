@@ -95,5 +95,5 @@ def check_build(env: Environment, dist: Distribution) -> Finding:
         )
     return passed(
         "cuda-major", dist.key, f"{dist} is a CUDA {build.cuda} build; no wheel of another CUDA major is installed",
-        cuda=build.cuda, version_file=str(build.version_file),
+        cuda=build.cuda or "", version_file=str(build.version_file),
     )

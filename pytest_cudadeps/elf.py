@@ -61,6 +61,7 @@ class ElfProblem:
 _EHDR_SIZE = 64 if sys.maxsize > 2**32 else 52
 _SHT_DYNSYM, _SHT_DYNAMIC, _SHT_GNU_VERDEF, _SHT_GNU_VERNEED = 11, 6, 0x6FFFFFFD, 0x6FFFFFFE
 _WANTED_SECTIONS = (_SHT_DYNAMIC, _SHT_GNU_VERNEED, _SHT_GNU_VERDEF)
+_STRING_TAGS = {"DT_NEEDED": "needed", "DT_SONAME": "soname", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath"}
 
 
 def _section_types(stream: BinaryIO, elf: ELFFile) -> list[int]:
@@ -121,17 +122,21 @@ def read_elf(path: Path) -> ElfInfo | ElfProblem:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         kind = tag.entry.d_tag
+                        if kind not in _STRING_TAGS:
+                            continue
+                        # pyelftools sets the decoded string as an attribute named after the tag
+                        text = str(getattr(tag, _STRING_TAGS[kind]))
                         if kind == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(text)
                         elif kind == "DT_SONAME":
-                            soname = tag.soname
+                            soname = text
                         elif kind == "DT_RPATH":
-                            rpath = _split_path(tag.rpath)
-                        elif kind == "DT_RUNPATH":
-                            runpath = _split_path(tag.runpath)
+                            rpath = _split_path(text)
+                        else:
+                            runpath = _split_path(text)
                 elif isinstance(section, GNUVerNeedSection):
                     for entry, aux in section.iter_versions():
-                        verneed.append((entry.name, tuple(a.name for a in aux)))
+                        verneed.append((str(entry.name), tuple(str(a.name) for a in aux)))
                 elif isinstance(section, GNUVerDefSection):
                     for _entry, aux in section.iter_versions():
                         names = [a.name for a in aux]
@@ -160,8 +165,7 @@ def read_header(path: Path) -> tuple[int, str] | None:
         return None
     if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
         return None
-    order = "little" if head[5] == 1 else "big"
-    machine = int.from_bytes(head[18:20], order)
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
     return (32 if head[4] == 1 else 64), _MACHINES.get(machine, f"EM_{machine}")
 
 

@@ -156,7 +156,7 @@ class CudaDepsItem(pytest.Item):
         if finding.outcome is Outcome.FAIL:
             raise CudaDepsFailure(finding)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CudaDepsFailure):
             return str(excinfo.value)
         return f"pytest-cudadeps could not run this check ({excinfo.typename}: {excinfo.value}); please report it\n" + str(

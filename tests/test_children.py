@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest_cudadeps
 from pytest_cudadeps.children import child_environment, run_probe
 from tests.fakes import misbehaving
 
@@ -82,7 +83,8 @@ def test_child_environment_appends_this_package_and_keeps_callers_values() -> No
     env = child_environment(["/somewhere/site-packages"], {"LD_LIBRARY_PATH": "/fake"})
     entries = env["PYTHONPATH"].split(os.pathsep)
     assert entries[0] == "/somewhere/site-packages"
-    assert entries[-1] == str(Path(__file__).resolve().parent.parent)
+    # the folder that holds the installed package (the checkout when editable, site-packages otherwise)
+    assert entries[-1] == str(Path(pytest_cudadeps.__file__).resolve().parent.parent)
     assert env["LD_LIBRARY_PATH"] == "/fake"
 
 
