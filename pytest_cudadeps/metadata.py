@@ -27,6 +27,10 @@ from .findings import Finding, failed, passed
 from .installers import install_command
 
 CUDA_PREFIXES = ("nvidia-", "cuda-")
+# nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
+NOT_CUDA_WHEELS = frozenset({"nvidia-ml-py", "nvidia-ml-py3", "pynvml"})
+# Never a root: this plugin requires nvidia-ml-py for its own driver probe.
+NEVER_ROOTS = frozenset({"pytest-cudadeps"})
 _EXTRA_IN_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
 
@@ -139,11 +143,13 @@ def closure(env: Environment, root: Distribution) -> Closure:
 
 
 def requires_cuda(dist: Distribution) -> bool:
-    """Whether a distribution asks for any nvidia-*/cuda-* distribution (markers ignored)."""
+    """Whether a distribution asks for any nvidia-*/cuda-* library distribution (markers ignored)."""
     for raw in dist.requires:
         req = _parse(raw)
-        if isinstance(req, Requirement) and canonicalize_name(req.name).startswith(CUDA_PREFIXES):
-            return True
+        if isinstance(req, Requirement):
+            name = canonicalize_name(req.name)
+            if name.startswith(CUDA_PREFIXES) and name not in NOT_CUDA_WHEELS:
+                return True
     return False
 
 
@@ -154,7 +160,7 @@ def default_roots(env: Environment) -> list[Distribution]:
     cuda-toolkit from torch) is dropped: its requirements are checked under that root.
     """
     firsts = [found[0] for found in env.by_key.values()]
-    candidates = [d for d in firsts if d.key == "torch" or requires_cuda(d)]
+    candidates = [d for d in firsts if d.key not in NEVER_ROOTS and (d.key == "torch" or requires_cuda(d))]
     reach = {d.key: {dem.key for dem in closure(env, d).demands} for d in candidates}
     roots = []
     for dist in candidates:

@@ -155,5 +155,5 @@ def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[...
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "--cuda-deps-only", "-p", "no:cacheprovider"],
                             cwd=work, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"\d+ passed, 1 skipped", result.stdout)
+    assert re.search(r"\d+ passed, \d+ skipped in", result.stdout) and " failed" not in result.stdout
     assert sys.executable not in result.stdout  # it ran in the venv, not in this interpreter

@@ -396,3 +396,16 @@ def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
     found = run(site)
     assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
     assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"
+
+
+def test_this_plugin_and_nvml_bindings_are_never_roots(tmp_path: Path) -> None:
+    """pytest-cudadeps requires nvidia-ml-py, which carries no CUDA library: neither makes it a root."""
+    site = tmp_path / "site"
+    sb.build(site, [
+        sb.Dist("pytest-cudadeps", "0.1.0", requires=("pytest>=8", "nvidia-ml-py>=12")),
+        sb.Dist("gpustat", "1.1", requires=("nvidia-ml-py>=12",)),
+        sb.Dist("nvidia-ml-py", "13.615.71"),
+        sb.Dist("cupy-cuda13x", "14.0", requires=("cuda-pathfinder>=1",)),
+    ])
+    env = scan([site])
+    assert [d.name for d in default_roots(env)] == ["cupy-cuda13x"]
