@@ -195,7 +195,7 @@ def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
 def check_requirement(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
     """One required distribution: installed, at a version every asker accepts, with its extras."""
     subject = f"{root.key}>{key}"
-    fix_for = f"(installed by {root.installer or 'an unknown installer'}, like {root.name})"
+    fix_for = f"({root.name} was installed by {root.installer})" if root.installer else "(no INSTALLER file: pip assumed)"
     fix = install_command(root.installer, _combined(demands))
     dist = env.get(key)
     if dist is None:

@@ -68,7 +68,7 @@ def test_missing_runtime_fails_naming_the_extras_chain_and_the_fix(tmp_path: Pat
         "nvidia-cuda-runtime is not installed",
         f"  required by: {RUNTIME_CHAIN}",
         "  installed: nothing of that name on the path",
-        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (installed by pip, like torch)",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
     ])
 
 
@@ -182,7 +182,7 @@ def test_wrong_version_says_what_is_installed_and_where(tmp_path: Path) -> None:
         "nvidia-cuda-runtime 13.0.48 does not satisfy ==13.0.96.*",
         f"  required by: {RUNTIME_CHAIN}",
         f"  installed: nvidia-cuda-runtime 13.0.48 in {site} (nvidia_cuda_runtime-13.0.48.dist-info)",
-        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (installed by pip, like torch)",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
     ])
 
 
@@ -253,10 +253,10 @@ def test_no_roots_is_a_skip_with_a_reason(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("installer", "fix"), [
-    ("pip", "pip install 'nvidia-cuda-runtime==13.0.96.*'  (installed by pip, like torch)"),
+    ("pip", "pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)"),
     ("uv", "uv pip install 'nvidia-cuda-runtime==13.0.96.*'; or add it to the project's dependencies and run "
-           "`uv sync`  (installed by uv, like torch)"),
-    ("poetry", "poetry add 'nvidia-cuda-runtime==13.0.96.*'; then `poetry install`  (installed by poetry, like torch)"),
+           "`uv sync`  (torch was installed by uv)"),
+    ("poetry", "poetry add 'nvidia-cuda-runtime==13.0.96.*'; then `poetry install`  (torch was installed by poetry)"),
 ])
 def test_the_fix_is_for_the_installer_that_installed_the_root(tmp_path: Path, installer: str, fix: str) -> None:
     site = sb.torch_2_14_1(tmp_path / "site", omit=["nvidia-cuda-runtime"], installer=installer)

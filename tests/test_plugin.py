@@ -224,7 +224,7 @@ def test_a_failure_is_a_few_lines_without_a_traceback(pytester: pytest.Pytester)
         "nvidia-cuda-runtime is not installed",
         f"  required by: {RUNTIME_CHAIN}",
         "  installed: nothing of that name on the path",
-        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (installed by pip, like torch)",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
     ]
     text = result.stdout.str()
     assert "Traceback" not in text
