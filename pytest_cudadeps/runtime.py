@@ -145,6 +145,7 @@ def _arch_check(
                           fix=f"reinstall it: pip install --force-reinstall --no-deps '{root.name}=={root.version}'")
         if root.key != "torch" and not any(lib.variants for lib in libraries):
             return skipped("arch", root.key, f"{root}'s libraries carry no GPU code (.nv_fatbin)")
-        return arch_finding(root.key, libraries, [(f"GPU {g.index} {g.name}", g.capability) for g in gpus])
+        return arch_finding(root.key, libraries, [(f"GPU {g.index} {g.name}", g.capability) for g in gpus],
+                            primary="libtorch_cuda.so" if root.key == "torch" else None)
 
     return check

@@ -117,3 +117,20 @@ def test_real_libtorch_cuda(cuda_venv: Path) -> None:
     assert found.describe().startswith("cubin sm_75, sm_80, sm_86, sm_90, sm_100, sm_120; PTX none")
     assert found.ptx == frozenset()
     assert elapsed < 5, f"reading the headers of {lib} took {elapsed:.2f} s"
+
+
+@pytest.mark.integration
+def test_real_torch_primary_library_decides_and_secondary_gaps_are_notes(cuda_venv: Path) -> None:
+    """torch 2.14.1 cu130: libtorch_cuda.so has sm_75, libtorch_cuda_linalg.so does not."""
+    lib = venvs.site_packages(cuda_venv) / "torch" / "lib"
+    libs = [read_architectures(lib / name) for name in ("libtorch_cuda.so", "libtorch_cuda_linalg.so")]
+    assert 75 in libs[0].cubin and 75 not in libs[1].cubin
+    t4 = arch_finding("torch", libs, [("GPU 0 Tesla T4", (7, 5))], primary="libtorch_cuda.so")
+    assert t4.outcome is Outcome.PASS
+    assert t4.message.startswith("GPU 0 Tesla T4: sm_75 cubin; note, kernels of these libraries would be missing: ")
+    assert "libtorch_cuda_linalg.so has cubin sm_80" in t4.message
+    pascal = arch_finding("torch", libs, [("GPU 0 Tesla P100", (6, 0))], primary="libtorch_cuda.so")
+    assert pascal.outcome is Outcome.FAIL
+    assert pascal.message == "torch has no code for GPU 0 Tesla P100 (compute capability 6.0)"
+    # without a primary every library decides, and the T4 fails on linalg
+    assert arch_finding("torch", libs, [("GPU 0 Tesla T4", (7, 5))]).outcome is Outcome.FAIL
