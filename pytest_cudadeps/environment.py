@@ -15,7 +15,6 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -138,6 +137,34 @@ def _egg_requires(text: str) -> list[str]:
     return out
 
 
+def parse_headers(text: str) -> dict[str, list[str]] | str:
+    """The header fields of a METADATA/PKG-INFO file (core metadata is RFC 822 style), by lower-case name.
+
+    Continuation lines (starting with a space or tab) are joined to their field; the first
+    empty line ends the headers.  A line that is neither ends parsing with a message, as
+    the email package would record a defect.  (email.parser costs more to import than the
+    whole scan takes.)
+    """
+    fields: dict[str, list[str]] = {}
+    last: tuple[str, int] | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            break
+        if line[0] in " \t":
+            if last is None:
+                return f"line {number} continues a header, but no header came before it"
+            key, index = last
+            fields[key][index] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or " " in name.strip():
+            return f"line {number} is not a 'Name: value' header ({line[:60]!r})"
+        key = name.strip().lower()
+        fields.setdefault(key, []).append(value.strip())
+        last = (key, len(fields[key]) - 1)
+    return fields
+
+
 def read_distribution(location: Path, meta_dir: Path) -> Distribution | MetadataProblem:
     """Parse one metadata folder; anything wrong with it becomes a :class:`MetadataProblem`."""
     is_egg = meta_dir.name.endswith(".egg-info")
@@ -150,15 +177,15 @@ def read_distribution(location: Path, meta_dir: Path) -> Distribution | Metadata
         return MetadataProblem(meta_file, "the file is missing")
     except (OSError, ValueError) as exc:
         return MetadataProblem(meta_file, f"cannot be read: {exc}")
-    headers = HeaderParser().parsestr(text)
-    if headers.defects:
-        return MetadataProblem(meta_file, f"garbled headers: {headers.defects[0]!r}")
-    name = (headers.get("Name") or "").strip()
-    version = (headers.get("Version") or "").strip()
+    headers = parse_headers(text)
+    if isinstance(headers, str):
+        return MetadataProblem(meta_file, f"garbled headers: {headers}")
+    name = (headers.get("name") or [""])[0]
+    version = (headers.get("version") or [""])[0]
     missing = [field for field, value in (("Name", name), ("Version", version)) if not value]
     if missing:
         return MetadataProblem(meta_file, f"has no {' and no '.join(missing)} field")
-    requires = [str(value).strip() for value in headers.get_all("Requires-Dist") or []]
+    requires = headers.get("requires-dist", [])
     if is_egg and meta_dir.is_dir():
         try:
             requires += _egg_requires(_read_text(meta_dir / "requires.txt"))
@@ -166,7 +193,7 @@ def read_distribution(location: Path, meta_dir: Path) -> Distribution | Metadata
             pass
         except (OSError, ValueError) as exc:
             return MetadataProblem(meta_dir / "requires.txt", f"cannot be read: {exc}")
-    extras = frozenset(canonicalize_name(str(e)) for e in headers.get_all("Provides-Extra") or [])
+    extras = frozenset(canonicalize_name(e) for e in headers.get("provides-extra", []))
     try:
         installer = (meta_dir / "INSTALLER").read_text(encoding="utf-8", errors="replace").strip()
     except OSError:

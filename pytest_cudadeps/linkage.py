@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +167,8 @@ def _needed_by(lib: ResolvedLibrary, env: Environment, limit: int = 3) -> str:
 
 
 def _hash_of(path: Path) -> str:
+    import hashlib  # only when two RECORDs claim a file, or with --cuda-deps-verify-hashes
+
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):

@@ -352,7 +352,7 @@ def _env_with_bad(
     (b"Name: broken\nVersion: 1\nSummary: \xff\xfe\n",
      "cannot be read: not UTF-8 text (invalid start byte at byte 33)"),
     (b"Metadata-Version: 2.1\nName: broken\nthis line is not a header\nVersion: 1\n",
-     "garbled headers: MissingHeaderBodySeparatorDefect()"),
+     "garbled headers: line 3 is not a 'Name: value' header ('this line is not a header')"),
     (b"Metadata-Version: 2.1\nVersion: 1\n", "has no Name field"),
     (b"Metadata-Version: 2.1\nName: broken\n", "has no Version field"),
 ], ids=["not-utf8", "garbled-headers", "no-name", "no-version"])
