@@ -20,7 +20,7 @@ STATIC = """
 import sys
 from pytest_cudadeps.checks import collect_checks
 from pytest_cudadeps.settings import Settings
-checks = collect_checks(Settings(enabled=True, only=True, paths=(sys.argv[1],)))
+checks = collect_checks(Settings(enabled=True, only=True, paths=(sys.argv[1],), probes=False))
 print(len(checks))
 """
 

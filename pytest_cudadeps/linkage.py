@@ -128,6 +128,7 @@ def analyze(
     """Load the root's objects in a simulated process and record where each needed library comes from."""
     owners = owners or Owners(env)
     model = LoaderModel.for_this_process(use_cache=use_ld_cache, ld_library_path=ld_library_path)
+    model.descend = lambda path, soname: is_cuda_soname(soname) or any(loc in path.parents for loc in env.paths)
     objects = root_objects(env, root)
     model.load(objects)
     by_soname: dict[str, list[Resolution]] = {}

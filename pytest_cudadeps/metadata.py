@@ -161,6 +161,11 @@ def default_roots(env: Environment) -> list[Distribution]:
     """
     firsts = [found[0] for found in env.by_key.values()]
     candidates = [d for d in firsts if d.key not in NEVER_ROOTS and (d.key == "torch" or requires_cuda(d))]
+    torch = env.get("torch")
+    if torch is not None:
+        # what torch reaches is checked under torch: those candidates need no walk of their own
+        under_torch = {dem.key for dem in closure(env, torch).demands}
+        candidates = [d for d in candidates if d.key == "torch" or d.key not in under_torch]
     reach = {d.key: {dem.key for dem in closure(env, d).demands} for d in candidates}
     roots = []
     for dist in candidates:
