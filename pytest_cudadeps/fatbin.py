@@ -35,7 +35,7 @@ _ENTRY = struct.Struct("<HHIQ12xI")  # kind, ?, header size, payload size, (skip
 
 
 class FatbinError(ValueError):
-    """The section does not have the layout described in this module's docstring."""
+    """The file is not a readable ELF file, or its section lacks the layout described in this module's docstring."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,14 @@ def sm_name(sm: int) -> str:
 
 def section_extent(path: Path, name: str = SECTION) -> tuple[int, int] | None:
     """(file offset, size) of the section, from the ELF section headers (pyelftools); None when absent."""
+    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as stream:
-        section = ELFFile(stream).get_section_by_name(name)
+        try:  # a truncated or non-ELF file in the root (its elf[...] item says so too)
+            section = ELFFile(stream).get_section_by_name(name)
+        except ELFError as exc:
+            raise FatbinError(f"{path}: not a readable ELF file ({exc})") from exc
         if section is None or section["sh_type"] == "SHT_NOBITS":
             return None
         return int(section["sh_offset"]), int(section["sh_size"])
