@@ -29,7 +29,7 @@ import platform
 import struct
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -190,6 +190,7 @@ class LoaderModel:
         if isinstance(obj, ElfProblem):
             return Resolution(soname, needed_by, None, "not found", (), obj.problem)
         wanted = (obj.elf_class, obj.machine)
+        # (via, the folders it names); the cache names files
         steps: list[tuple[str, Iterable[Path]]] = []
         if not obj.has_runpath():
             for via, origin_dir, entries in self._rpath_chain(needed_by):
@@ -197,36 +198,29 @@ class LoaderModel:
         steps.append(("LD_LIBRARY_PATH", [expand(e, needed_by.parent) for e in self.ld_library_path]))
         if obj.has_runpath():
             steps.append((f"DT_RUNPATH of {needed_by.name}", [expand(e, needed_by.parent) for e in obj.runpath]))
+        steps.append(("default folders", self.defaults))
         searched: list[str] = []
         skipped: list[tuple[Path, str]] = []
-        for via, folders in steps:
-            for folder in folders:
-                searched.append(f"{via}: {folder}")
-                candidate = folder / soname
+        for via, candidates in self._candidates(steps, soname):
+            searched.append(via)
+            for candidate in candidates:
                 take, problem = self._acceptable(candidate, wanted, soname)
                 if take:
-                    return Resolution(soname, needed_by, candidate, via, tuple(searched), problem, tuple(skipped))
-                if problem:
-                    skipped.append((candidate, problem))
-        if self.use_cache:
-            searched.append("ld.so.cache")
-            for candidate in self.cache.get(soname, ()):
-                take, problem = self._acceptable(candidate, wanted, soname)
-                if take:
-                    return Resolution(soname, needed_by, candidate, "ld.so.cache", tuple(searched), problem,
+                    return Resolution(soname, needed_by, candidate, via.partition(": ")[0], tuple(searched), problem,
                                       tuple(skipped))
                 if problem:
                     skipped.append((candidate, problem))
-        for folder in self.defaults:
-            searched.append(f"default folders: {folder}")
-            candidate = folder / soname
-            take, problem = self._acceptable(candidate, wanted, soname)
-            if take:
-                return Resolution(soname, needed_by, candidate, "default folders", tuple(searched), problem,
-                                  tuple(skipped))
-            if problem:
-                skipped.append((candidate, problem))
         return Resolution(soname, needed_by, None, "not found", tuple(searched), None, tuple(skipped))
+
+    def _candidates(
+        self, steps: list[tuple[str, Iterable[Path]]], soname: str
+    ) -> Iterator[tuple[str, Iterable[Path]]]:
+        """("via: folder", [folder/soname]) for each folder, with the ld.so.cache's files before the defaults."""
+        for via, folders in steps:
+            if via == "default folders" and self.use_cache:
+                yield "ld.so.cache", self.cache.get(soname, ())
+            for folder in folders:
+                yield f"{via}: {folder}", [folder / soname]
 
     def load(self, objects: Sequence[Path]) -> None:
         """Map ``objects`` (opened by path, as dlopen of an absolute path does) and all they need.
