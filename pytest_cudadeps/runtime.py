@@ -92,8 +92,10 @@ def runtime_checks(
                                                   cpu_build=root.key == "torch" and not build_cuda)
 
     if torch is not None:
-        matmul: Once[SmokeRun] = Once(lambda: probe_smoke("matmul", timeout=settings.timeout, paths=paths))
-        reduce: Once[SmokeRun] = Once(lambda: probe_smoke("all-reduce", timeout=settings.timeout, paths=paths))
+        matmul: Once[SmokeRun] = Once(lambda: probe_smoke("matmul", timeout=settings.timeout, paths=paths,
+                                                            inhibit_ld_cache=settings.no_ld_cache))
+        reduce: Once[SmokeRun] = Once(lambda: probe_smoke("all-reduce", timeout=settings.timeout, paths=paths,
+                                                            inhibit_ld_cache=settings.no_ld_cache))
         cpu_reason = f"{torch} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
         checks["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
                                           lambda: matmul_finding(matmul(), require_gpu=need_gpu))

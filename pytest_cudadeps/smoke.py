@@ -43,9 +43,13 @@ def probe_smoke(
     size: int = 1024,
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
 ) -> SmokeRun:
+    """Run the smoke child. Under ``inhibit_ld_cache`` the child runs as ``ld.so --inhibit-cache``;
+    the two all-reduce workers it spawns are plain interpreters and do see the cache."""
     request = {"mode": mode, "devices": list(devices) if devices else None, "backend": backend, "size": size}
-    return SmokeRun(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env))
+    return SmokeRun(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env,
+                              inhibit_ld_cache=inhibit_ld_cache))
 
 
 def _versions(torch: Mapping[str, Any]) -> dict[str, str]:

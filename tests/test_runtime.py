@@ -477,3 +477,21 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     assert len(asked) == 1
     assert asked[0]["timeout"] == 7.0 and asked[0]["inhibit_ld_cache"] is True
     assert asked[0]["cudart"] == site / CU13_LIB / "libcudart.so.13"  # the one the linkage resolved
+
+
+def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site")
+    env, torch, linkage = _linkage(site)
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    def probe_smoke(mode: str, **kwargs: object) -> object:
+        asked.append((mode, kwargs))
+        raise RuntimeError("stop here: only the arguments matter")
+
+    monkeypatch.setattr(runtime, "probe_smoke", probe_smoke)
+    checks = runtime_checks(env, [torch], {"torch": linkage}, Settings(timeout=3.0, no_ld_cache=True))
+    for name in ("smoke[matmul]", "smoke[all-reduce]"):
+        with pytest.raises(RuntimeError, match="stop here"):
+            checks[name]()
+    assert [(mode, kw["inhibit_ld_cache"], kw["timeout"]) for mode, kw in asked] == [
+        ("matmul", True, 3.0), ("all-reduce", True, 3.0)]
