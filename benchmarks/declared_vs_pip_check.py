@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if declared_out.returncode != 0:
         sys.exit(f"the declared check failed:\n{declared_out.stderr}")
     plugin_seconds, plugin_out = timed_child(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cuda-deps-only", "--cuda-deps-no-probes", f"--cuda-deps-path={site}"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cuda-deps-only", "--cuda-deps-no-probes",
+         f"--cuda-deps-path={site}"],
         cwd=venv.parent)
     imported, cold, warm = in_process(site, args.rounds)
 
@@ -122,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'import of the engine modules':<44}{ms(imported):>11}")
     print(f"{'first run (cold)':<44}{ms(cold):>11}")
     print(f"{'later runs (median, warm)':<44}{ms(warm):>11}")
-    print(f"\nfor reference, one whole `pytest --cuda-deps-only --cuda-deps-no-probes` on the venv (every static check, no probe): {ms(plugin_seconds)}"
+    print("\nfor reference, one whole `pytest --cuda-deps-only --cuda-deps-no-probes` on the venv "
+          f"(every static check, no probe): {ms(plugin_seconds)}"
           f" -> {plugin_out.stdout.strip().splitlines()[-1] if plugin_out.stdout.strip() else plugin_out.returncode}")
     print(f"declared check says: {declared_out.stdout.strip()}")
     print(f"pip check says (exit {pip_out.returncode}): {pip_out.stdout.strip()}")
