@@ -18,10 +18,9 @@ from pathlib import Path
 
 from .children import ChildRun, run_probe
 from .findings import Finding, failed, passed, skipped
+from .providers import DRIVER_SONAMES  # missing one means "no driver", not "broken wheel"
 
 CHECK = "load"
-# Installed with the NVIDIA driver, never by a wheel: missing means "no driver", not "broken wheel".
-DRIVER_SONAMES = frozenset({"libcuda.so.1", "libnvidia-ml.so.1", "libnvidia-ptxjitcompiler.so.1"})
 # How torch/__init__.py loads its CUDA build: (item subject, file under torch/lib, RTLD_GLOBAL).
 TORCH_LOAD_ORDER = (
     ("torch-global-deps", "libtorch_global_deps.so", True),

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
+from packaging.utils import canonicalize_name
+
 from .build import read_build
 from .driver import (
     DriverInfo,
@@ -25,8 +27,10 @@ from .driver import (
 from .environment import Distribution, Environment
 from .fatbin import FatbinError, arch_finding, read_architectures
 from .findings import Finding, failed, skipped
-from .linkage import Linkage
+from .linkage import Linkage, ResolvedLibrary
 from .loading import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from .metadata import Demand, closure
+from .providers import provider_for
 from .settings import Settings
 from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
 
@@ -83,8 +87,9 @@ def runtime_checks(
                 steps += torch_steps(package)
         libraries = [lib for lib in linkage.cuda_libraries() if lib.soname not in seen]
         seen.update(lib.soname for lib in libraries)
+        demands = closure(env, root).by_key()
         steps += library_steps([(lib.soname, lib.path) for lib in libraries],
-                               {lib.soname: lib.owner for lib in libraries if lib.owner})
+                               {lib.soname: wheel for lib in libraries if (wheel := _wheel_of(lib, build_cuda, demands))})
         loads: Once[dict[str, LoadResult]] = Once(_loader(steps, settings, paths))
         for step in steps:
             checks[f"load[{step.name}]"] = _load_check(step, loads, need_gpu)
@@ -102,6 +107,17 @@ def runtime_checks(
         checks["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce",
                                               lambda: all_reduce_finding(reduce(), require_gpu=need_gpu))
     return checks
+
+
+def _wheel_of(lib: ResolvedLibrary, cuda: str | None, demands: Mapping[str, list[Demand]]) -> str | None:
+    """What to reinstall for a library: its owner or the wheel that provides it for this CUDA,
+    pinned as the root declares it (``nvidia-cuda-runtime==13.0.96.*``) when it does."""
+    provider = provider_for(lib.soname, int(cuda.split(".")[0]) if cuda else None)
+    name = lib.owner or (provider.distribution if provider else None)
+    if name is None:
+        return None
+    declared = demands.get(canonicalize_name(name))
+    return declared[0].wanted() if declared else name
 
 
 def _cudart(linkage: Linkage | None) -> Path | None:
