@@ -204,3 +204,101 @@ def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset
     except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
         return frozenset(), frozenset()
     return frozenset(defined), frozenset(undefined)
+
+
+_SHT_GNU_VERSYM = 0x6FFFFFFF
+
+
+@dataclass(frozen=True)
+class SymbolTable:
+    """The dynamic symbols of one file with the version each is bound to.
+
+    ``needed`` maps a version name (``libcudart.so.13``) to the undefined symbols that
+    ask for it; ``defined`` maps each defined name to its versions (None: unversioned).
+    """
+
+    needed: dict[str, frozenset[str]]
+    defined: dict[str, frozenset[str | None]]
+    versioned: bool  # the file has a .gnu.version section
+
+    def lacks(self, names: frozenset[str], version: str) -> list[str]:
+        """Which of ``names`` (asked for at ``version``) this file does not define, by glibc's rule:
+        an unversioned definition serves any version, a versioned one only its own."""
+        missing = []
+        for name in sorted(names):
+            versions = self.defined.get(name)
+            if versions is None or (self.versioned and None not in versions and version not in versions):
+                missing.append(name)
+        return missing
+
+
+def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> SymbolTable:
+    """Read .dynsym with .gnu.version, .gnu.version_r and .gnu.version_d (unpacked with struct).
+
+    Used only on the slow path (a library that resolves outside its wheel), to predict the
+    loader's ``undefined symbol: NAME, version V``.  With ``only_needed`` (version names),
+    only the undefined symbols bound to those versions are decoded: libtorch_cpu has
+    hundreds of thousands of symbols.  An unreadable file gives an empty table.
+    """
+    from elftools.elf.elffile import ELFFile
+
+    empty = SymbolTable({}, {}, False)
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            types = _section_types(stream, elf)
+            if _SHT_DYNSYM not in types:
+                return empty
+            order = "<" if elf.little_endian else ">"
+            symtab = elf.get_section(types.index(_SHT_DYNSYM))
+            strings = elf.get_section(symtab["sh_link"]).data()
+
+            def text(at: int) -> str:
+                return strings[at:strings.find(b"\0", at)].decode("utf-8", "replace")
+
+            names_of_index: dict[int, str] = {}
+            if _SHT_GNU_VERNEED in types:
+                data = elf.get_section(types.index(_SHT_GNU_VERNEED)).data()
+                at = 0
+                while at + 16 <= len(data):
+                    _ver, count, _file, aux, following = struct.unpack_from(order + "HHIII", data, at)
+                    here = at + aux
+                    for _ in range(count):
+                        _hash, _flags, other, name, step = struct.unpack_from(order + "IHHII", data, here)
+                        names_of_index[other] = text(name)
+                        here += step
+                    if not following:
+                        break
+                    at += following
+            if _SHT_GNU_VERDEF in types:
+                data = elf.get_section(types.index(_SHT_GNU_VERDEF)).data()
+                at = 0
+                while at + 20 <= len(data):
+                    _ver, _flags, index, _count, _hash, aux, following = struct.unpack_from(order + "HHHHIII", data, at)
+                    names_of_index[index] = text(struct.unpack_from(order + "I", data, at + aux)[0])
+                    if not following:
+                        break
+                    at += following
+            versym = (elf.get_section(types.index(_SHT_GNU_VERSYM)).data()
+                      if _SHT_GNU_VERSYM in types else b"")
+            data = symtab.data()
+            entry, layout = (24, order + "I2xH") if elf.elfclass == 64 else (16, order + "I10xH")
+            needed: dict[str, set[str]] = {}
+            defined: dict[str, set[str | None]] = {}
+            for number, offset in enumerate(range(0, len(data) - entry + 1, entry)):
+                name_at, section_index = struct.unpack_from(layout, data, offset)
+                if not name_at:
+                    continue
+                index = struct.unpack_from(order + "H", versym, number * 2)[0] & 0x7FFF if versym else 0
+                version = names_of_index.get(index) if index >= 2 else None
+                if only_needed is not None and (section_index != 0 or version not in only_needed):
+                    continue
+                if section_index == 0:
+                    if version is not None:
+                        needed.setdefault(version, set()).add(text(name_at))
+                else:
+                    defined.setdefault(text(name_at), set()).add(version)
+    except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
+        return empty
+    return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
+                       bool(versym))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .elf import ElfInfo, ElfProblem, dynamic_symbols, read_header
+from .elf import ElfInfo, ElfProblem, dynamic_symbols, read_header, symbol_table
 from .environment import Distribution, Environment, RecordEntry
 from .findings import Finding, failed, passed, skipped
 from .installers import install_command
@@ -123,11 +123,13 @@ def analyze(
     *,
     use_ld_cache: bool = True,
     ld_library_path: str | None = None,
+    ld_preload: str | None = None,
     owners: Owners | None = None,
 ) -> Linkage:
     """Load the root's objects in a simulated process and record where each needed library comes from."""
     owners = owners or Owners(env)
-    model = LoaderModel.for_this_process(use_cache=use_ld_cache, ld_library_path=ld_library_path)
+    model = LoaderModel.for_this_process(use_cache=use_ld_cache, ld_library_path=ld_library_path,
+                                         ld_preload=ld_preload)
     model.descend = lambda path, soname: is_cuda_soname(soname) or any(loc in path.parents for loc in env.paths)
     objects = root_objects(env, root)
     model.load(objects)
@@ -201,26 +203,71 @@ def _also(whose: list[str]) -> str:
     return "" if len(whose) == 1 else f" (and identical in {', '.join(whose[1:])})"
 
 
-def _version_problems(linkage: Linkage, lib: ResolvedLibrary) -> list[str]:
-    """Symbol versions and nvJitLink entry points the users need and the resolved file lacks (e)."""
+def _version_problems(linkage: Linkage, lib: ResolvedLibrary, *, symbols: bool = False) -> list[str]:
+    """What the users of ``lib`` need and the resolved file lacks (e), in ld.so's words.
+
+    A missing version node: ``version `V' not found (required by U)``.  A file with no
+    version definitions at all: when a versioned symbol is looked up in it, ld.so aborts the
+    process (``Inconsistency detected by ld.so: ... check_match: Assertion ... failed!``, exit
+    status 127, measured with glibc 2.36 through dlopen; at program start it first warns
+    ``no version information available``).  nvJitLink: the ``__nvJitLink*_M_m`` entry points.  With ``symbols``
+    (a foreign library), every versioned symbol the users need is looked up too.
+    """
     assert lib.path is not None
     info = linkage.model.info(lib.path)
     if not isinstance(info, ElfInfo):
         return []
     problems = []
+    unversioned_users = []
     for user in lib.needed_by:
         user_info = linkage.model.info(user)
         if not isinstance(user_info, ElfInfo):
             continue
         for version in user_info.versions_needed_from(lib.soname):
-            if version not in info.verdef:
+            if not info.verdef:
+                unversioned_users.append((user, version))
+            elif version not in info.verdef:
                 problems.append(f"version `{version}' not found (required by {user})")
+    if symbols or unversioned_users:
+        problems += _symbol_problems(linkage, lib)
+    if unversioned_users and not problems:
+        user, version = unversioned_users[0]
+        problems.append(
+            f"{lib.path} has no symbol versions but {user} asks for version `{version}': loading it aborts the "
+            f"process with `Inconsistency detected by ld.so: dl-lookup.c: check_match: Assertion ... failed!` "
+            f"(exit status 127; at program start ld.so first warns `no version information available`)"
+        )
     if lib.soname.startswith("libnvJitLink"):
         defined, _ = dynamic_symbols(lib.path, _NVJITLINK_SYMBOL)
         for user in lib.needed_by:
             _, wanted = dynamic_symbols(user, _NVJITLINK_SYMBOL)
             for symbol in sorted(wanted - defined):
                 problems.append(f"undefined symbol: {symbol} (needed by {user}; {lib.path} is older than it needs)")
+    return problems
+
+
+def _symbol_problems(linkage: Linkage, lib: ResolvedLibrary, limit: int = 3) -> list[str]:
+    """The loader's ``undefined symbol: NAME, version V`` for the users of a foreign ``lib``.
+
+    Reads whole symbol tables (0.1 s for libtorch_cpu), so it runs only for a library that
+    resolves outside the wheel that should provide it.
+    """
+    assert lib.path is not None
+    provided = symbol_table(lib.path)
+    problems: list[str] = []
+    for user in lib.needed_by:
+        user_info = linkage.model.info(user)
+        versions = frozenset(user_info.versions_needed_from(lib.soname)) if isinstance(user_info, ElfInfo) else frozenset()
+        if not versions:
+            continue
+        wanted = symbol_table(user, versions)
+        for version in sorted(versions):
+            missing = provided.lacks(wanted.needed.get(version, frozenset()), version)
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                problems.append(f"undefined symbol: {missing[0]}, version {version}{more} (needed by {user})")
+        if len(problems) >= limit:
+            break
     return problems
 
 
@@ -320,11 +367,16 @@ def _library_finding(
             f"{dist or declared.key + ' (not installed)'}, which {root.name} declares: the import may work by "
             f"accident with a foreign library"
         )
+        problems += _version_problems(linkage, lib, symbols=True)
         wheel_copy = [p for p, d in owners.files_named(lib.soname) if d.key == declared.key]
         if dist is not None:
             details.append(f"{dist}'s copy: {wheel_copy[0] if wheel_copy else 'none (its RECORD lists no ' + lib.soname + ')'}")
-            fix = (f"remove {lib.path.parent} from LD_LIBRARY_PATH" if lib.via == "LD_LIBRARY_PATH" and wheel_copy
-                   else fix + " --force-reinstall --no-deps")
+            if lib.via == "LD_PRELOAD":
+                fix = f"remove {lib.path} from LD_PRELOAD"
+            elif lib.via == "LD_LIBRARY_PATH" and wheel_copy:
+                fix = f"remove {lib.path.parent} from LD_LIBRARY_PATH"
+            else:
+                fix += " --force-reinstall --no-deps"
     if lib.path is not None and owned and not problems:
         bytes_problem = _bytes_problem(lib, owned, verify_hashes)
         if bytes_problem:

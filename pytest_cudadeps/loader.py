@@ -2,7 +2,8 @@
 
 For a DT_NEEDED name of an object O, glibc (elf/dl-load.c, ``_dl_map_object``) tries:
 
-0. a library already loaded with that soname: it is reused, whatever O's own paths say;
+0. a library already loaded with that soname (LD_PRELOAD objects are loaded first of all):
+   it is reused, whatever O's own paths say;
    a name containing ``/`` is opened as a path and nothing is searched;
 1. DT_RPATH of O, then of the object that loaded O, and so on up to the executable;
    only when O has no DT_RUNPATH (and an object's DT_RPATH counts only when that
@@ -103,6 +104,9 @@ def expand(entry: str, origin: Path) -> Path:
     return Path(os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.getcwd(), entry)))
 
 
+_REUSED = ("already loaded", "LD_PRELOAD")
+
+
 @dataclass(frozen=True)
 class Resolution:
     """Where one needed name led, for one needing object."""
@@ -110,7 +114,8 @@ class Resolution:
     soname: str
     needed_by: Path
     path: Path | None
-    via: str  # "DT_RPATH of X", "LD_LIBRARY_PATH", "DT_RUNPATH", "ld.so.cache", "default folders", "already loaded"
+    via: str  # "DT_RPATH of X", "LD_LIBRARY_PATH", "DT_RUNPATH of X", "ld.so.cache", "default folders",
+    # "already loaded", "LD_PRELOAD"
     searched: tuple[str, ...]  # the folders tried, as "via: folder"
     problem: str | None = None  # the file found cannot be loaded: "invalid ELF header" and the like
     skipped: tuple[tuple[Path, str], ...] = ()  # candidates passed over (wrong class or machine)
@@ -132,13 +137,19 @@ class LoaderModel:
     # Which resolved libraries to read and follow (path, soname); None: all. The linkage check
     # skips system libraries (libc, libstdc++...): they need no CUDA library and cost a third of the time.
     descend: Callable[[Path, str], bool] | None = None
+    preload: tuple[str, ...] = ()  # LD_PRELOAD entries: mapped before anything else
+    preloaded: set[Path] = field(default_factory=set)
 
     @classmethod
-    def for_this_process(cls, *, use_cache: bool = True, ld_library_path: str | None = None) -> LoaderModel:
+    def for_this_process(
+        cls, *, use_cache: bool = True, ld_library_path: str | None = None, ld_preload: str | None = None
+    ) -> LoaderModel:
         value = os.environ.get("LD_LIBRARY_PATH", "") if ld_library_path is None else ld_library_path
+        preload = os.environ.get("LD_PRELOAD", "") if ld_preload is None else ld_preload
         exe = Path(os.path.realpath(sys.executable)) if sys.executable else None
         return cls(tuple(value.split(":")) if value else (), use_cache, exe,
-                   read_ld_so_cache() if use_cache else {})
+                   read_ld_so_cache() if use_cache else {},
+                   preload=tuple(e for e in preload.replace(":", " ").split() if e))
 
     def info(self, path: Path) -> ElfInfo | ElfProblem:
         if path not in self.infos:
@@ -182,7 +193,8 @@ class LoaderModel:
     def resolve(self, soname: str, needed_by: Path) -> Resolution:
         """Where the loader finds ``soname`` for ``needed_by`` (nothing is recorded as loaded)."""
         if soname in self.loaded:
-            return Resolution(soname, needed_by, self.loaded[soname], "already loaded", ())
+            path = self.loaded[soname]
+            return Resolution(soname, needed_by, path, "LD_PRELOAD" if path in self.preloaded else "already loaded", ())
         if "/" in soname:
             path = expand(soname, needed_by.parent)
             return Resolution(soname, needed_by, path if path.is_file() else None, "path", (str(path),))
@@ -212,6 +224,25 @@ class LoaderModel:
                     skipped.append((candidate, problem))
         return Resolution(soname, needed_by, None, "not found", tuple(searched), None, tuple(skipped))
 
+    def _map_preloads(self) -> list[Path]:
+        """LD_PRELOAD's objects: a path is opened as it is, a bare name is searched for the executable."""
+        mapped = []
+        for entry in self.preload:
+            if "/" in entry:
+                path: Path | None = Path(entry)
+            elif self.executable is not None:
+                path = self.resolve(entry, self.executable).path
+            else:
+                path = None
+            if path is None or not path.is_file():
+                continue  # ld.so prints "cannot be preloaded ... ignored" and goes on
+            info = self.info(path)
+            if isinstance(info, ElfInfo) and info.soname:
+                self.loaded.setdefault(info.soname, path)
+            self.preloaded.add(path)
+            mapped.append(path)
+        return mapped
+
     def _candidates(
         self, steps: list[tuple[str, Iterable[Path]]], soname: str
     ) -> Iterator[tuple[str, Iterable[Path]]]:
@@ -229,10 +260,11 @@ class LoaderModel:
         first object to ask for a soname decides which file every later user gets.
         """
         queue: deque[Path] = deque()
-        for obj in objects:
+        preloads = self._map_preloads() if self.preload and not self.preloaded else []
+        for obj in [*preloads, *objects]:
             info = self.info(obj)
-            if isinstance(info, ElfInfo) and info.soname and info.soname in self.loaded:
-                continue
+            if isinstance(info, ElfInfo) and info.soname and self.loaded.get(info.soname, obj) != obj:
+                continue  # a copy with this soname is mapped already: dlopen returns that one
             self.loader_of.setdefault(obj, None)
             if isinstance(info, ElfInfo):
                 self.loaded.setdefault(info.soname or str(obj), obj)
@@ -245,7 +277,7 @@ class LoaderModel:
                 for soname in current_info.needed:
                     resolution = self.resolve(soname, current)
                     self.resolutions.append(resolution)
-                    if resolution.path is None or resolution.via == "already loaded" or resolution.problem:
+                    if resolution.path is None or resolution.via in _REUSED or resolution.problem:
                         continue
                     self.loaded[soname] = resolution.path
                     if not self.follows(resolution.path, soname):

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -125,11 +128,11 @@ def tree(site: Path, libs: Libs, *, omit: Iterable[str] = (), torch_requires: tu
     return site
 
 
-def findings(site: Path, *, use_ld_cache: bool = False, ld_library_path: str = "") -> dict[str, Finding]:
+def findings(site: Path, *, use_ld_cache: bool = False, ld_library_path: str = "", ld_preload: str = "") -> dict[str, Finding]:
     env = scan([site])
     root = env.get("torch")
     assert root is not None
-    linkage = analyze(env, root, use_ld_cache=use_ld_cache, ld_library_path=ld_library_path)
+    linkage = analyze(env, root, use_ld_cache=use_ld_cache, ld_library_path=ld_library_path, ld_preload=ld_preload)
     found = linkage_findings(env, linkage, closure(env, root), "13.0")
     by_name = {f.name: f for f in found}
     assert len(by_name) == len(found), "item names must be unique"
@@ -281,14 +284,63 @@ def test_d_a_size_that_differs_from_the_record(tmp_path: Path, libs: Libs) -> No
 # --- e: versions and nvJitLink symbols -------------------------------------------------------
 
 
-def test_e_a_version_the_resolved_library_does_not_define(tmp_path: Path, libs: Libs) -> None:
+def real_load(library: Path) -> subprocess.CompletedProcess[str]:
+    """dlopen ``library`` in a child, as torch's import does, and see what the real ld.so says."""
+    code = "import ctypes, sys; ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL); print('loaded')"
+    return subprocess.run([sys.executable, "-c", code, str(library)], capture_output=True, text=True, timeout=60)
+
+
+def test_e_a_library_without_symbol_versions_aborts_the_loader(tmp_path: Path, libs: Libs) -> None:
+    """Same soname, same symbols, no version node: ld.so warns, then aborts on the versioned lookup."""
     site = tree(tmp_path / "site", libs, cudart=libs.cudart_unversioned)
+    cudart, user = site / CU13_LIB / "libcudart.so.13", site / "torch/lib/libtorch_global_deps.so"
     finding = failures(findings(site))["linkage[torch>libcudart.so.13]"]
     assert finding.message == (
-        f"libcudart.so.13 at {site / CU13_LIB / 'libcudart.so.13'} lacks what its users need: "
-        f"version `libcudart.so.13' not found (required by {site / 'torch/lib/libtorch_global_deps.so'})")
+        f"libcudart.so.13 at {cudart} lacks what its users need: {cudart} has no symbol versions but {user} asks "
+        f"for version `libcudart.so.13': loading it aborts the process with `Inconsistency detected by ld.so: "
+        f"dl-lookup.c: check_match: Assertion ... failed!` (exit status 127; at program start ld.so first warns "
+        f"`no version information available`)")
+    assert finding.fix == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
+    real = real_load(user)  # what the prediction is about
+    assert real.returncode == 127 and "loaded" not in real.stdout
+    assert "Inconsistency detected by ld.so: dl-lookup.c:" in real.stderr and "check_match" in real.stderr
+
+
+def test_e_a_version_the_resolved_library_does_not_define(gcc: str, tmp_path: Path, libs: Libs) -> None:
+    """A CUDA 12 libcudart renamed to .so.13 (FACTS e7): its version node is `libcudart.so.12'."""
+    other = tmp_path / "cu12"
+    other.mkdir()
+    renamed = _versioned(gcc, other, "libcudart.so.12", "int cudaGetDeviceCount(int *n) { *n = 0; return 35; }\n",
+                         ["cudaGetDeviceCount"])
+    site = tree(tmp_path / "site", libs, cudart=renamed)
+    cudart, user = site / CU13_LIB / "libcudart.so.13", site / "torch/lib/libtorch_global_deps.so"
+    finding = failures(findings(site))["linkage[torch>libcudart.so.13]"]
+    assert finding.message == (f"libcudart.so.13 at {cudart} lacks what its users need: "
+                               f"version `libcudart.so.13' not found (required by {user})")
     assert f"version `libcudart.so.13' not found (required by {site / 'torch/_C.so'})" in finding.details
     assert finding.fix == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
+    real = real_load(user)
+    assert real.returncode != 0
+    # ld.so names the file by the RPATH it came through: .../torch/lib/../../nvidia/cu13/lib/libcudart.so.13
+    assert f"libcudart.so.13: version `libcudart.so.13' not found (required by {user})" in real.stderr
+
+
+def test_b_a_preloaded_cudart_without_the_symbols_torch_needs(gcc: str, tmp_path: Path, libs: Libs) -> None:
+    """FACTS e4: LD_PRELOAD of a libcudart.so.13 with the right soname and version node but no CUDA symbols."""
+    (tmp_path / "fake").mkdir()
+    fake = _versioned(gcc, tmp_path / "fake", "libcudart.so.13", "int unrelated(void) { return 1; }\n", ["unrelated"])
+    site = tree(tmp_path / "site", libs)
+    user = site / "torch/lib/libtorch_global_deps.so"
+    finding = failures(findings(site, ld_preload=str(fake)))["linkage[torch>libcudart.so.13]"]
+    assert finding.message == (
+        f"libcudart.so.13 resolves to {fake} (via LD_PRELOAD, owned by no installed distribution), not to the copy "
+        f"of nvidia-cuda-runtime 13.0.96, which torch declares: the import may work by accident with a foreign library")
+    assert f"undefined symbol: cudaGetDeviceCount, version libcudart.so.13 (needed by {user})" in finding.details
+    assert finding.fix == f"remove {fake} from LD_PRELOAD"
+    real = subprocess.run([sys.executable, "-c", "import ctypes, sys; ctypes.CDLL(sys.argv[1])", str(user)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "LD_PRELOAD": str(fake)})
+    assert real.returncode != 0
+    assert f"{user}: undefined symbol: cudaGetDeviceCount, version libcudart.so.13" in real.stderr
 
 
 def test_e_an_nvjitlink_older_than_cusparse_needs(tmp_path: Path, libs: Libs) -> None:
