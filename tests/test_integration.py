@@ -6,6 +6,7 @@ Each scenario is a hard-link copy of the cached venv, broken the way users break
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -157,3 +158,27 @@ def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[...
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"\d+ passed, \d+ skipped in", result.stdout) and " failed" not in result.stdout
     assert sys.executable not in result.stdout  # it ran in the venv, not in this interpreter
+
+
+def test_a_preloaded_fake_cudart_is_predicted_as_the_import_fails(cuda_venv: Path, tmp_path: Path) -> None:
+    """FACTS e4: LD_PRELOAD of a libcudart.so.13 with the soname and version node but no CUDA symbols."""
+    fake = tmp_path / "fake" / "libcudart.so.13"
+    fake.parent.mkdir()
+    (fake.parent / "v.map").write_text("libcudart.so.13 { global: unrelated; local: *; };\n")
+    (fake.parent / "x.c").write_text("int unrelated(void) { return 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(fake), str(fake.parent / "x.c"), "-Wl,-soname,libcudart.so.13",
+                    f"-Wl,--version-script,{fake.parent / 'v.map'}"], check=True)
+    site = venvs.site_packages(cuda_venv)
+    result = venvs.run_plugin(site, "-rA", "-k", "libcudart or torch-global-deps", cwd=tmp_path,
+                              env={"LD_PRELOAD": str(fake)})
+    out = result.stdout + result.stderr
+    assert result.returncode == 1
+    linkage = failure_text(out, "linkage[torch>libcudart.so.13]")
+    assert linkage.startswith(f"libcudart.so.13 resolves to {fake} (via LD_PRELOAD, owned by no installed distribution)")
+    assert re.search(r"undefined symbol: cudaGetDeviceCount, version libcudart\.so\.13 \(needed by torch/lib/libtorch_\w+\.so\)"
+                     r"|undefined symbol: \w+, version libcudart\.so\.13", linkage)
+    assert f"fix: remove {fake} from LD_PRELOAD" in linkage
+    # the real import fails the same way
+    real = subprocess.run([str(cuda_venv / "bin" / "python"), "-c", "import torch"], capture_output=True, text=True,
+                          env={**os.environ, "LD_PRELOAD": str(fake)}, timeout=300)
+    assert real.returncode != 0 and "version libcudart.so.13" in real.stderr and "undefined symbol" in real.stderr
