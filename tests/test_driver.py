@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import ctypes.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +133,17 @@ def test_the_wheels_cudart_reports_its_version_without_a_driver(cuda_venv: Path,
     finding = runtime_compat_finding(info, None, "torch/version.py")
     assert finding.outcome is Outcome.FAIL
     assert f"({cudart} (cudaRuntimeGetVersion 13000))" in finding.message
+
+
+@pytest.mark.integration
+def test_the_wheels_cudart_loads_without_a_driver_and_says_so(cuda_venv: Path) -> None:
+    """FACTS: without a driver, cudaRuntimeGetVersion gives 13000 and cudaGetDeviceCount returns 35
+    (cudaErrorInsufficientDriver): the runtime wheel itself is fine, only the driver is missing."""
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("this host has a driver's libcuda: the no-driver answers do not apply")
+    cudart = venvs.site_packages(cuda_venv) / "nvidia" / "cu13" / "lib" / "libcudart.so.13"
+    code = ("import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); v = ctypes.c_int(); n = ctypes.c_int(-1); "
+            "print(lib.cudaRuntimeGetVersion(ctypes.byref(v)), v.value, lib.cudaGetDeviceCount(ctypes.byref(n)))")
+    out = subprocess.run([sys.executable, "-c", code, str(cudart)], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.split() == ["0", "13000", "35"]
