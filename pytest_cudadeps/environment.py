@@ -13,7 +13,7 @@ import ast
 import csv
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -98,9 +98,6 @@ class Environment:
         """The copy Python would use: the first one on the path."""
         found = self.by_key.get(canonicalize_name(name))
         return found[0] if found else None
-
-    def all_of(self, name: str) -> tuple[Distribution, ...]:
-        return self.by_key.get(canonicalize_name(name), ())
 
     def package_dir(self, dist: Distribution, package: str) -> Path | None:
         """The folder of an import package of ``dist`` (``torch``), without importing it."""
@@ -248,7 +245,3 @@ def read_version_module(package_dir: Path) -> dict[str, str | None]:
             if value.value is None or isinstance(value.value, str):
                 values[target.id] = value.value
     return values
-
-
-def format_paths(paths: Sequence[Path]) -> str:
-    return ", ".join(str(p) for p in paths)
