@@ -96,6 +96,36 @@ def _applies(raw: str, extra: str) -> bool:
     return _marker_true(req.marker, extra) and not _marker_true(req.marker, "")
 
 
+_GATE_AT_END = re.compile(r"""(?:^|\s+and\s+)extra\s*==\s*['"]([^'"]+)['"]\s*$""")
+
+
+def _has_top_level_or(text: str) -> bool:
+    depth = 0
+    for index, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and text.startswith(" or ", index):
+            return True
+    return False
+
+
+@cache
+def _extra_gate(raw: str) -> str | None:
+    """The extra a requirement belongs to when its marker is ``extra == "x"`` or ``A and extra == "x"``
+    with no ``or`` outside parentheses in A; None for any other marker.
+
+    Such a requirement is true only for that extra, so the walk skips it elsewhere without
+    parsing it (fsspec alone has 60 such lines); any other marker is parsed and evaluated.
+    """
+    _, semicolon, marker = raw.partition(";")
+    if not semicolon or "extra" not in marker:
+        return None
+    marker = marker.strip()
+    match = _GATE_AT_END.search(marker)
+    if match is None or _has_top_level_or(marker[:match.start()]):
+        return None
+    return canonicalize_name(match.group(1))
+
+
 def known_extras(dist: Distribution) -> frozenset[str]:
     """Extras a distribution provides: Provides-Extra, plus those its markers name (old metadata)."""
     named = {canonicalize_name(m) for raw in dist.requires for m in _EXTRA_IN_MARKER.findall(raw)}
@@ -117,6 +147,9 @@ def closure(env: Environment, root: Distribution) -> Closure:
         here = (*chain, label)
         meta_file = dist.meta_dir / "METADATA"
         for raw in dist.requires:
+            gate = _extra_gate(raw)
+            if gate is not None and gate != extra:
+                continue  # belongs to another extra: not even parsed
             req = _parse(raw)
             if isinstance(req, str):
                 problems[(dist.key, raw)] = MetadataProblem(

@@ -409,3 +409,20 @@ def test_this_plugin_and_nvml_bindings_are_never_roots(tmp_path: Path) -> None:
     ])
     env = scan([site])
     assert [d.name for d in default_roots(env)] == ["cupy-cuda13x"]
+
+
+@pytest.mark.parametrize(("raw", "gate"), [
+    ("nvidia-cublas==13.1.1.3.*; (sys_platform == 'linux' or sys_platform == 'win32') and extra == 'all'", "all"),
+    ('optree>=0.13.0; extra == "optree"', "optree"),
+    ("e (>=1.0) ; extra == 'X_Y'", "x-y"),
+    ('g; (a == "1" or b == "2") and c == "3" and extra == "w"', "w"),
+    ('a; python_version < "3" or extra == "x"', None),  # true without the extra
+    ('c; python_version >= "3.8" or sys_platform == "x" and extra == "z"', None),
+    ('f; (python_version >= "3") or (os_name == "nt") and extra == "q"', None),
+    ('d; extra == "x" and python_version > "3"', None),  # not in the recognised form: parsed in full
+    ("torch", None),
+])
+def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str, gate: str | None) -> None:
+    from pytest_cudadeps.metadata import _extra_gate
+
+    assert _extra_gate(raw) == gate
