@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .environment import Distribution, Environment, read_version_module
 from .findings import Finding, failed, passed, skipped
-from .installers import uninstall_command
+from .installers import reinstall_command, uninstall_command
 
 _SUFFIX = re.compile(r"-cu(\d+)$")
 # Distributions whose version is the CUDA toolkit version they belong to.
@@ -71,7 +71,7 @@ def check_build(env: Environment, dist: Distribution) -> Finding:
     if isinstance(build, str):
         return failed(
             "cuda-major", dist.key, f"cannot tell which CUDA {dist} was built for: {build}",
-            fix=f"reinstall it: pip install --force-reinstall --no-deps '{dist.name}=={dist.version}'",
+            fix=f"reinstall it: {reinstall_command(dist.installer, f'{dist.name}=={dist.version}')}",
         )
     if build.cuda_major is None:
         return skipped(
@@ -90,8 +90,8 @@ def check_build(env: Environment, dist: Distribution) -> Finding:
             f"{dist} is a CUDA {build.cuda} build, but CUDA {others[0][1]} wheels are installed beside it: {names}",
             f"read from {build.version_file}; wheels of two CUDA majors share folders under nvidia/ and overwrite each other's libraries",
             fix=" && ".join(uninstall_command(dist.installer, d.name) for d, _ in others)
-            + f", then reinstall {dist.name} to restore the files they overwrote: "
-            f"pip install --force-reinstall '{dist.name}=={dist.version}'",
+            + f", then reinstall {dist.name} and its wheels to restore the files they overwrote: "
+            + reinstall_command(dist.installer, f"{dist.name}=={dist.version}", deps=True),
         )
     return passed(
         "cuda-major", dist.key, f"{dist} is a CUDA {build.cuda} build; no wheel of another CUDA major is installed",

@@ -37,3 +37,13 @@ def uninstall_command(installer: str, name: str) -> str:
     if key == "uv":
         return f"uv pip uninstall {name}"
     return f"pip uninstall -y {name}"
+
+
+def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
+    """Put a distribution's files back as its wheel has them (``--no-deps``: only that one)."""
+    key = installer.strip().lower() or "pip"
+    no_deps = "" if deps else " --no-deps"
+    if key == "uv":
+        return f"uv pip install --reinstall{no_deps} {quote(spec)}"
+    prefix = {"poetry": "poetry run ", "pdm": "pdm run ", "pipenv": "pipenv run "}.get(key, "")
+    return f"{prefix}pip install --force-reinstall{no_deps} {quote(spec)}"

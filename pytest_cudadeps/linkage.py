@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 from .elf import ElfInfo, ElfProblem, dynamic_symbols, read_header, symbol_table
 from .environment import Distribution, Environment, RecordEntry
 from .findings import Finding, failed, passed, skipped
-from .installers import install_command
+from .installers import install_command, reinstall_command
 from .loader import LoaderModel, Resolution
 from .metadata import Closure, Demand
 from .providers import DRIVER_SONAMES, Provider, provider_for
@@ -376,13 +376,13 @@ def _library_finding(
             elif lib.via == "LD_LIBRARY_PATH" and wheel_copy:
                 fix = f"remove {lib.path.parent} from LD_LIBRARY_PATH"
             else:
-                fix += " --force-reinstall --no-deps"
+                fix = reinstall_command(root.installer, declared.wanted)
     if lib.path is not None and owned and not problems:
         bytes_problem = _bytes_problem(lib, owned, verify_hashes)
         if bytes_problem:
             problems.append(bytes_problem)
             owner_dist = owned[0][0]
-            fix = install_command(root.installer, f"{owner_dist.name}=={owner_dist.version}") + " --force-reinstall --no-deps"
+            fix = reinstall_command(root.installer, f"{owner_dist.name}=={owner_dist.version}")
     if lib.path is not None and not problems:
         version_problems = _version_problems(linkage, lib)
         if version_problems:
@@ -420,7 +420,7 @@ def linkage_findings(
             findings.append(failed(
                 "elf", f"{root.key}>{obj.name}", f"{_relative(obj, env)}: {problem.problem}",
                 f"it is one of {root}'s own shared objects; loading it fails with `{obj}: {problem.problem}`",
-                fix=install_command(root.installer, f"{root.name}=={root.version}") + " --force-reinstall --no-deps",
+                fix=reinstall_command(root.installer, f"{root.name}=={root.version}"),
             ))
     for lib in linkage.cuda_libraries():
         findings.append(_library_finding(env, linkage, lib, demands, cuda, owners, verify_hashes))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .children import ChildRun, run_probe
 from .findings import Finding, failed, passed, skipped
+from .installers import reinstall_command
 from .providers import DRIVER_SONAMES  # missing one means "no driver", not "broken wheel"
 
 CHECK = "load"
@@ -37,7 +38,8 @@ class LoadStep:
     soname: str | None = None  # None for the root's own files, which are always opened by path
     predicted: Path | None = None
     rtld_global: bool = False
-    owner: str | None = None
+    owner: str | None = None  # the wheel to reinstall, as a requirement: "nvidia-cublas==13.1.1.3.*"
+    installer: str = ""  # the root's INSTALLER, for the fix command
 
     def request(self) -> dict[str, object]:
         return {"name": self.name, "target": self.target, "soname": self.soname, "global": self.rtld_global}
@@ -60,12 +62,12 @@ def torch_steps(torch_dir: Path) -> list[LoadStep]:
 
 
 def library_steps(
-    libraries: Sequence[tuple[str, Path | None]], owners: Mapping[str, str] | None = None
+    libraries: Sequence[tuple[str, Path | None]], owners: Mapping[str, str] | None = None, *, installer: str = ""
 ) -> list[LoadStep]:
     """Steps for (soname, predicted path) pairs, in the given order; ``owners`` maps soname to its wheel."""
     return [
         LoadStep(soname, str(predicted) if predicted is not None else soname, soname, predicted,
-                 owner=(owners or {}).get(soname))
+                 owner=(owners or {}).get(soname), installer=installer)
         for soname, predicted in libraries
     ]
 
@@ -127,10 +129,7 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 def load_finding(step: LoadStep, result: LoadResult, *, require_gpu: bool = False) -> Finding:
     """The item's finding for one step."""
     what = step.soname or step.target
-    reinstall = (
-        f"pip install --force-reinstall --no-deps '{step.owner}'" if step.owner
-        else f"reinstall the wheel that provides {what}"
-    )
+    reinstall = reinstall_command(step.installer, step.owner) if step.owner else f"reinstall the wheel that provides {what}"
     if result.trouble:
         fix = (
             f"raise --cuda-deps-timeout if this host is just slow; otherwise {reinstall}"

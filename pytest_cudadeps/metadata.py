@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from .environment import Distribution, Environment, MetadataProblem
 from .findings import Finding, failed, passed
-from .installers import install_command
+from .installers import install_command, reinstall_command
 
 CUDA_PREFIXES = ("nvidia-", "cuda-")
 # nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
@@ -280,7 +280,7 @@ def problem_finding(problem: MetadataProblem) -> Finding:
     return failed(
         "metadata", folder.name, f"{problem.path}: {problem.problem}",
         "installers and importlib.metadata read this file; a broken one hides what is installed",
-        fix=f"reinstall the distribution that owns {folder.name} (pip install --force-reinstall --no-deps NAME==VERSION)",
+        fix=f"reinstall the distribution that owns {folder.name}: {reinstall_command('', 'NAME==VERSION')}",
     )
 
 

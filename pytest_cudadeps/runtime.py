@@ -27,6 +27,7 @@ from .driver import (
 from .environment import Distribution, Environment
 from .fatbin import FatbinError, arch_finding, read_architectures
 from .findings import Finding, failed, skipped
+from .installers import reinstall_command
 from .linkage import Linkage, ResolvedLibrary
 from .loading import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from .metadata import Demand, closure
@@ -89,7 +90,8 @@ def runtime_checks(
         seen.update(lib.soname for lib in libraries)
         demands = closure(env, root).by_key()
         steps += library_steps([(lib.soname, lib.path) for lib in libraries],
-                               {lib.soname: wheel for lib in libraries if (wheel := _wheel_of(lib, build_cuda, demands))})
+                               {lib.soname: wheel for lib in libraries if (wheel := _wheel_of(lib, build_cuda, demands))},
+                               installer=root.installer)
         loads: Once[dict[str, LoadResult]] = Once(_loader(steps, settings, paths))
         for step in steps:
             checks[f"load[{step.name}]"] = _load_check(step, loads, need_gpu)
@@ -160,7 +162,7 @@ def _arch_check(
             libraries = [read_architectures(path) for path in objects]
         except (OSError, FatbinError) as exc:
             return failed("arch", root.key, f"cannot read the GPU code of {root}: {exc}",
-                          fix=f"reinstall it: pip install --force-reinstall --no-deps '{root.name}=={root.version}'")
+                          fix=f"reinstall it: {reinstall_command(root.installer, f'{root.name}=={root.version}')}")
         if root.key != "torch" and not any(lib.variants for lib in libraries):
             return skipped("arch", root.key, f"{root}'s libraries carry no GPU code (.nv_fatbin)")
         return arch_finding(root.key, libraries, [(f"GPU {g.index} {g.name}", g.capability) for g in gpus],

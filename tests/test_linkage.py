@@ -267,7 +267,7 @@ def test_d_one_file_in_two_records_names_both_and_whose_bytes_are_on_disk(tmp_pa
     assert finding.message == (
         f"{site / CU13_LIB / 'libcudart.so.13'} is claimed by 2 RECORDs: nvidia-cuda-runtime 13.0.96, "
         "nvidia-cuda-runtime-cu12 12.9.79; the bytes on disk are nvidia-cuda-runtime 13.0.96")
-    assert finding.fix == "pip install 'nvidia-cuda-runtime==13.0.96' --force-reinstall --no-deps"
+    assert finding.fix == "pip install --force-reinstall --no-deps 'nvidia-cuda-runtime==13.0.96'"
 
 
 def test_d_a_size_that_differs_from_the_record(tmp_path: Path, libs: Libs) -> None:

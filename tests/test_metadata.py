@@ -426,3 +426,15 @@ def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str
     from pytest_cudadeps.metadata import _extra_gate
 
     assert _extra_gate(raw) == gate
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("poetry", "poetry run pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+])
+def test_reinstall_command_for_each_installer(installer: str, command: str) -> None:
+    from pytest_cudadeps.installers import reinstall_command
+
+    assert reinstall_command(installer, "nvidia-cublas==13.1.1.3.*") == command
