@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .environment import Distribution, Environment, read_version_module
@@ -35,6 +36,7 @@ class Build:
         return int(self.cuda.split(".")[0]) if self.cuda else None
 
 
+@lru_cache(maxsize=16)  # asked by the cuda-major, linkage and runtime checks alike
 def read_build(env: Environment, dist: Distribution) -> Build | str:
     """torch's build from ``torch/version.py``; a string says why it could not be read."""
     package = env.package_dir(dist, dist.key.replace("-", "_"))
