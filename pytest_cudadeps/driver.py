@@ -21,7 +21,7 @@ from .driver_table import (
     torch_build_for,
     version_tuple,
 )
-from .findings import Finding, failed, passed, skipped
+from .findings import Finding, failed, passed, skipped, unavailable
 
 CHECK = "driver"
 INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
@@ -110,9 +110,7 @@ def probe_driver(
 
 
 def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:
-    if require_gpu:
-        return failed(check, subject, f"{reason}, but --cuda-deps-require-gpu asks for a GPU", fix=INSTALL_DRIVER)
-    return skipped(check, subject, reason)
+    return unavailable(check, subject, reason, require_gpu=require_gpu, fix=INSTALL_DRIVER)
 
 
 def _trouble(check: str, subject: str, what: str, step: Mapping[str, Any]) -> Finding:

@@ -69,3 +69,10 @@ def failed(
 
 def skipped(check: str, subject: str, reason: str, **facts: str) -> Finding:
     return Finding(check, subject, Outcome.SKIP, reason, facts=tuple(sorted(facts.items())))
+
+
+def unavailable(check: str, subject: str, reason: str, *, require_gpu: bool, fix: str, **facts: str) -> Finding:
+    """No driver or GPU to check: a skip with the reason, or a failure under --cuda-deps-require-gpu."""
+    if require_gpu:
+        return failed(check, subject, f"{reason}, but --cuda-deps-require-gpu asks for a GPU", fix=fix)
+    return skipped(check, subject, reason, **facts)

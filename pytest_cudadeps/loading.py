@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .children import ChildRun, run_probe
-from .findings import Finding, failed, passed, skipped
+from .driver import INSTALL_DRIVER
+from .findings import Finding, failed, passed, unavailable
 from .installers import reinstall_command
 from .providers import DRIVER_SONAMES  # missing one means "no driver", not "broken wheel"
 
@@ -141,11 +142,8 @@ def load_finding(step: LoadStep, result: LoadResult, *, require_gpu: bool = Fals
     if not result.ok:
         error = result.error or "unknown error"
         if step.soname in DRIVER_SONAMES and "cannot open shared object file" in error:
-            reason = f"{step.soname} not found: no NVIDIA driver on this host ({error})"
-            if require_gpu:
-                return failed(CHECK, step.name, reason,
-                              fix="install the NVIDIA driver, or run the container with the GPU runtime (--gpus all)")
-            return skipped(CHECK, step.name, reason)
+            return unavailable(CHECK, step.name, f"{step.soname} not found: no NVIDIA driver on this host ({error})",
+                               require_gpu=require_gpu, fix=INSTALL_DRIVER)
         return failed(CHECK, step.name, f"dlopen({step.target}) failed: {error}", fix=reinstall, target=step.target)
     mapped = result.mapped or "?"
     if step.predicted is not None and result.mapped and not _same_file(result.mapped, step.predicted):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .children import ChildRun, run_probe
-from .findings import Finding, failed, passed, skipped
+from .findings import Finding, failed, passed, skipped, unavailable
 
 CHECK = "smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
@@ -69,10 +69,10 @@ def _before_gpu(smoke: SmokeRun, subject: str, require_gpu: bool, gpus_needed: i
         reason = (f"torch {torch.get('torch')} (CUDA {torch.get('cuda')}) sees {count} GPU"
                   + (f": {torch['no_gpu_reason']}" if torch.get("no_gpu_reason") else "")
                   + (f"; this check needs {gpus_needed}" if gpus_needed > 1 else ""))
-        if require_gpu and gpus_needed == 1:
-            return failed(CHECK, subject, f"{reason}, but --cuda-deps-require-gpu asks for a GPU",
-                          fix="check `nvidia-smi` and CUDA_VISIBLE_DEVICES; a CPU-only torch needs the CUDA build")
-        return skipped(CHECK, subject, reason, **_versions(torch))
+        # a runner with one GPU is no failure of a check that needs two
+        return unavailable(CHECK, subject, reason, require_gpu=require_gpu and gpus_needed == 1,
+                           fix="check `nvidia-smi` and CUDA_VISIBLE_DEVICES; a CPU-only torch needs the CUDA build",
+                           **_versions(torch))
     return None
 
 
