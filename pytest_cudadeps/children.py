@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,52 @@ def run_probe(
         None if timed_out else process.returncode, timed_out, timeout, elapsed,
         err.decode("utf-8", "replace")[-_STDERR_TAIL:],
     )
+
+
+@dataclass(frozen=True)
+class Blame:
+    """A step that a child was in when it crashed, hung or exited, and how."""
+
+    trouble: str
+    stderr: tuple[str, ...]
+
+
+def run_steps(
+    module: str,
+    steps: Sequence[str],
+    request: Callable[[list[str], Mapping[str, Mapping[str, Any]]], Any],
+    *,
+    timeout: float,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Blame]]:
+    """Run ``steps`` in children until every one has a result or the blame for a dead child.
+
+    ``request(pending, results)`` builds a child's request for the steps still to do,
+    knowing what the earlier children answered.  The step in
+    progress when a child dies is blamed and a new child goes on with the steps after it;
+    a child that dies outside the listed steps (between them, or in a prelude the request
+    adds) blames every step left.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    blamed: dict[str, Blame] = {}
+    pending = list(steps)
+    while pending:
+        run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
+                        inhibit_ld_cache=inhibit_ld_cache)
+        results.update({name: data for name, data in run.results.items() if name in pending})
+        trouble = run.trouble()
+        if trouble is None:
+            break
+        if run.current in pending:
+            blamed[run.current] = Blame(trouble, run.stderr_tail())
+            pending = [step for step in pending[pending.index(run.current) + 1:] if step not in results]
+        else:
+            where = f" while in {run.current}" if run.current else ""
+            blamed.update({step: Blame(trouble + where, run.stderr_tail()) for step in pending if step not in results})
+            break
+    return results, blamed
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .children import run_probe
+from .children import run_steps
 from .driver_table import (
     cuda_version_text,
     cuda_version_tuple,
@@ -88,18 +88,11 @@ def probe_driver(
 ) -> DriverInfo:
     """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs becomes ``{"trouble": ...}``."""
     steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
-    results: dict[str, dict[str, Any]] = {}
-    while steps:
-        run = run_probe("pytest_cudadeps.probes.driver", {"steps": steps, "cudart": str(cudart) if cudart else None},
-                        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
-        results.update({k: v for k, v in run.results.items() if k in steps})
-        trouble = run.trouble()
-        if trouble is None:
-            break
-        blamed = run.current if run.current in steps else None
-        for step in [blamed] if blamed else steps:
-            results[step] = {"trouble": trouble, "stderr": list(run.stderr_tail())}
-        steps = [s for s in steps if s not in results] if blamed else []
+    results, blamed = run_steps(
+        "pytest_cudadeps.probes.driver", steps, lambda pending, _done: {"steps": pending, "cudart": str(cudart) if cudart else None},
+        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
+    for step, blame in blamed.items():
+        results[step] = {"trouble": blame.trouble, "stderr": list(blame.stderr)}
     gpus = tuple(
         Gpu(int(g["index"]), str(g["name"]), (int(g["capability"][0]), int(g["capability"][1])),
             g.get("memory"), str(g.get("mig", "n/a")))

@@ -15,8 +15,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .children import ChildRun, run_probe
+from .children import run_steps
 from .driver import INSTALL_DRIVER
 from .findings import Finding, failed, passed, unavailable
 from .installers import reinstall_command
@@ -86,41 +87,22 @@ def probe_loads(
     Root steps (no soname) that loaded once are loaded again, silently, at the start of
     each new child, so that every library is seen in the process the root would make.
     """
-    results: dict[str, LoadResult] = {}
-    pending = list(steps)
-    while pending:
-        prelude = [s for s in steps if s.soname is None and s not in pending and results[s.name].ok]
-        run = run_probe(
-            "pytest_cudadeps.probes.load",
-            {"prelude": [s.request() for s in prelude], "steps": [s.request() for s in pending]},
-            timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
-        )
-        for step in pending:
-            data = run.results.get(step.name)
-            if data is not None and step.name not in results:
-                mapped = data.get("mapped")
-                results[step.name] = LoadResult(
-                    bool(data.get("ok")), os.path.normpath(mapped) if mapped else None,
-                    str(data.get("how", "")), data.get("error"),
-                )
-        trouble = run.trouble()
-        if trouble is None:
-            break
-        current = run.current
-        names = [s.name for s in pending]
-        if current in names:
-            results[current] = _blamed(run, trouble)
-            pending = [s for s in pending[names.index(current) + 1:] if s.name not in results]
-        else:  # died before the first step, or while re-loading the prelude: blame it on every step left
-            where = f" while re-loading {current}" if current else ""
-            for step in pending:
-                results.setdefault(step.name, _blamed(run, trouble + where))
-            break
+    by_name = {step.name: step for step in steps}
+    roots = [step for step in steps if step.soname is None]
+
+    def request(pending: list[str], done: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        # the root libraries that loaded in an earlier child are loaded again first, silently
+        prelude = [step for step in roots if done.get(step.name, {}).get("ok")]
+        return {"prelude": [step.request() for step in prelude], "steps": [by_name[name].request() for name in pending]}
+
+    found, blamed = run_steps("pytest_cudadeps.probes.load", list(by_name), request, timeout=timeout, paths=paths,
+                              env=env, inhibit_ld_cache=inhibit_ld_cache)
+    results = {name: LoadResult(False, trouble=blame.trouble, stderr=blame.stderr) for name, blame in blamed.items()}
+    for name, data in found.items():
+        mapped = data.get("mapped")
+        results[name] = LoadResult(bool(data.get("ok")), os.path.normpath(mapped) if mapped else None,
+                                   str(data.get("how", "")), data.get("error"))
     return results
-
-
-def _blamed(run: ChildRun, trouble: str) -> LoadResult:
-    return LoadResult(False, trouble=trouble, stderr=run.stderr_tail())
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
