@@ -54,6 +54,16 @@ def read_build(env: Environment, dist: Distribution) -> Build | str:
     return Build(dist, version_file, values["cuda"])
 
 
+def cuda_build(env: Environment, torch: Distribution | None) -> tuple[str | None, str]:
+    """(torch's CUDA version or None, where it was read or why it could not be)."""
+    if torch is None or torch.key != "torch":
+        return None, "no torch among the roots"
+    build = read_build(env, torch)
+    if isinstance(build, str):
+        return None, build
+    return build.cuda, str(build.version_file)
+
+
 def cuda_major_of(dist: Distribution) -> int | None:
     """The CUDA major a wheel is for, when its name or version says so."""
     match = _SUFFIX.search(dist.key)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .build import read_build
+from .build import cuda_build
 from .declared import choose_roots, declared_findings
-from .environment import Distribution, Environment, scan
+from .environment import scan
 from .findings import Finding
 from .linkage import Linkage, Owners, analyze, linkage_findings
 from .metadata import closure
@@ -28,7 +28,7 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
     owners = Owners(env)
     for root in roots:
         linkages[root.key] = analyze(env, root, use_ld_cache=not settings.no_ld_cache, owners=owners)
-        findings += linkage_findings(env, linkages[root.key], closure(env, root), _cuda_of(env, root),
+        findings += linkage_findings(env, linkages[root.key], closure(env, root), cuda_build(env, root)[0],
                                      verify_hashes=settings.verify_hashes)
     checks: dict[str, Check] = {}
     if settings.probes:
@@ -42,8 +42,3 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
             name = f"{finding.name}#{n}"
         checks[name] = _constant(finding)
     return checks
-
-
-def _cuda_of(env: Environment, root: Distribution) -> str | None:
-    build = read_build(env, root) if root.key == "torch" else None
-    return build.cuda if build is not None and not isinstance(build, str) else None

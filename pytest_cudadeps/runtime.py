@@ -15,7 +15,7 @@ from typing import Callable, Generic, TypeVar
 
 from packaging.utils import canonicalize_name
 
-from .build import read_build
+from .build import cuda_build
 from .driver import (
     DriverInfo,
     gpus_or_reason,
@@ -67,7 +67,7 @@ def runtime_checks(
     driver: Once[DriverInfo] = Once(lambda: probe_driver(
         timeout=settings.timeout, cudart=cudart, paths=paths, inhibit_ld_cache=settings.no_ld_cache))
     need_gpu = settings.require_gpu
-    build_cuda, build_source = _torch_build(env, torch)
+    build_cuda, build_source = cuda_build(env, torch)
 
     checks: dict[str, Check] = {
         "driver[libcuda]": lambda: libcuda_finding(driver(), require_gpu=need_gpu),
@@ -126,15 +126,6 @@ def _cudart(linkage: Linkage | None) -> Path | None:
     if linkage is None:
         return None
     return next((lib.path for lib in linkage.libraries if lib.soname.startswith("libcudart.so") and lib.path), None)
-
-
-def _torch_build(env: Environment, torch: Distribution | None) -> tuple[str | None, str]:
-    if torch is None:
-        return None, "no torch among the roots"
-    build = read_build(env, torch)
-    if isinstance(build, str):
-        return None, build
-    return build.cuda, str(build.version_file)
 
 
 def _loader(steps: list[LoadStep], settings: Settings, paths: list[str] | None) -> Callable[[], dict[str, LoadResult]]:
