@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .build import cuda_build
 from .declared import choose_roots, declared_findings
 from .environment import scan
-from .findings import Finding
+from .findings import Check, Finding
 from .linkage import Linkage, Owners, analyze, linkage_findings
 from .metadata import closure
 from .settings import Settings
-
-Check = Callable[[], Finding]
 
 
 def _constant(finding: Finding) -> Check:

@@ -9,6 +9,7 @@ item's outcome.  Keeping them plain frozen dataclasses means any other face
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -51,6 +52,9 @@ class Finding:
         if self.fix:
             lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
+
+
+Check = Callable[[], "Finding"]  # an item's work: returns its finding when the item runs
 
 
 def passed(check: str, subject: str, summary: str, **facts: str) -> Finding:

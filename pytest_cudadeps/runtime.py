@@ -26,7 +26,7 @@ from .driver import (
 )
 from .environment import Distribution, Environment
 from .fatbin import FatbinError, arch_finding, read_architectures
-from .findings import Finding, failed, skipped
+from .findings import Check, Finding, failed, skipped
 from .installers import reinstall_command
 from .linkage import Linkage, ResolvedLibrary
 from .loading import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
@@ -35,7 +35,6 @@ from .providers import provider_for
 from .settings import Settings
 from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
 
-Check = Callable[[], Finding]
 T = TypeVar("T")
 
 
