@@ -33,7 +33,7 @@ GOAL = 0.5
 DECLARED_CHILD = """\
 import sys
 from pytest_cudadeps.declared import choose_roots, declared_findings
-from pytest_cudadeps.environment import scan
+from pytest_cudadeps.distributions import scan
 env = scan([sys.argv[1]])
 roots, findings = choose_roots(env, [])
 findings += declared_findings(env, roots)
@@ -60,7 +60,7 @@ def in_process(site: Path, rounds: int) -> tuple[float, float, float]:
     """Import time of the engine, its first (cold) run, and the median of warm runs."""
     start = time.perf_counter()
     from pytest_cudadeps.declared import choose_roots, declared_findings
-    from pytest_cudadeps.environment import scan
+    from pytest_cudadeps.distributions import scan
     imported = time.perf_counter() - start
 
     def once() -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .environment import Distribution, Environment, read_version_module
+from .distributions import Distribution, Environment, read_version_module
 from .findings import Finding, failed, passed, skipped
 from .installers import reinstall_command, uninstall_command
 

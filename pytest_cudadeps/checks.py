@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .build import cuda_build
 from .declared import choose_roots, declared_findings
-from .environment import scan
+from .distributions import scan
 from .findings import Check, Finding
 from .linkage import Linkage, Owners, analyze, linkage_findings
-from .metadata import closure
+from .requirements import closure
 from .settings import Settings
 
 
@@ -28,7 +28,7 @@ def collect_checks(settings: Settings) -> dict[str, Check]:
                                      verify_hashes=settings.verify_hashes)
     checks: dict[str, Check] = {}
     if settings.probes:
-        from .runtime import runtime_checks
+        from .probing import runtime_checks
 
         checks.update(runtime_checks(env, roots, linkages, settings))
     for finding in findings:

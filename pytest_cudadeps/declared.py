@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .build import check_build
-from .environment import Distribution, Environment
+from .distributions import Distribution, Environment
 from .findings import Finding, failed, passed, skipped
-from .metadata import check_requirement, closure, default_roots, duplicate_findings, problem_finding
+from .requirements import check_requirement, closure, default_roots, duplicate_findings, problem_finding
 
 
 def choose_roots(env: Environment, names: Sequence[str]) -> tuple[list[Distribution], list[Finding]]:

@@ -10,11 +10,11 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .elf import ElfInfo, ElfProblem, dynamic_symbols, read_header, symbol_table
-from .environment import Distribution, Environment, RecordEntry
+from .distributions import Distribution, Environment, RecordEntry
 from .findings import Finding, failed, passed, skipped
 from .installers import install_command, reinstall_command
-from .loader import LoaderModel, Resolution
-from .metadata import Closure, Demand
+from .ldso import LoaderModel, Resolution
+from .requirements import Closure, Demand
 from .providers import DRIVER_SONAMES, Provider, provider_for
 
 

@@ -89,7 +89,7 @@ def test_child_environment_appends_this_package_and_keeps_callers_values() -> No
 
 
 def test_the_plugin_process_never_imports_foreign_code() -> None:
-    code = ("import sys, pytest_cudadeps.children, pytest_cudadeps.loading; "
+    code = ("import sys, pytest_cudadeps.children, pytest_cudadeps.load; "
             "print(json.dumps([m for m in ('torch', 'pynvml', 'pytest_cudadeps.probes.load') if m in sys.modules]))")
     import subprocess
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.environment import scan
+from pytest_cudadeps.distributions import scan
 from pytest_cudadeps.findings import Finding, Outcome
 from pytest_cudadeps.linkage import analyze, linkage_findings, root_objects
-from pytest_cudadeps.loader import read_ld_so_cache
-from pytest_cudadeps.metadata import closure
+from pytest_cudadeps.ldso import read_ld_so_cache
+from pytest_cudadeps.requirements import closure
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 

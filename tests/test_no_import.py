@@ -36,7 +36,7 @@ def test_importing_the_plugin_imports_no_heavy_module(tmp_path: Path) -> None:
     code = (
         "import json, sys\n"
         "import pytest_cudadeps.plugin\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} + ('pytest_cudadeps.metadata', 'packaging.requirements')"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} + ('pytest_cudadeps.requirements', 'packaging.requirements')"
         " if m in sys.modules)))\n"
     )
     result = child(["-c", code], tmp_path)

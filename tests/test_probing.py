@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps import runtime
+from pytest_cudadeps import probing
 from pytest_cudadeps.driver import DriverInfo, Gpu
-from pytest_cudadeps.environment import Distribution, Environment, scan
+from pytest_cudadeps.distributions import Distribution, Environment, scan
 from pytest_cudadeps.findings import Outcome
 from pytest_cudadeps.linkage import Linkage, ResolvedLibrary
-from pytest_cudadeps.loader import read_ld_so_cache
-from pytest_cudadeps.loading import LoadResult, LoadStep
-from pytest_cudadeps.runtime import runtime_checks
+from pytest_cudadeps.ldso import read_ld_so_cache
+from pytest_cudadeps.load import LoadResult, LoadStep
+from pytest_cudadeps.probing import runtime_checks
 from pytest_cudadeps.settings import Settings
 from tests import sitebuilder as sb
 from tests.conftest import build_so
@@ -436,7 +436,7 @@ def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, mon
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # present, yet version.py says cuda = None
     env, torch, linkage = _linkage(site)
-    monkeypatch.setattr(runtime, "probe_smoke", lambda *a, **k: pytest.fail("a CPU-only torch needs no smoke child"))
+    monkeypatch.setattr(probing, "probe_smoke", lambda *a, **k: pytest.fail("a CPU-only torch needs no smoke child"))
     checks = runtime_checks(env, [torch], {"torch": linkage}, Settings())
     assert "load[torch-global-deps]" not in checks  # a CPU build has no libtorch_cuda.so to load as torch does
     for name in ("smoke[matmul]", "smoke[all-reduce]", "arch[torch]"):
@@ -461,8 +461,8 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
         return {step.name: LoadResult(True, step.target, "opened") for step in steps}
 
     loaded: list[list[str]] = []
-    monkeypatch.setattr(runtime, "probe_driver", probe_driver)
-    monkeypatch.setattr(runtime, "probe_loads", probe_loads)
+    monkeypatch.setattr(probing, "probe_driver", probe_driver)
+    monkeypatch.setattr(probing, "probe_loads", probe_loads)
     checks = runtime_checks(env, [torch], {"torch": linkage},
                             Settings(timeout=7.0, no_ld_cache=True))
     assert asked == [] and loaded == []  # collecting the names ran nothing
@@ -488,7 +488,7 @@ def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatc
         asked.append((mode, kwargs))
         raise RuntimeError("stop here: only the arguments matter")
 
-    monkeypatch.setattr(runtime, "probe_smoke", probe_smoke)
+    monkeypatch.setattr(probing, "probe_smoke", probe_smoke)
     checks = runtime_checks(env, [torch], {"torch": linkage}, Settings(timeout=3.0, no_ld_cache=True))
     for name in ("smoke[matmul]", "smoke[all-reduce]"):
         with pytest.raises(RuntimeError, match="stop here"):

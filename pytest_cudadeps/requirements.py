@@ -22,7 +22,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .environment import Distribution, Environment, MetadataProblem
+from .distributions import Distribution, Environment, MetadataProblem
 from .findings import Finding, failed, passed
 from .installers import install_command, reinstall_command
 

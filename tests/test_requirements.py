@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.declared import choose_roots, declared_findings
-from pytest_cudadeps.environment import Environment, scan
+from pytest_cudadeps.distributions import Environment, scan
 from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.metadata import closure, default_roots
+from pytest_cudadeps.requirements import closure, default_roots
 from tests import sitebuilder as sb
 
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
@@ -423,7 +423,7 @@ def test_this_plugin_and_nvml_bindings_are_never_roots(tmp_path: Path) -> None:
     ("torch", None),
 ])
 def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str, gate: str | None) -> None:
-    from pytest_cudadeps.metadata import _extra_gate
+    from pytest_cudadeps.requirements import _extra_gate
 
     assert _extra_gate(raw) == gate
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.loading import LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from pytest_cudadeps.load import LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from tests import venvs
 from tests.fakes import misbehaving, needing
 

@@ -24,13 +24,13 @@ from .driver import (
     probe_driver,
     runtime_compat_finding,
 )
-from .environment import Distribution, Environment
+from .distributions import Distribution, Environment
 from .fatbin import FatbinError, arch_finding, read_architectures
 from .findings import Check, Finding, failed, skipped
 from .installers import reinstall_command
 from .linkage import Linkage, ResolvedLibrary
-from .loading import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
-from .metadata import Demand, closure
+from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from .requirements import Demand, closure
 from .providers import provider_for
 from .settings import Settings
 from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
