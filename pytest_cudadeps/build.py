@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .distributions import Distribution, Environment, read_version_module
@@ -36,7 +35,6 @@ class Build:
         return int(self.cuda.split(".")[0]) if self.cuda else None
 
 
-@lru_cache(maxsize=16)  # asked by the cuda-major, linkage and runtime checks alike
 def read_build(env: Environment, dist: Distribution) -> Build | str:
     """torch's build from ``torch/version.py``; a string says why it could not be read."""
     package = env.package_dir(dist, dist.key.replace("-", "_"))
@@ -54,16 +52,6 @@ def read_build(env: Environment, dist: Distribution) -> Build | str:
     return Build(dist, version_file, values["cuda"])
 
 
-def cuda_build(env: Environment, torch: Distribution | None) -> tuple[str | None, str]:
-    """(torch's CUDA version or None, where it was read or why it could not be)."""
-    if torch is None or torch.key != "torch":
-        return None, "no torch among the roots"
-    build = read_build(env, torch)
-    if isinstance(build, str):
-        return None, build
-    return build.cuda, str(build.version_file)
-
-
 def cuda_major_of(dist: Distribution) -> int | None:
     """The CUDA major a wheel is for, when its name or version says so."""
     match = _SUFFIX.search(dist.key)
@@ -77,9 +65,8 @@ def cuda_major_of(dist: Distribution) -> int | None:
     return None
 
 
-def check_build(env: Environment, dist: Distribution) -> Finding:
-    """torch is a CUDA build, and every installed CUDA wheel is for the same major."""
-    build = read_build(env, dist)
+def build_finding(env: Environment, dist: Distribution, build: Build | str) -> Finding:
+    """``cuda-major[torch]``: torch is a CUDA build, and every installed CUDA wheel is for the same major."""
     if isinstance(build, str):
         return failed(
             "cuda-major", dist.key, f"cannot tell which CUDA {dist} was built for: {build}",

@@ -1,40 +1,47 @@
-"""Every check of a run, by item name: the static ones computed now, the probes when run."""
+"""Every item of a run, by name: the static findings of the snapshot now, the probes when their items run."""
 
 from __future__ import annotations
 
-from .build import cuda_build
-from .declared import choose_roots, declared_findings
-from .distributions import scan
-from .findings import Check, Finding
-from .linkage import Linkage, Owners, analyze, linkage_findings
-from .requirements import closure
+from collections.abc import Iterable
+
+from .declared import declared_findings
+from .findings import Finding, Pending
+from .linkage_rules import linkage_findings
 from .settings import Settings
+from .snapshot import Snapshot, take_snapshot
 
 
-def _constant(finding: Finding) -> Check:
-    return lambda: finding
+def static_findings(snapshot: Snapshot) -> list[Finding]:
+    """The declared-dependency and linkage findings: metadata and ELF files only, nothing run."""
+    findings = declared_findings(snapshot)
+    for root in snapshot.roots:
+        if root.linkage is not None:
+            findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
+                                         verify_hashes=snapshot.settings.verify_hashes)
+    return findings
 
 
-def collect_checks(settings: Settings) -> dict[str, Check]:
-    """Item name to check. Names are unique (a repeat gets ``#2``) and depend on files only, never on a GPU."""
-    env = scan(settings.paths)
-    roots, findings = choose_roots(env, settings.roots)
-    findings += declared_findings(env, roots)
-    linkages: dict[str, Linkage] = {}
-    owners = Owners(env)
-    for root in roots:
-        linkages[root.key] = analyze(env, root, use_ld_cache=not settings.no_ld_cache, owners=owners)
-        findings += linkage_findings(env, linkages[root.key], closure(env, root), cuda_build(env, root)[0],
-                                     verify_hashes=settings.verify_hashes)
-    checks: dict[str, Check] = {}
+def collect_checks(settings: Settings) -> dict[str, Pending]:
+    """Item name to its pending finding. Names are unique (a repeat gets ``#2``) and depend on files only,
+    never on a GPU, so that every xdist worker collects the same list."""
+    snapshot = take_snapshot(settings)
+    items: dict[str, Pending] = {}
     if settings.probes:
-        from .probing import runtime_checks
+        from .probing import Probes, probe_checks
 
-        checks.update(runtime_checks(env, roots, linkages, settings))
+        items.update(probe_checks(snapshot, Probes(snapshot)))
+    _add(items, static_findings(snapshot))
+    return items
+
+
+def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:
     for finding in findings:
         name, n = finding.name, 1
-        while name in checks:
+        while name in items:
             n += 1
             name = f"{finding.name}#{n}"
-        checks[name] = _constant(finding)
-    return checks
+        items[name] = _constant(finding)
+
+
+def _constant(finding: Finding) -> Pending:
+    return lambda: finding

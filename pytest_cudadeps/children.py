@@ -4,7 +4,7 @@ Everything that runs foreign code (dlopen of the CUDA libraries, libcuda, NVML, 
 runs here and never in the pytest process: a constructor that segfaults, spins, or
 calls ``exit(0)`` ends the child, and the parent still knows which step it was in,
 because the child reports ``begin``/``end`` of each step as JSON lines (see
-:mod:`pytest_cudadeps.probes._protocol`).
+:mod:`pytest_cudadeps.probes._protocol`, which also defines every request and answer).
 
 The child is ``sys.executable`` without ``-I``: ``PYTHONPATH`` must work, so that the
 checked environment's site-packages (``--cuda-deps-path``) come first and this
@@ -14,6 +14,7 @@ kills the whole process group (torch's all-reduce spawns workers of its own).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,11 +23,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-# Runs the program as if /etc/ld.so.cache were empty (--cuda-deps-no-ld-cache).
-DYNAMIC_LOADER = "/lib64/ld-linux-x86-64.so.2"
+from .probes._protocol import ProtocolError, decode
+
+T = TypeVar("T")
+JsonObject = dict[str, object]
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _STDERR_TAIL = 2000
 # sys.path[0] of "python -c" is the working folder, which may hold a torch/ source tree.
@@ -46,7 +50,7 @@ class ChildRun:
     """
 
     command: tuple[str, ...]
-    results: dict[str, dict[str, Any]]
+    results: dict[str, JsonObject]
     begun: tuple[str, ...]
     finished: bool
     returncode: int | None
@@ -102,9 +106,22 @@ def child_environment(
     return env
 
 
+@cache
+def dynamic_loader() -> str | None:
+    """The program interpreter (PT_INTERP) of this Python: the ld.so that can run it with ``--inhibit-cache``.
+
+    Read from the executable rather than assumed: x86-64 has ``/lib64/ld-linux-x86-64.so.2``,
+    aarch64 ``/lib/ld-linux-aarch64.so.1``, and a static or odd build may have none.
+    """
+    from .elf import program_interpreter
+
+    found = program_interpreter(Path(os.path.realpath(sys.executable)))
+    return found if found and os.path.exists(found) else None
+
+
 def run_probe(
     module: str,
-    request: Any,
+    request: object,
     *,
     timeout: float,
     paths: Sequence[str] | None = None,
@@ -113,8 +130,11 @@ def run_probe(
 ) -> ChildRun:
     """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does."""
     command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
-    if inhibit_ld_cache and os.path.exists(DYNAMIC_LOADER):
-        command = [DYNAMIC_LOADER, "--inhibit-cache", *command]
+    loader = dynamic_loader() if inhibit_ld_cache else None
+    if loader is not None:
+        command = [loader, "--inhibit-cache", *command]
+    if dataclasses.is_dataclass(request) and not isinstance(request, type):
+        request = dataclasses.asdict(request)
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -139,7 +159,7 @@ def run_probe(
             _kill_group(process)
             process.wait()
     elapsed = time.monotonic() - started
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, JsonObject] = {}
     begun: list[str] = []
     finished = False
     for line in out.decode("utf-8", "replace").splitlines():
@@ -174,13 +194,13 @@ class Blame:
 def run_steps(
     module: str,
     steps: Sequence[str],
-    request: Callable[[list[str], Mapping[str, Mapping[str, Any]]], Any],
+    request: Callable[[list[str], Mapping[str, JsonObject]], object],
     *,
     timeout: float,
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Blame]]:
+) -> tuple[dict[str, JsonObject], dict[str, Blame]]:
     """Run ``steps`` in children until every one has a result or the blame for a dead child.
 
     ``request(pending, results)`` builds a child's request for the steps still to do,
@@ -189,7 +209,7 @@ def run_steps(
     a child that dies outside the listed steps (between them, or in a prelude the request
     adds) blames every step left.
     """
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, JsonObject] = {}
     blamed: dict[str, Blame] = {}
     pending = list(steps)
     while pending:
@@ -207,6 +227,19 @@ def run_steps(
             blamed.update({step: Blame(trouble + where, run.stderr_tail()) for step in pending if step not in results})
             break
     return results, blamed
+
+
+def decoded(cls: type[T], step: str, results: Mapping[str, JsonObject], blamed: Mapping[str, Blame]) -> T | Blame:
+    """A step's answer as its protocol dataclass, or the blame for it: the child died in it, never answered,
+    or answered something that is not a ``cls`` (a library wrote to the protocol's descriptor?)."""
+    if step in blamed:
+        return blamed[step]
+    if step not in results:
+        return Blame("ended without answering this step", ())
+    try:
+        return decode(cls, results[step])
+    except ProtocolError as exc:
+        return Blame(f"answered garbled data ({exc})", ())
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Union
 
-from .children import run_steps
+from .children import Blame, decoded, run_steps
 from .driver_table import (
     cuda_version_text,
     cuda_version_tuple,
@@ -22,6 +22,7 @@ from .driver_table import (
     version_tuple,
 )
 from .findings import Finding, failed, passed, skipped, unavailable
+from .probes._protocol import CudartAnswer, DriverRequest, LibcudaAnswer, NvmlAnswer
 
 CHECK = "driver"
 INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
@@ -31,6 +32,7 @@ CU_ERRORS = {
     803: "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", 804: "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
     999: "CUDA_ERROR_UNKNOWN",
 }
+NVML_LIBRARY_NOT_FOUND = 12  # NVML_ERROR_LIBRARY_NOT_FOUND: libnvidia-ml.so.1 is missing
 
 
 @dataclass(frozen=True)
@@ -54,28 +56,34 @@ class Gpu:
 
 @dataclass(frozen=True)
 class DriverInfo:
-    """What the driver child found; a ``*_trouble`` says the child crashed or hung in that step."""
+    """What the driver child answered for each step, or the :class:`Blame` of a step it crashed or hung in.
 
-    libcuda: Mapping[str, Any]
-    nvml: Mapping[str, Any]
-    cudart: Mapping[str, Any]
-    gpus: tuple[Gpu, ...]
-    cudart_asked: bool = False
+    ``cudart`` is None when no libcudart was resolved to ask.
+    """
+
+    libcuda: LibcudaAnswer | Blame
+    nvml: NvmlAnswer | Blame
+    cudart: CudartAnswer | Blame | None = None
+
+    @property
+    def gpus(self) -> tuple[Gpu, ...]:
+        if not isinstance(self.nvml, NvmlAnswer):
+            return ()
+        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig) for g in self.nvml.gpus)
 
     @property
     def driver_cuda(self) -> int | None:
         """The CUDA version the driver supports (cuDriverGetVersion, else NVML), encoded 13000."""
-        value = self.libcuda.get("cuda_version") or self.nvml.get("cuda_version")
-        return int(value) if value else None
+        from_libcuda = self.libcuda.cuda_version if isinstance(self.libcuda, LibcudaAnswer) else None
+        return from_libcuda or (self.nvml.cuda_version if isinstance(self.nvml, NvmlAnswer) else None) or None
 
     @property
     def driver_version(self) -> str | None:
-        value = self.nvml.get("driver")
-        return str(value) if value else None
+        return self.nvml.driver if isinstance(self.nvml, NvmlAnswer) and self.nvml.driver else None
 
-    @property
-    def has_gpu_info(self) -> bool:
-        return "gpus" in self.nvml
+
+DriverAnswer = Union[LibcudaAnswer, NvmlAnswer, CudartAnswer]
+_ANSWERS: dict[str, type[DriverAnswer]] = {"libcuda": LibcudaAnswer, "nvml": NvmlAnswer, "cudart": CudartAnswer}
 
 
 def probe_driver(
@@ -86,69 +94,67 @@ def probe_driver(
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
 ) -> DriverInfo:
-    """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs becomes ``{"trouble": ...}``."""
+    """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs is blamed."""
     steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
     results, blamed = run_steps(
-        "pytest_cudadeps.probes.driver", steps, lambda pending, _done: {"steps": pending, "cudart": str(cudart) if cudart else None},
+        "pytest_cudadeps.probes.driver", steps,
+        lambda pending, _done: DriverRequest(tuple(pending), str(cudart) if cudart else None),
         timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
-    for step, blame in blamed.items():
-        results[step] = {"trouble": blame.trouble, "stderr": list(blame.stderr)}
-    gpus = tuple(
-        Gpu(int(g["index"]), str(g["name"]), (int(g["capability"][0]), int(g["capability"][1])),
-            g.get("memory"), str(g.get("mig", "n/a")))
-        for g in results.get("nvml", {}).get("gpus", ())
-    )
-    return DriverInfo(results.get("libcuda", {}), results.get("nvml", {}), results.get("cudart", {}), gpus,
-                      cudart is not None)
+    answers = {step: decoded(_ANSWERS[step], step, results, blamed) for step in steps}
+    libcuda, nvml = answers["libcuda"], answers["nvml"]
+    assert isinstance(libcuda, (LibcudaAnswer, Blame)) and isinstance(nvml, (NvmlAnswer, Blame))
+    cudart_answer = answers.get("cudart")
+    assert cudart_answer is None or isinstance(cudart_answer, (CudartAnswer, Blame))
+    return DriverInfo(libcuda, nvml, cudart_answer)
 
 
 def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:
     return unavailable(check, subject, reason, require_gpu=require_gpu, fix=INSTALL_DRIVER)
 
 
-def _trouble(check: str, subject: str, what: str, step: Mapping[str, Any]) -> Finding:
-    return failed(check, subject, f"{what} {step['trouble']}", *step.get("stderr", ()),
+def _trouble(check: str, subject: str, what: str, blame: Blame) -> Finding:
+    return failed(check, subject, f"{what} {blame.trouble}", *blame.stderr,
                   fix="reinstall the NVIDIA driver (its user-space libraries are broken), or raise --cuda-deps-timeout")
 
 
 def libcuda_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
     """``driver[libcuda]``: libcuda.so.1 loads, cuInit(0) succeeds, and which CUDA it supports."""
     lib = info.libcuda
-    if "trouble" in lib:
+    if isinstance(lib, Blame):
         return _trouble(CHECK, "libcuda", "loading libcuda.so.1 and calling cuInit(0)", lib)
-    if "error" in lib:
-        return _no_driver(CHECK, "libcuda", f"libcuda.so.1 not found ({lib['error']})", require_gpu)
-    rc = int(lib.get("cu_init", -1))
+    if lib.error is not None:
+        return _no_driver(CHECK, "libcuda", f"libcuda.so.1 not found ({lib.error})", require_gpu)
+    rc = lib.cu_init if lib.cu_init is not None else -1
     if rc == 100:
-        return _no_driver(CHECK, "libcuda", f"cuInit(0) returned 100 (CUDA_ERROR_NO_DEVICE) in {lib.get('path')}: "
+        return _no_driver(CHECK, "libcuda", f"cuInit(0) returned 100 (CUDA_ERROR_NO_DEVICE) in {lib.path}: "
                           "the driver sees no GPU", require_gpu)
     if rc != 0:
         return failed(CHECK, "libcuda", f"cuInit(0) returned {rc} ({CU_ERRORS.get(rc, 'unknown error')}) "
-                      f"in {lib.get('path')}",
+                      f"in {lib.path}",
                       "check `nvidia-smi`; 803/804: the driver's kernel module and libcuda.so.1 differ in version",
                       fix="reboot after a driver upgrade, or reinstall the NVIDIA driver so that its kernel module "
                       "and libcuda.so.1 match")
     cuda = info.driver_cuda
     supports = f"supports CUDA {cuda_version_text(cuda)}" if cuda else "CUDA version unknown"
-    return passed(CHECK, "libcuda", f"{lib.get('path')}: cuInit ok, {supports}",
-                  path=str(lib.get("path")), cuda=cuda_version_text(cuda) if cuda else "")
+    return passed(CHECK, "libcuda", f"{lib.path}: cuInit ok, {supports}",
+                  path=str(lib.path), cuda=cuda_version_text(cuda) if cuda else "")
 
 
 def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
     """``driver[nvml]``: the driver version and each GPU, through nvidia-ml-py."""
     nvml = info.nvml
-    if "trouble" in nvml:
+    if isinstance(nvml, Blame):
         return _trouble(CHECK, "nvml", "initialising NVML (libnvidia-ml.so.1)", nvml)
-    if "error" in nvml:
-        if nvml.get("code") == 12:  # NVML_ERROR_LIBRARY_NOT_FOUND
+    if nvml.error is not None:
+        if nvml.code == NVML_LIBRARY_NOT_FOUND:
             return _no_driver(CHECK, "nvml", "NVML library not found: libnvidia-ml.so.1 is missing, "
                               "no NVIDIA driver on this host", require_gpu)
-        return failed(CHECK, "nvml", f"NVML failed: {nvml['error']} (code {nvml.get('code')})",
+        return failed(CHECK, "nvml", f"NVML failed: {nvml.error} (code {nvml.code})",
                       fix="check `nvidia-smi`; reinstall the NVIDIA driver if it fails the same way")
     if not info.gpus:
         return _no_driver(CHECK, "nvml", f"NVIDIA driver {info.driver_version} sees no GPU", require_gpu)
-    cuda = nvml.get("cuda_version")
-    summary = f"driver {info.driver_version}, CUDA {cuda_version_text(int(cuda)) if cuda else '?'}; " + "; ".join(
+    cuda = nvml.cuda_version
+    summary = f"driver {info.driver_version}, CUDA {cuda_version_text(cuda) if cuda else '?'}; " + "; ".join(
         gpu.describe() for gpu in info.gpus)
     return passed(CHECK, "nvml", summary, driver=str(info.driver_version), gpus=str(len(info.gpus)),
                   **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus})
@@ -163,14 +169,14 @@ def runtime_compat_finding(
     when the linkage check resolved one, else the root's build (``torch/version.py``).
     """
     subject = "runtime-compat"
-    if "trouble" in info.cudart:
+    if isinstance(info.cudart, Blame):
         return _trouble(CHECK, subject, "loading libcudart and calling cudaRuntimeGetVersion", info.cudart)
     runtime, source = _runtime_version(info, build_cuda, build_source)
     if runtime is None:
         return skipped(CHECK, subject, f"no CUDA runtime to compare with: {source}")
     driver_cuda = info.driver_cuda
     if driver_cuda is None:
-        reason = info.libcuda.get("error") or info.nvml.get("error") or "the driver reports no CUDA version"
+        reason = _error_of(info.libcuda) or _error_of(info.nvml) or "the driver reports no CUDA version"
         return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
                           f"the driver: {reason}", require_gpu)
     supported = cuda_version_tuple(driver_cuda)
@@ -203,17 +209,22 @@ def runtime_compat_finding(
     )
 
 
+def _error_of(answer: LibcudaAnswer | NvmlAnswer | Blame) -> str | None:
+    return answer.trouble if isinstance(answer, Blame) else answer.error
+
+
 def _runtime_version(
     info: DriverInfo, build_cuda: str | None, build_source: str
 ) -> tuple[tuple[int, int] | None, str]:
-    version = info.cudart.get("version")
-    if version:
-        return cuda_version_tuple(int(version)), f"{info.cudart.get('path')} (cudaRuntimeGetVersion {version})"
+    cudart = info.cudart
+    if isinstance(cudart, CudartAnswer) and cudart.version:
+        return cuda_version_tuple(cudart.version), f"{cudart.path} (cudaRuntimeGetVersion {cudart.version})"
     if build_cuda:
         parts = version_tuple(build_cuda)
         if len(parts) >= 2:
             return (parts[0], parts[1]), f"{build_source} (cuda = '{build_cuda}')"
-    return None, info.cudart.get("error") or f"{build_source} names no CUDA version"
+    error = cudart.error if isinstance(cudart, CudartAnswer) else None
+    return None, error or f"{build_source} names no CUDA version"
 
 
 def gpus_or_reason(info: DriverInfo, check: str, subject: str, *, require_gpu: bool) -> tuple[Gpu, ...] | Finding:
@@ -221,12 +232,12 @@ def gpus_or_reason(info: DriverInfo, check: str, subject: str, *, require_gpu: b
     if info.gpus:
         return info.gpus
     nvml = info.nvml
-    if "trouble" in nvml:
+    if isinstance(nvml, Blame):
         return _trouble(check, subject, "asking NVML for the GPUs", nvml)
-    if nvml.get("code") == 12:
+    if nvml.code == NVML_LIBRARY_NOT_FOUND:
         reason = "no GPU to check: NVML library not found (libnvidia-ml.so.1), no NVIDIA driver on this host"
-    elif "error" in nvml:
-        reason = f"no GPU to check: NVML failed: {nvml['error']}"
+    elif nvml.error is not None:
+        reason = f"no GPU to check: NVML failed: {nvml.error}"
     else:
         reason = f"no GPU to check: NVIDIA driver {info.driver_version} sees no GPU"
     return _no_driver(check, subject, reason, require_gpu)

@@ -302,3 +302,37 @@ def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> Symbo
         return empty
     return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
                        bool(versym))
+
+
+_PT_INTERP = 3
+
+
+def program_interpreter(path: Path) -> str | None:
+    """The PT_INTERP path of an executable (its dynamic loader), from the program headers; None if it has none.
+
+    Read with struct from the ELF header's e_phoff/e_phentsize/e_phnum, for either class and byte order.
+    """
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+                return None
+            order = "<" if head[5] == 1 else ">"
+            if head[4] == 2:  # ELF64: e_phoff at 32, e_phentsize/e_phnum at 54; p_offset at 8, p_filesz at 32
+                phoff, (entsize, count) = struct.unpack_from(order + "Q", head, 32)[0], struct.unpack_from(order + "HH", head, 54)
+                layout = order + "I4xQ16xQ"
+            else:  # ELF32: e_phoff at 28, e_phentsize/e_phnum at 42; p_offset at 4, p_filesz at 16
+                phoff, (entsize, count) = struct.unpack_from(order + "I", head, 28)[0], struct.unpack_from(order + "HH", head, 42)
+                layout = order + "II8xI"
+            if entsize < struct.calcsize(layout) or count > 4096:
+                return None
+            stream.seek(phoff)
+            table = stream.read(entsize * count)
+            for index in range(len(table) // entsize):
+                kind, offset, size = struct.unpack_from(layout, table, index * entsize)
+                if kind == _PT_INTERP and 0 < size <= 4096:
+                    stream.seek(offset)
+                    return stream.read(size).split(b"\0", 1)[0].decode("utf-8", "replace") or None
+    except (OSError, struct.error):
+        return None
+    return None

@@ -54,7 +54,7 @@ class Finding:
         return "\n".join(lines)
 
 
-Check = Callable[[], "Finding"]  # an item's work: returns its finding when the item runs
+Pending = Callable[[], "Finding"]  # an item's work: computes its finding when the item runs
 
 
 def passed(check: str, subject: str, summary: str, **facts: str) -> Finding:

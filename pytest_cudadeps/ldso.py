@@ -25,6 +25,7 @@ the wheels never use them.
 
 from __future__ import annotations
 
+import enum
 import os
 import platform
 import struct
@@ -104,7 +105,45 @@ def expand(entry: str, origin: Path) -> Path:
     return Path(os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.getcwd(), entry)))
 
 
-_REUSED = ("already loaded", "LD_PRELOAD")
+class Step(enum.Enum):
+    """A step of ld.so's search (see the module docstring), or how a name was settled without one."""
+
+    PRELOAD = "LD_PRELOAD"
+    LOADED = "already loaded"
+    PATH = "path"  # a needed name with a slash is opened as it is
+    RPATH = "DT_RPATH"
+    LD_LIBRARY_PATH = "LD_LIBRARY_PATH"
+    RUNPATH = "DT_RUNPATH"
+    LD_SO_CACHE = "ld.so.cache"
+    DEFAULT = "default folders"
+    NOT_FOUND = "not found"
+
+
+@dataclass(frozen=True)
+class Via:
+    """The step that found a library; for DT_RPATH and DT_RUNPATH, the object whose entry named the folder."""
+
+    step: Step
+    of: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.step.value} of {self.of}" if self.of else self.step.value
+
+    @property
+    def reused(self) -> bool:
+        """Settled by an object already mapped: nothing new is loaded."""
+        return self.step in (Step.LOADED, Step.PRELOAD)
+
+
+@dataclass(frozen=True)
+class Searched:
+    """One place tried: a folder of a step, or the ld.so.cache (no folder)."""
+
+    via: Via
+    folder: Path | None = None
+
+    def __str__(self) -> str:
+        return f"{self.via}: {self.folder}" if self.folder is not None else str(self.via)
 
 
 @dataclass(frozen=True)
@@ -114,9 +153,8 @@ class Resolution:
     soname: str
     needed_by: Path
     path: Path | None
-    via: str  # "DT_RPATH of X", "LD_LIBRARY_PATH", "DT_RUNPATH of X", "ld.so.cache", "default folders",
-    # "already loaded", "LD_PRELOAD"
-    searched: tuple[str, ...]  # the folders tried, as "via: folder"
+    via: Via
+    searched: tuple[Searched, ...]  # the places tried, in order
     problem: str | None = None  # the file found cannot be loaded: "invalid ELF header" and the like
     skipped: tuple[tuple[Path, str], ...] = ()  # candidates passed over (wrong class or machine)
 
@@ -142,14 +180,20 @@ class LoaderModel:
 
     @classmethod
     def for_this_process(
-        cls, *, use_cache: bool = True, ld_library_path: str | None = None, ld_preload: str | None = None
+        cls,
+        *,
+        use_cache: bool = True,
+        ld_library_path: str | None = None,
+        ld_preload: str | None = None,
+        descend: Callable[[Path, str], bool] | None = None,
     ) -> LoaderModel:
+        """The model of a process started now: this environment's LD_LIBRARY_PATH and LD_PRELOAD unless given."""
         value = os.environ.get("LD_LIBRARY_PATH", "") if ld_library_path is None else ld_library_path
         preload = os.environ.get("LD_PRELOAD", "") if ld_preload is None else ld_preload
         exe = Path(os.path.realpath(sys.executable)) if sys.executable else None
         return cls(tuple(value.split(":")) if value else (), use_cache, exe,
                    read_ld_so_cache() if use_cache else {},
-                   preload=tuple(e for e in preload.replace(":", " ").split() if e))
+                   descend=descend, preload=tuple(e for e in preload.replace(":", " ").split() if e))
 
     def info(self, path: Path) -> ElfInfo | ElfProblem:
         if path not in self.infos:
@@ -174,55 +218,59 @@ class LoaderModel:
         found = self.info(candidate)
         return True, found.problem if isinstance(found, ElfProblem) else None
 
-    def _rpath_chain(self, obj: Path) -> list[tuple[str, Path, tuple[str, ...]]]:
-        chain: list[tuple[str, Path, tuple[str, ...]]] = []
+    def _rpath_chain(self, obj: Path) -> list[tuple[Via, Path, tuple[str, ...]]]:
+        """DT_RPATH of ``obj``, of the object that loaded it, and so on up to the executable."""
+        chain: list[tuple[Via, Path, tuple[str, ...]]] = []
         seen: set[Path] = set()
         current: Path | None = obj
         while current is not None and current not in seen:
             seen.add(current)
             info = self.info(current)
             if isinstance(info, ElfInfo) and info.effective_rpath():
-                chain.append((f"DT_RPATH of {current.name}", current.parent, info.effective_rpath()))
+                chain.append((Via(Step.RPATH, current.name), current.parent, info.effective_rpath()))
             current = self.loader_of.get(current)
         if self.executable is not None and self.executable not in seen:
             info = self.info(self.executable)
             if isinstance(info, ElfInfo) and info.effective_rpath():
-                chain.append((f"DT_RPATH of {self.executable.name}", self.executable.parent, info.effective_rpath()))
+                chain.append((Via(Step.RPATH, self.executable.name), self.executable.parent, info.effective_rpath()))
         return chain
+
+    def _search_order(self, obj: ElfInfo, needed_by: Path) -> list[tuple[Via, list[Path]]]:
+        """The folders each step names for ``needed_by``, in glibc's order (the cache comes in _candidates)."""
+        steps: list[tuple[Via, list[Path]]] = []
+        if not obj.has_runpath():
+            for via, origin_dir, entries in self._rpath_chain(needed_by):
+                steps.append((via, [expand(e, origin_dir) for e in entries]))
+        steps.append((Via(Step.LD_LIBRARY_PATH), [expand(e, needed_by.parent) for e in self.ld_library_path]))
+        if obj.has_runpath():
+            steps.append((Via(Step.RUNPATH, needed_by.name), [expand(e, needed_by.parent) for e in obj.runpath]))
+        steps.append((Via(Step.DEFAULT), list(self.defaults)))
+        return steps
 
     def resolve(self, soname: str, needed_by: Path) -> Resolution:
         """Where the loader finds ``soname`` for ``needed_by`` (nothing is recorded as loaded)."""
         if soname in self.loaded:
             path = self.loaded[soname]
-            return Resolution(soname, needed_by, path, "LD_PRELOAD" if path in self.preloaded else "already loaded", ())
+            return Resolution(soname, needed_by, path, Via(Step.PRELOAD if path in self.preloaded else Step.LOADED), ())
         if "/" in soname:
             path = expand(soname, needed_by.parent)
-            return Resolution(soname, needed_by, path if path.is_file() else None, "path", (str(path),))
+            return Resolution(soname, needed_by, path if path.is_file() else None, Via(Step.PATH),
+                              (Searched(Via(Step.PATH), path),))
         obj = self.info(needed_by)
         if isinstance(obj, ElfProblem):
-            return Resolution(soname, needed_by, None, "not found", (), obj.problem)
+            return Resolution(soname, needed_by, None, Via(Step.NOT_FOUND), (), obj.problem)
         wanted = (obj.elf_class, obj.machine)
-        # (via, the folders it names); the cache names files
-        steps: list[tuple[str, Iterable[Path]]] = []
-        if not obj.has_runpath():
-            for via, origin_dir, entries in self._rpath_chain(needed_by):
-                steps.append((via, [expand(e, origin_dir) for e in entries]))
-        steps.append(("LD_LIBRARY_PATH", [expand(e, needed_by.parent) for e in self.ld_library_path]))
-        if obj.has_runpath():
-            steps.append((f"DT_RUNPATH of {needed_by.name}", [expand(e, needed_by.parent) for e in obj.runpath]))
-        steps.append(("default folders", self.defaults))
-        searched: list[str] = []
+        searched: list[Searched] = []
         skipped: list[tuple[Path, str]] = []
-        for via, candidates in self._candidates(steps, soname):
-            searched.append(via)
+        for place, candidates in self._candidates(self._search_order(obj, needed_by), soname):
+            searched.append(place)
             for candidate in candidates:
                 take, problem = self._acceptable(candidate, wanted, soname)
                 if take:
-                    return Resolution(soname, needed_by, candidate, via.partition(": ")[0], tuple(searched), problem,
-                                      tuple(skipped))
+                    return Resolution(soname, needed_by, candidate, place.via, tuple(searched), problem, tuple(skipped))
                 if problem:
                     skipped.append((candidate, problem))
-        return Resolution(soname, needed_by, None, "not found", tuple(searched), None, tuple(skipped))
+        return Resolution(soname, needed_by, None, Via(Step.NOT_FOUND), tuple(searched), None, tuple(skipped))
 
     def _map_preloads(self) -> list[Path]:
         """LD_PRELOAD's objects: a path is opened as it is, a bare name is searched for the executable."""
@@ -244,14 +292,14 @@ class LoaderModel:
         return mapped
 
     def _candidates(
-        self, steps: list[tuple[str, Iterable[Path]]], soname: str
-    ) -> Iterator[tuple[str, Iterable[Path]]]:
-        """("via: folder", [folder/soname]) for each folder, with the ld.so.cache's files before the defaults."""
+        self, steps: list[tuple[Via, list[Path]]], soname: str
+    ) -> Iterator[tuple[Searched, Iterable[Path]]]:
+        """(the place, [folder/soname]) for each folder, with the ld.so.cache's files before the defaults."""
         for via, folders in steps:
-            if via == "default folders" and self.use_cache:
-                yield "ld.so.cache", self.cache.get(soname, ())
+            if via.step is Step.DEFAULT and self.use_cache:
+                yield Searched(Via(Step.LD_SO_CACHE)), self.cache.get(soname, ())
             for folder in folders:
-                yield f"{via}: {folder}", [folder / soname]
+                yield Searched(via, folder), [folder / soname]
 
     def load(self, objects: Sequence[Path]) -> None:
         """Map ``objects`` (opened by path, as dlopen of an absolute path does) and all they need.
@@ -277,7 +325,7 @@ class LoaderModel:
                 for soname in current_info.needed:
                     resolution = self.resolve(soname, current)
                     self.resolutions.append(resolution)
-                    if resolution.path is None or resolution.via in _REUSED or resolution.problem:
+                    if resolution.path is None or resolution.via.reused or resolution.problem:
                         continue
                     self.loaded[soname] = resolution.path
                     if not self.follows(resolution.path, soname):

@@ -1,21 +1,19 @@
-"""The runtime probes as items: a static list of names, each probe run lazily, once per process.
+"""The probe items: a static list of names per snapshot, each child run lazily, once per run.
 
-The names depend on files only (the roots, their linkage), never on the GPUs, so every
-xdist worker collects the same list.  The children run when the first item that needs
-them runs; several items share one child run (``driver[...]`` and ``arch[...]`` share
-the driver child, all ``load[...]`` of a root share the load children).
+:class:`Probes` is one object per run: it starts each child the first time an item needs
+its answer and keeps the answer (the driver child for ``driver[...]`` and ``arch[...]``, one
+load child run per root for its ``load[...]`` items, one smoke child per mode).  The names
+depend on files only (the roots, their linkage), never on the GPUs, so every xdist worker
+collects the same list.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from packaging.utils import canonicalize_name
-
-from .build import cuda_build
 from .driver import (
     DriverInfo,
     gpus_or_reason,
@@ -24,22 +22,18 @@ from .driver import (
     probe_driver,
     runtime_compat_finding,
 )
-from .distributions import Distribution, Environment
 from .fatbin import FatbinError, arch_finding, read_architectures
-from .findings import Check, Finding, failed, skipped
+from .findings import Finding, Pending, failed, skipped
 from .installers import reinstall_command
-from .linkage import Linkage, ResolvedLibrary
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
-from .requirements import Demand, closure
-from .providers import provider_for
-from .settings import Settings
 from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
+from .snapshot import Root, Snapshot
 
 T = TypeVar("T")
 
 
 class Once(Generic[T]):
-    """A value computed on first use and kept for the rest of the process."""
+    """A value computed on first use and kept for the rest of the run (items may run in threads)."""
 
     def __init__(self, compute: Callable[[], T]) -> None:
         self._compute = compute
@@ -53,108 +47,120 @@ class Once(Generic[T]):
             return self._value[0]
 
 
-def runtime_checks(
-    env: Environment, roots: Sequence[Distribution], linkages: Mapping[str, Linkage], settings: Settings
-) -> dict[str, Check]:
-    """Item name to check for every runtime probe of these roots."""
-    if not roots:
+class Probes:
+    """The children of one run: each started when an item first needs it, its answer kept."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        settings = snapshot.settings
+        self.snapshot = snapshot
+        self.timeout = settings.timeout
+        self.paths = list(settings.paths) if settings.paths is not None else None
+        self.inhibit_ld_cache = settings.no_ld_cache
+        self.cudart = _cudart(snapshot)
+        self.driver: Once[DriverInfo] = Once(lambda: probe_driver(
+            timeout=self.timeout, cudart=self.cudart, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache))
+        self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
+        self._smoke = {mode: Once(self._smoke_child(mode)) for mode in ("matmul", "all-reduce")}
+
+    def _smoke_child(self, mode: str) -> Callable[[], SmokeRun]:
+        return lambda: probe_smoke(mode, timeout=self.timeout, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache)
+
+    def smoke(self, mode: str) -> SmokeRun:
+        return self._smoke[mode]()
+
+    def loads(self, root: str, steps: Sequence[LoadStep]) -> dict[str, LoadResult]:
+        """The load child's answers for a root's steps (one run for all of them)."""
+        if root not in self._loads:
+            self._loads[root] = Once(lambda: probe_loads(steps, timeout=self.timeout, paths=self.paths,
+                                                         inhibit_ld_cache=self.inhibit_ld_cache))
+        return self._loads[root]()
+
+
+def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
+    """Item name to pending finding for every runtime probe of the snapshot's roots."""
+    if not snapshot.roots:
         return {}
-    paths = list(settings.paths) if settings.paths is not None else None
-    torch = next((root for root in roots if root.key == "torch"), None)
-    torch_linkage = linkages.get("torch") if torch is not None else None
-    cudart = _cudart(torch_linkage or next(iter(linkages.values()), None))
-    driver: Once[DriverInfo] = Once(lambda: probe_driver(
-        timeout=settings.timeout, cudart=cudart, paths=paths, inhibit_ld_cache=settings.no_ld_cache))
-    need_gpu = settings.require_gpu
-    build_cuda, build_source = cuda_build(env, torch)
-
-    checks: dict[str, Check] = {
-        "driver[libcuda]": lambda: libcuda_finding(driver(), require_gpu=need_gpu),
-        "driver[nvml]": lambda: nvml_finding(driver(), require_gpu=need_gpu),
-        "driver[runtime-compat]": lambda: runtime_compat_finding(driver(), build_cuda, build_source,
-                                                                  require_gpu=need_gpu),
+    require_gpu = snapshot.settings.require_gpu
+    torch = snapshot.torch
+    build_cuda = torch.cuda if torch is not None else None
+    build_source = torch.build_source if torch is not None else "no torch among the roots"
+    items: dict[str, Pending] = {
+        "driver[libcuda]": lambda: libcuda_finding(probes.driver(), require_gpu=require_gpu),
+        "driver[nvml]": lambda: nvml_finding(probes.driver(), require_gpu=require_gpu),
+        "driver[runtime-compat]": lambda: runtime_compat_finding(probes.driver(), build_cuda, build_source,
+                                                                 require_gpu=require_gpu),
     }
-
     seen: set[str] = set()
-    for root in roots:
-        linkage = linkages.get(root.key)
-        if linkage is None:
+    for root in snapshot.roots:
+        if root.linkage is None:
             continue
-        steps: list[LoadStep] = []
-        if root.key == "torch" and build_cuda:
-            package = env.package_dir(root, "torch")
-            if package is not None and (package / "lib" / "libtorch_cuda.so").exists():
-                steps += torch_steps(package)
-        libraries = [lib for lib in linkage.cuda_libraries() if lib.soname not in seen]
-        seen.update(lib.soname for lib in libraries)
-        demands = closure(env, root).by_key()
-        steps += library_steps([(lib.soname, lib.path) for lib in libraries],
-                               {lib.soname: wheel for lib in libraries if (wheel := _wheel_of(lib, build_cuda, demands))},
-                               installer=root.installer)
-        loads: Once[dict[str, LoadResult]] = Once(_loader(steps, settings, paths))
+        steps = load_steps(snapshot, root, seen)
         for step in steps:
-            checks[f"load[{step.name}]"] = _load_check(step, loads, need_gpu)
-        checks[f"arch[{root.key}]"] = _arch_check(root, linkage.objects, driver, need_gpu,
-                                                  cpu_build=root.key == "torch" and not build_cuda)
-
+            items[f"load[{step.name}]"] = _load_item(probes, root.key, steps, step, require_gpu)
+        items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
     if torch is not None:
-        matmul: Once[SmokeRun] = Once(lambda: probe_smoke("matmul", timeout=settings.timeout, paths=paths,
-                                                            inhibit_ld_cache=settings.no_ld_cache))
-        reduce: Once[SmokeRun] = Once(lambda: probe_smoke("all-reduce", timeout=settings.timeout, paths=paths,
-                                                            inhibit_ld_cache=settings.no_ld_cache))
-        cpu_reason = f"{torch} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
-        checks["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
-                                          lambda: matmul_finding(matmul(), require_gpu=need_gpu))
-        checks["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce",
-                                              lambda: all_reduce_finding(reduce(), require_gpu=need_gpu))
-    return checks
+        cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
+        items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
+                                         lambda: matmul_finding(probes.smoke("matmul"), require_gpu=require_gpu))
+        items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce",
+                                             lambda: all_reduce_finding(probes.smoke("all-reduce"),
+                                                                        require_gpu=require_gpu))
+    return items
 
 
-def _wheel_of(lib: ResolvedLibrary, cuda: str | None, demands: Mapping[str, list[Demand]]) -> str | None:
-    """What to reinstall for a library: its owner or the wheel that provides it for this CUDA,
-    pinned as the root declares it (``nvidia-cuda-runtime==13.0.96.*``) when it does."""
-    provider = provider_for(lib.soname, int(cuda.split(".")[0]) if cuda else None)
-    name = lib.owner or (provider.distribution if provider else None)
-    if name is None:
-        return None
-    declared = demands.get(canonicalize_name(name))
-    return declared[0].wanted() if declared else name
+def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:
+    """What the load child opens for a root: torch's own libraries as its import does, then each CUDA
+    library the linkage resolved that no earlier root loads already, each with the resolver's fix."""
+    assert root.linkage is not None
+    steps: list[LoadStep] = []
+    dist = root.dist
+    if root.key == "torch" and root.cuda:
+        package = snapshot.env.package_dir(dist, "torch")
+        if package is not None and (package / "lib" / "libtorch_cuda.so").exists():
+            steps += torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
+    libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen]
+    seen.update(lib.soname for lib in libraries)
+    resolver = snapshot.resolver(root)
+    steps += library_steps([(lib.soname, lib.path) for lib in libraries],
+                           {lib.soname: resolver.fix(lib.soname, lib.path) for lib in libraries})
+    return steps
 
 
-def _cudart(linkage: Linkage | None) -> Path | None:
-    if linkage is None:
-        return None
-    return next((lib.path for lib in linkage.libraries if lib.soname.startswith("libcudart.so") and lib.path), None)
+def _cudart(snapshot: Snapshot) -> Path | None:
+    """The libcudart the linkage resolved, torch's first: the driver child asks it for its version."""
+    roots = sorted(snapshot.roots, key=lambda root: root.key != "torch")
+    for root in roots:
+        if root.linkage is not None:
+            return next((lib.path for lib in root.linkage.libraries
+                         if lib.soname.startswith("libcudart.so") and lib.path), None)
+    return None
 
 
-def _loader(steps: list[LoadStep], settings: Settings, paths: list[str] | None) -> Callable[[], dict[str, LoadResult]]:
-    return lambda: probe_loads(steps, timeout=settings.timeout, paths=paths, inhibit_ld_cache=settings.no_ld_cache)
+def _load_item(probes: Probes, root: str, steps: Sequence[LoadStep], step: LoadStep, require_gpu: bool) -> Pending:
+    return lambda: load_finding(step, probes.loads(root, steps)[step.name], require_gpu=require_gpu)
 
 
-def _load_check(step: LoadStep, loads: Once[dict[str, LoadResult]], require_gpu: bool) -> Check:
-    return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
-
-
-def _unless(reason: str | None, check: str, subject: str, run: Check) -> Check:
+def _unless(reason: str | None, check: str, subject: str, run: Pending) -> Pending:
     return (lambda: skipped(check, subject, reason)) if reason else run
 
 
-def _arch_check(
-    root: Distribution, objects: Sequence[Path], driver: Once[DriverInfo], require_gpu: bool, *, cpu_build: bool
-) -> Check:
+def _arch_item(root: Root, probes: Probes, require_gpu: bool) -> Pending:
+    dist, objects = root.dist, root.linkage.objects if root.linkage is not None else ()
+    cpu_build = root.key == "torch" and not root.cuda
+
     def check() -> Finding:
         if cpu_build:
-            return skipped("arch", root.key, f"{root} is a CPU-only build: no GPU code to check")
-        gpus = gpus_or_reason(driver(), "arch", root.key, require_gpu=require_gpu)
+            return skipped("arch", root.key, f"{dist} is a CPU-only build: no GPU code to check")
+        gpus = gpus_or_reason(probes.driver(), "arch", root.key, require_gpu=require_gpu)
         if isinstance(gpus, Finding):
             return gpus
         try:
             libraries = [read_architectures(path) for path in objects]
         except (OSError, FatbinError) as exc:
-            return failed("arch", root.key, f"cannot read the GPU code of {root}: {exc}",
-                          fix=f"reinstall it: {reinstall_command(root.installer, f'{root.name}=={root.version}')}")
+            return failed("arch", root.key, f"cannot read the GPU code of {dist}: {exc}",
+                          fix=f"reinstall it: {reinstall_command(dist.installer, f'{dist.name}=={dist.version}')}")
         if root.key != "torch" and not any(lib.variants for lib in libraries):
-            return skipped("arch", root.key, f"{root}'s libraries carry no GPU code (.nv_fatbin)")
+            return skipped("arch", root.key, f"{dist}'s libraries carry no GPU code (.nv_fatbin)")
         return arch_finding(root.key, libraries, [(f"GPU {g.index} {g.name}", g.capability) for g in gpus],
                             primary="libtorch_cuda.so" if root.key == "torch" else None)
 

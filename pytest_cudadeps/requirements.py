@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
 from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -132,8 +132,8 @@ def known_extras(dist: Distribution) -> frozenset[str]:
     return dist.provides_extras | named
 
 
-@lru_cache(maxsize=64)
 def closure(env: Environment, root: Distribution) -> Closure:
+    """Walk ``root``'s requirements breadth first through (distribution, extra) pairs (see the module docstring)."""
     demands: list[Demand] = []
     problems: dict[tuple[str, str], MetadataProblem] = {}
     queue: deque[tuple[Distribution, str, tuple[str, ...]]] = deque([(root, "", ())])
@@ -186,20 +186,35 @@ def requires_cuda(dist: Distribution) -> bool:
     return False
 
 
-def default_roots(env: Environment) -> list[Distribution]:
+class Closures:
+    """Each distribution's closure in one environment, walked at most once: an object per run, passed along."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._walked: dict[str, Closure] = {}
+
+    def of(self, dist: Distribution) -> Closure:
+        key = f"{dist.key}@{dist.meta_dir}"
+        if key not in self._walked:
+            self._walked[key] = closure(self.env, dist)
+        return self._walked[key]
+
+
+def default_roots(env: Environment, closures: Closures | None = None) -> list[Distribution]:
     """torch when installed, plus every distribution that requires an nvidia-*/cuda-* one.
 
     A candidate already reached from another candidate (nvidia-cudnn-cu13 from torch,
     cuda-toolkit from torch) is dropped: its requirements are checked under that root.
     """
+    closures = closures or Closures(env)
     firsts = [found[0] for found in env.by_key.values()]
     candidates = [d for d in firsts if d.key not in NEVER_ROOTS and (d.key == "torch" or requires_cuda(d))]
     torch = env.get("torch")
     if torch is not None:
         # what torch reaches is checked under torch: those candidates need no walk of their own
-        under_torch = {dem.key for dem in closure(env, torch).demands}
+        under_torch = {dem.key for dem in closures.of(torch).demands}
         candidates = [d for d in candidates if d.key == "torch" or d.key not in under_torch]
-    reach = {d.key: {dem.key for dem in closure(env, d).demands} for d in candidates}
+    reach = {d.key: {dem.key for dem in closures.of(d).demands} for d in candidates}
     roots = []
     for dist in candidates:
         covered = any(
@@ -230,7 +245,7 @@ def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
     return lines
 
 
-def check_requirement(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
+def requirement_finding(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
     """One required distribution: installed, at a version every asker accepts, with its extras."""
     subject = f"{root.key}>{key}"
     fix_for = f"({root.name} was installed by {root.installer})" if root.installer else "(no INSTALLER file: pip assumed)"

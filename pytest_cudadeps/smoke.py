@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .children import ChildRun, run_probe
 from .findings import Finding, failed, passed, skipped, unavailable
+from .probes._protocol import AllReduceAnswer, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 CHECK = "smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
@@ -22,16 +22,30 @@ FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[..
 
 @dataclass(frozen=True)
 class SmokeRun:
-    """The child's answer: torch's facts (``import torch`` step) and the per-step results."""
+    """The child's answers, decoded: torch's facts (``import torch``), each device's products, the all-reduce.
+
+    ``garbled`` names an answer that did not decode (it counts as the child's trouble).
+    """
 
     run: ChildRun
+    torch: TorchFacts | None
+    matmul: tuple[MatmulDevice, ...]
+    all_reduce: AllReduceAnswer | None
+    garbled: str | None = None
 
-    @property
-    def torch(self) -> Mapping[str, Any]:
-        return self.run.results.get("import torch", {})
+    @classmethod
+    def from_run(cls, run: ChildRun) -> SmokeRun:
+        try:
+            torch = decode(TorchFacts, run.results["import torch"]) if "import torch" in run.results else None
+            matmul = tuple(decode(MatmulDevice, data) for name, data in run.results.items() if name.startswith("matmul["))
+            reduce = next((decode(AllReduceAnswer, data) for name, data in run.results.items()
+                           if name.startswith("all-reduce[")), None)
+        except ProtocolError as exc:
+            return cls(run, None, (), None, f"answered garbled data ({exc})")
+        return cls(run, torch, matmul, reduce)
 
-    def steps(self, prefix: str) -> list[Mapping[str, Any]]:
-        return [data for name, data in self.run.results.items() if name.startswith(prefix)]
+    def trouble(self) -> str | None:
+        return self.run.trouble() or self.garbled
 
 
 def probe_smoke(
@@ -47,27 +61,29 @@ def probe_smoke(
 ) -> SmokeRun:
     """Run the smoke child. Under ``inhibit_ld_cache`` the child runs as ``ld.so --inhibit-cache``;
     the two all-reduce workers it spawns are plain interpreters and do see the cache."""
-    request = {"mode": mode, "devices": list(devices) if devices else None, "backend": backend, "size": size}
-    return SmokeRun(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env,
-                              inhibit_ld_cache=inhibit_ld_cache))
+    request = SmokeRequest(mode, tuple(devices) if devices else None, backend, size)
+    return SmokeRun.from_run(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env,
+                                       inhibit_ld_cache=inhibit_ld_cache))
 
 
-def _versions(torch: Mapping[str, Any]) -> dict[str, str]:
-    return {key: str(torch.get(key)) for key in ("torch", "cuda", "cudnn", "nccl") if key in torch}
+def _versions(torch: TorchFacts | None) -> dict[str, str]:
+    if torch is None:
+        return {}
+    found = {"torch": torch.torch, "cuda": torch.cuda, "cudnn": torch.cudnn, "nccl": torch.nccl}
+    return {key: str(value) for key, value in found.items() if value is not None}
 
 
 def _before_gpu(smoke: SmokeRun, subject: str, require_gpu: bool, gpus_needed: int = 1) -> Finding | None:
     """The finding when torch cannot be imported or there are not enough GPUs; None to go on."""
-    run, torch = smoke.run, smoke.torch
-    if "import torch" not in run.results:
-        trouble = run.trouble() or "ended without a word"
-        return failed(CHECK, subject, f"import torch {trouble}", *run.stderr_tail(), fix=FIX_IMPORT)
-    if "error" in torch:
-        return failed(CHECK, subject, f"import torch failed: {torch['error']}", fix=FIX_IMPORT)
-    count = int(torch.get("device_count") or 0)
-    if count < gpus_needed:
-        reason = (f"torch {torch.get('torch')} (CUDA {torch.get('cuda')}) sees {count} GPU"
-                  + (f": {torch['no_gpu_reason']}" if torch.get("no_gpu_reason") else "")
+    torch = smoke.torch
+    if torch is None:
+        trouble = smoke.trouble() or "ended without a word"
+        return failed(CHECK, subject, f"import torch {trouble}", *smoke.run.stderr_tail(), fix=FIX_IMPORT)
+    if torch.error is not None:
+        return failed(CHECK, subject, f"import torch failed: {torch.error}", fix=FIX_IMPORT)
+    if torch.device_count < gpus_needed:
+        reason = (f"torch {torch.torch} (CUDA {torch.cuda}) sees {torch.device_count} GPU"
+                  + (f": {torch.no_gpu_reason}" if torch.no_gpu_reason else "")
                   + (f"; this check needs {gpus_needed}" if gpus_needed > 1 else ""))
         # a runner with one GPU is no failure of a check that needs two
         return unavailable(CHECK, subject, reason, require_gpu=require_gpu and gpus_needed == 1,
@@ -83,24 +99,24 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
         early = _before_gpu(smoke, subject, require_gpu)
         if early is not None:
             return early
-    elif "error" in smoke.torch or "import torch" not in smoke.run.results:
-        return failed(CHECK, subject, f"import torch failed: {smoke.torch.get('error') or smoke.run.trouble()}",
-                      fix=FIX_IMPORT)
+    elif smoke.torch is None or smoke.torch.error is not None:
+        error = smoke.torch.error if smoke.torch is not None else smoke.trouble()
+        return failed(CHECK, subject, f"import torch failed: {error}", fix=FIX_IMPORT)
     problems: list[str] = []
     summary: list[str] = []
-    for device in smoke.steps("matmul["):
-        label = f"{device['device']} {device['name']}"
+    for device in smoke.matmul:
+        label = f"{device.device} {device.name}"
         parts = []
-        for check in device["checks"]:
-            if "failure" in check:
-                problems.append(f"{label} {check['dtype']}: {check['failure']}")
-            elif not check["ok"]:
-                problems.append(f"{label} {check['dtype']}: relative error {check['error']:.2e} "
-                                f"> tolerance {check['tolerance']:.0e} against the float64 CPU reference")
+        for check in device.checks:
+            if check.failure is not None:
+                problems.append(f"{label} {check.dtype}: {check.failure}")
+            elif not check.ok:
+                problems.append(f"{label} {check.dtype}: relative error {check.error or 0:.2e} "
+                                f"> tolerance {check.tolerance or 0:.0e} against the float64 CPU reference")
             else:
-                parts.append(f"{check['dtype']} {check['gflops']:.0f} GFLOP/s (err {check['error']:.1e})")
+                parts.append(f"{check.dtype} {check.gflops or 0:.0f} GFLOP/s (err {check.error or 0:.1e})")
         summary.append(f"{label}: {', '.join(parts)}")
-    trouble = smoke.run.trouble()
+    trouble = smoke.trouble()
     if trouble:
         problems.insert(0, f"{smoke.run.current or 'the child'} {trouble}")
         problems.extend(smoke.run.stderr_tail())
@@ -121,25 +137,23 @@ def all_reduce_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bo
         early = _before_gpu(smoke, subject, require_gpu, gpus_needed=2)
         if early is not None:
             return early
-    steps = smoke.steps("all-reduce[")
-    trouble = smoke.run.trouble()
-    if trouble or not steps:
+    step, trouble = smoke.all_reduce, smoke.trouble()
+    if trouble or step is None:
         return failed(CHECK, subject, f"all-reduce {trouble or 'did not run'}", *smoke.run.stderr_tail(),
                       fix="raise --cuda-deps-timeout if the host is just slow; NCCL_DEBUG=INFO shows where NCCL stops")
-    step = steps[0]
-    if "skipped" in step:
-        return skipped(CHECK, subject, str(step["skipped"]))
-    if "failure" in step:
-        return failed(CHECK, subject, f"all-reduce through {step['backend']} failed: {step['failure']}",
+    if step.skipped is not None:
+        return skipped(CHECK, subject, step.skipped)
+    if step.failure is not None:
+        return failed(CHECK, subject, f"all-reduce through {step.backend} failed: {step.failure}",
                       fix="rerun with NCCL_DEBUG=INFO to see why NCCL fails; check that nvidia-nccl matches torch")
-    wrong = [r for r in step["ranks"] if r["seen"] != [r["expected"]]]
+    wrong = [r for r in step.ranks if r.seen != (r.expected,)]
     if wrong:
         r = wrong[0]
-        return failed(CHECK, subject, f"all-reduce through {step['backend']} gave {r['seen']} on rank {r['rank']} "
-                      f"({r['device']}), expected {r['expected']}",
+        return failed(CHECK, subject, f"all-reduce through {step.backend} gave {list(r.seen)} on rank {r.rank} "
+                      f"({r.device}), expected {r.expected}",
                       fix="the communication library returns wrong sums: reinstall nvidia-nccl, check the GPU links "
                           "(nvidia-smi topo -m)")
-    devices = ", ".join(r["device"] for r in step["ranks"])
-    slowest = max(float(r["seconds"]) for r in step["ranks"])
-    return passed(CHECK, subject, f"{step['backend']} all-reduce of 4 MiB across {devices}: {slowest * 1e3:.2f} ms",
-                  backend=str(step["backend"]))
+    devices = ", ".join(r.device for r in step.ranks)
+    slowest = max(r.seconds for r in step.ranks)
+    return passed(CHECK, subject, f"{step.backend} all-reduce of 4 MiB across {devices}: {slowest * 1e3:.2f} ms",
+                  backend=step.backend)

@@ -17,6 +17,7 @@ from pytest_cudadeps.driver import (
 )
 from pytest_cudadeps.driver_table import minimum_driver, torch_build_for
 from pytest_cudadeps.findings import Finding, Outcome
+from pytest_cudadeps.probes._protocol import CudartAnswer, LibcudaAnswer
 from tests import venvs
 from tests.fakes import fake_driver, misbehaving
 
@@ -39,7 +40,7 @@ def probe(folder: Path | str, cudart: Path | None = None, timeout: float = 30) -
 
 def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> None:
     info = probe(driver_580)
-    assert info.libcuda["path"] == str(driver_580 / "libcuda.so.1")
+    assert isinstance(info.libcuda, LibcudaAnswer) and info.libcuda.path == str(driver_580 / "libcuda.so.1")
     assert info.driver_cuda == 13000 and info.driver_version == "580.65.06"
     assert [(g.name, g.capability, g.memory, g.mig) for g in info.gpus] == [
         ("NVIDIA RTX PRO 6000 Blackwell", (12, 0), 96 << 30, "on"),
@@ -129,7 +130,7 @@ def test_driver_table() -> None:
 def test_the_wheels_cudart_reports_its_version_without_a_driver(cuda_venv: Path, driver_550: Path) -> None:
     cudart = venvs.site_packages(cuda_venv) / "nvidia" / "cu13" / "lib" / "libcudart.so.13"
     info = probe(driver_550, cudart=cudart)
-    assert info.cudart["version"] == 13000
+    assert isinstance(info.cudart, CudartAnswer) and info.cudart.version == 13000
     finding = runtime_compat_finding(info, None, "torch/version.py")
     assert finding.outcome is Outcome.FAIL
     assert f"({cudart} (cudaRuntimeGetVersion 13000))" in finding.message

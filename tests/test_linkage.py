@@ -23,7 +23,8 @@ import pytest
 
 from pytest_cudadeps.distributions import scan
 from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.linkage import analyze, linkage_findings, root_objects
+from pytest_cudadeps.linkage import analyze, root_objects
+from pytest_cudadeps.linkage_rules import linkage_findings
 from pytest_cudadeps.ldso import read_ld_so_cache
 from pytest_cudadeps.requirements import closure
 from tests import sitebuilder as sb
@@ -300,7 +301,8 @@ def test_e_a_library_without_symbol_versions_aborts_the_loader(tmp_path: Path, l
         f"for version `libcudart.so.13': loading it aborts the process with `Inconsistency detected by ld.so: "
         f"dl-lookup.c: check_match: Assertion ... failed!` (exit status 127; at program start ld.so first warns "
         f"`no version information available`)")
-    assert finding.fix == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
+    # the wheel is installed: pip install would keep its broken file, so the fix reinstalls it
+    assert finding.fix == "pip install --force-reinstall --no-deps 'nvidia-cuda-runtime==13.0.96.*'"
     real = real_load(user)  # what the prediction is about
     assert real.returncode == 127 and "loaded" not in real.stdout
     assert "Inconsistency detected by ld.so: dl-lookup.c:" in real.stderr and "check_match" in real.stderr
@@ -318,7 +320,7 @@ def test_e_a_version_the_resolved_library_does_not_define(gcc: str, tmp_path: Pa
     assert finding.message == (f"libcudart.so.13 at {cudart} lacks what its users need: "
                                f"version `libcudart.so.13' not found (required by {user})")
     assert f"version `libcudart.so.13' not found (required by {site / 'torch/_C.so'})" in finding.details
-    assert finding.fix == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
+    assert finding.fix == "pip install --force-reinstall --no-deps 'nvidia-cuda-runtime==13.0.96.*'"
     real = real_load(user)
     assert real.returncode != 0
     # ld.so names the file by the RPATH it came through: .../torch/lib/../../nvidia/cu13/lib/libcudart.so.13

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.findings import Outcome
+from pytest_cudadeps.installers import reinstall_command
 from pytest_cudadeps.load import LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from tests import venvs
 from tests.fakes import misbehaving, needing
@@ -32,7 +33,7 @@ def test_each_bad_constructor_is_reported_and_the_rest_still_load(tmp_path: Path
 def test_dlerror_text_is_reported_exactly(tmp_path: Path, gcc: str) -> None:
     dep = misbehaving(gcc, tmp_path / "elsewhere", "good")
     lib = needing(gcc, tmp_path / "libneeds.so.1", dep)
-    steps = library_steps([("libneeds.so.1", lib)], owners={"libneeds.so.1": "nvidia-needs-cu13"})
+    steps = library_steps([("libneeds.so.1", lib)], fixes={"libneeds.so.1": reinstall_command("", "nvidia-needs-cu13")})
     finding = load_finding(steps[0], probe_loads(steps, timeout=30)["libneeds.so.1"])
     assert finding.outcome is Outcome.FAIL
     assert finding.message == (f"dlopen({lib}) failed: libgood.so.1: cannot open shared object file: "

@@ -23,14 +23,19 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps import probing
-from pytest_cudadeps.driver import DriverInfo, Gpu
-from pytest_cudadeps.distributions import Distribution, Environment, scan
-from pytest_cudadeps.findings import Outcome
+from pytest_cudadeps.build import read_build
+from pytest_cudadeps.distributions import scan
+from pytest_cudadeps.driver import DriverInfo
+from pytest_cudadeps.findings import Outcome, Pending
+from pytest_cudadeps.ldso import Step, Via, read_ld_so_cache
 from pytest_cudadeps.linkage import Linkage, ResolvedLibrary
-from pytest_cudadeps.ldso import read_ld_so_cache
 from pytest_cudadeps.load import LoadResult, LoadStep
-from pytest_cudadeps.probing import runtime_checks
+from pytest_cudadeps.owners import Owners
+from pytest_cudadeps.probes._protocol import GpuAnswer, LibcudaAnswer, Loaded, NvmlAnswer
+from pytest_cudadeps.probing import Probes, probe_checks
+from pytest_cudadeps.requirements import Closures
 from pytest_cudadeps.settings import Settings
+from pytest_cudadeps.snapshot import Root, Snapshot
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 from tests.fakes import CONSTRUCTORS, fake_driver
@@ -399,27 +404,34 @@ def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pyteste
 # --- runtime_checks: the names, and each probe run once, when first needed ------------------------
 
 
-def _linkage(env_site: Path) -> tuple[Environment, Distribution, Linkage]:
-    env = scan([env_site])
+def _snapshot(site: Path, settings: Settings | None = None) -> Snapshot:
+    """A snapshot of ``site`` whose torch linkage is given here, as the walk would have found it."""
+    env = scan([site])
     torch = env.get("torch")
     assert torch is not None
-    cu13 = env_site / CU13_LIB
+    cu13 = site / CU13_LIB
     libraries = (
-        ResolvedLibrary("libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6"), "ld.so.cache", (), None),
-        ResolvedLibrary("libcublas.so.13", cu13 / "libcublas.so.13", "DT_RPATH", (), "nvidia-cublas"),
-        ResolvedLibrary("libcuda.so.1", None, "not found", (), None),
-        ResolvedLibrary("libcudart.so.13", cu13 / "libcudart.so.13", "DT_RPATH", (), "nvidia-cuda-runtime"),
+        ResolvedLibrary("libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6"), Via(Step.LD_SO_CACHE), (), None),
+        ResolvedLibrary("libcublas.so.13", cu13 / "libcublas.so.13", Via(Step.RPATH), (), "nvidia-cublas"),
+        ResolvedLibrary("libcuda.so.1", None, Via(Step.NOT_FOUND), (), None),
+        ResolvedLibrary("libcudart.so.13", cu13 / "libcudart.so.13", Via(Step.RPATH), (), "nvidia-cuda-runtime"),
     )
-    objects = (env_site / "torch/lib/libtorch_global_deps.so", env_site / "torch/lib/libtorch_cuda.so")
-    return env, torch, Linkage(torch, objects, libraries)
+    objects = (site / "torch/lib/libtorch_global_deps.so", site / "torch/lib/libtorch_cuda.so")
+    found = Closures(env).of(torch)
+    root = Root(torch, found, read_build(env, torch), Linkage(torch, objects, libraries), found.by_key())
+    return Snapshot(settings or Settings(paths=(str(site),)), env, Owners(env), (root,))
+
+
+def runtime_checks(snapshot: Snapshot) -> dict[str, Pending]:
+    return probe_checks(snapshot, Probes(snapshot))
 
 
 def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # only its presence matters to the names
-    env, torch, linkage = _linkage(site)
-    checks = runtime_checks(env, [torch], {"torch": linkage}, Settings())
+    snapshot = _snapshot(site)
+    checks = runtime_checks(snapshot)
     assert sorted(checks) == [
         "arch[torch]", "driver[libcuda]", "driver[nvml]", "driver[runtime-compat]",
         "load[libcublas.so.13]", "load[libcuda.so.1]", "load[libcudart.so.13]",  # CUDA sonames only, not libc
@@ -427,17 +439,17 @@ def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
     ]
     # without libtorch_cuda.so torch is loaded as its libraries only; with no roots there is nothing to probe
     (site / "torch/lib/libtorch_cuda.so").unlink()
-    assert "load[torch-cuda]" not in runtime_checks(env, [torch], {"torch": linkage}, Settings())
-    assert runtime_checks(env, [], {}, Settings()) == {}
+    assert "load[torch-cuda]" not in runtime_checks(snapshot)
+    assert runtime_checks(replace(snapshot, roots=())) == {}
 
 
 def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = sb.torch_cpu(tmp_path / "site")
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # present, yet version.py says cuda = None
-    env, torch, linkage = _linkage(site)
+    snapshot = _snapshot(site)
     monkeypatch.setattr(probing, "probe_smoke", lambda *a, **k: pytest.fail("a CPU-only torch needs no smoke child"))
-    checks = runtime_checks(env, [torch], {"torch": linkage}, Settings())
+    checks = runtime_checks(snapshot)
     assert "load[torch-global-deps]" not in checks  # a CPU build has no libtorch_cuda.so to load as torch does
     for name in ("smoke[matmul]", "smoke[all-reduce]", "arch[torch]"):
         finding = checks[name]()
@@ -447,24 +459,22 @@ def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, mon
 
 def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
-    env, torch, linkage = _linkage(site)
     asked: list[dict[str, object]] = []
 
     def probe_driver(**kwargs: object) -> DriverInfo:
         asked.append(kwargs)
-        return DriverInfo({"path": "/x/libcuda.so.1", "cu_init": 0, "cuda_version": 13000},
-                          {"driver": "580.65.06", "cuda_version": 13000, "gpus": []}, {}, (
-                              Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), None, "off"),))
+        return DriverInfo(LibcudaAnswer(path="/x/libcuda.so.1", cu_init=0, cuda_version=13000),
+                          NvmlAnswer(driver="580.65.06", cuda_version=13000,
+                                     gpus=(GpuAnswer(0, "NVIDIA H100 80GB HBM3", (9, 0), None, "off"),)))
 
     def probe_loads(steps: list[LoadStep], **kwargs: object) -> dict[str, LoadResult]:
         loaded.append([step.name for step in steps])
-        return {step.name: LoadResult(True, step.target, "opened") for step in steps}
+        return {step.name: Loaded(True, step.target, "opened") for step in steps}
 
     loaded: list[list[str]] = []
     monkeypatch.setattr(probing, "probe_driver", probe_driver)
     monkeypatch.setattr(probing, "probe_loads", probe_loads)
-    checks = runtime_checks(env, [torch], {"torch": linkage},
-                            Settings(timeout=7.0, no_ld_cache=True))
+    checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=7.0, no_ld_cache=True)))
     assert asked == [] and loaded == []  # collecting the names ran nothing
     assert checks["load[libcudart.so.13]"]().outcome is Outcome.PASS
     assert checks["load[libcublas.so.13]"]().message == f"{site / CU13_LIB / 'libcublas.so.13'} (opened)"
@@ -481,7 +491,6 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
 
 def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
-    env, torch, linkage = _linkage(site)
     asked: list[tuple[str, dict[str, object]]] = []
 
     def probe_smoke(mode: str, **kwargs: object) -> object:
@@ -489,7 +498,7 @@ def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatc
         raise RuntimeError("stop here: only the arguments matter")
 
     monkeypatch.setattr(probing, "probe_smoke", probe_smoke)
-    checks = runtime_checks(env, [torch], {"torch": linkage}, Settings(timeout=3.0, no_ld_cache=True))
+    checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=3.0, no_ld_cache=True)))
     for name in ("smoke[matmul]", "smoke[all-reduce]"):
         with pytest.raises(RuntimeError, match="stop here"):
             checks[name]()

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.declared import choose_roots, declared_findings
+from pytest_cudadeps.declared import declared_findings
 from pytest_cudadeps.distributions import Environment, scan
 from pytest_cudadeps.findings import Finding, Outcome
 from pytest_cudadeps.requirements import closure, default_roots
+from pytest_cudadeps.settings import Settings
+from pytest_cudadeps.snapshot import take_snapshot
 from tests import sitebuilder as sb
 
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
@@ -20,9 +22,8 @@ RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runt
 
 def run(*paths: Path, roots: Sequence[str] = ()) -> dict[str, Finding]:
     """Every finding of the declared-dependency check, by item name."""
-    env = scan(paths)
-    chosen, findings = choose_roots(env, roots)
-    findings += declared_findings(env, chosen)
+    findings = declared_findings(take_snapshot(Settings(paths=tuple(map(str, paths)), roots=tuple(roots)),
+                                               with_linkage=False))
     by_name = {f.name: f for f in findings}
     assert len(by_name) == len(findings), "item names must be unique"
     return by_name

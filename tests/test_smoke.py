@@ -14,7 +14,7 @@ TORCH = {"torch": "2.14.1+cu130", "cuda": "13.0", "cudnn": "9.24.0", "nccl": "2.
 
 
 def canned(results: dict[str, dict[str, Any]], *, finished: bool = True, returncode: int | None = 0) -> SmokeRun:
-    return SmokeRun(ChildRun(("python",), results, tuple(results), finished, returncode, returncode is None,
+    return SmokeRun.from_run(ChildRun(("python",), results, tuple(results), finished, returncode, returncode is None,
                              60.0, 1.0))
 
 
@@ -46,7 +46,7 @@ def test_matmul_outside_tolerance_or_raising_fails() -> None:
 
 
 def test_a_crash_during_a_product_names_the_device() -> None:
-    smoke = SmokeRun(ChildRun(("python",), {"import torch": TORCH}, ("import torch", "matmul[cuda:0]"),
+    smoke = SmokeRun.from_run(ChildRun(("python",), {"import torch": TORCH}, ("import torch", "matmul[cuda:0]"),
                               False, -11, False, 60.0, 1.0))
     finding = matmul_finding(smoke)
     assert finding.outcome is Outcome.FAIL

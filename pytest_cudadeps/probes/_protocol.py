@@ -1,17 +1,219 @@
-"""The child side of the progress protocol: one JSON object per line on the original stdout.
+"""The probes' protocol: how a child talks to its parent, and every message, typed, defined once.
 
-``{"begin": STEP}`` before a step, ``{"end": STEP, "data": {...}}`` after it, and
-``{"done": true}`` last.  A child that dies or hangs leaves a ``begin`` without its
-``end``: the parent names that step.  File descriptor 1 is pointed at stderr before
-any foreign code runs, so a library that prints cannot garble the protocol.
+A child reads its request as JSON on stdin and writes one JSON object per line on the
+original stdout: ``{"begin": STEP}`` before a step, ``{"end": STEP, "data": {...}}`` after
+it, and ``{"done": true}`` last.  A child that dies or hangs leaves a ``begin`` without its
+``end``: the parent names that step.  File descriptor 1 is pointed at stderr before any
+foreign code runs, so a library that prints cannot garble the protocol.
+
+The requests and answers below are frozen dataclasses used by both sides: the child builds
+them and sends ``asdict``; the parent turns JSON back into them with :func:`decode`, which
+checks every field's type, so that a garbled answer is a :class:`ProtocolError` at the edge
+and never a ``KeyError`` deep in a finding.  This module runs in the children: standard
+library only, and ``Optional``/``Tuple`` spelled so that Python 3.9 can evaluate them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from typing import IO, Any
+import typing
+from dataclasses import dataclass
+from typing import IO, Any, Optional, TypeVar, Union
+
+T = TypeVar("T")
+
+
+# --- the dlopen probe (probes/load.py) -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """One library to load: ``target`` is a path, or a bare soname when nothing was predicted."""
+
+    name: str
+    target: str
+    soname: Optional[str] = None  # None for the root's own files, which are opened by path
+    rtld_global: bool = False
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    prelude: tuple[LoadTarget, ...]  # loaded again, silently, at the start of a new child
+    steps: tuple[LoadTarget, ...]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What dlopen did: the file mapped (from the link map) and how, or dlerror's text."""
+
+    ok: bool
+    mapped: Optional[str] = None
+    how: str = ""  # "opened" or "already mapped"
+    error: Optional[str] = None
+
+
+# --- the driver probe (probes/driver.py) -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriverRequest:
+    steps: tuple[str, ...]  # "libcuda", "nvml", "cudart"
+    cudart: Optional[str] = None  # the libcudart the linkage check resolved
+
+
+@dataclass(frozen=True)
+class LibcudaAnswer:
+    """libcuda.so.1 through ctypes: where it was mapped from, cuInit's result, the CUDA it supports."""
+
+    error: Optional[str] = None  # dlopen failed: no driver
+    path: Optional[str] = None
+    cu_init: Optional[int] = None
+    cuda_version: Optional[int] = None  # cuDriverGetVersion: 13000 for 13.0
+
+
+@dataclass(frozen=True)
+class GpuAnswer:
+    index: int
+    name: str
+    capability: tuple[int, int]
+    memory: Optional[int] = None  # bytes
+    mig: str = "n/a"  # "on", "off" or "n/a"
+
+
+@dataclass(frozen=True)
+class NvmlAnswer:
+    """NVML through nvidia-ml-py: the driver, the CUDA it supports, each GPU; or the NVML error."""
+
+    error: Optional[str] = None
+    code: Optional[int] = None  # nvmlReturn_t of the error
+    driver: Optional[str] = None
+    cuda_version: Optional[int] = None
+    gpus: tuple[GpuAnswer, ...] = ()
+
+
+@dataclass(frozen=True)
+class CudartAnswer:
+    """cudaRuntimeGetVersion of the libcudart the wheels carry."""
+
+    error: Optional[str] = None
+    path: Optional[str] = None
+    version: Optional[int] = None
+    rc: Optional[int] = None
+
+
+# --- the smoke probe (probes/smoke.py) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmokeRequest:
+    mode: str = "matmul"  # or "all-reduce"
+    devices: Optional[tuple[str, ...]] = None  # None: the visible GPUs; ("cpu",) in the tests
+    backend: str = "nccl"
+    size: int = 1024
+
+
+@dataclass(frozen=True)
+class TorchFacts:
+    """``import torch``: its versions, what it was built with and loads, and the GPUs it sees."""
+
+    error: Optional[str] = None  # the import failed
+    torch: Optional[str] = None
+    cuda: Optional[str] = None
+    cudnn: Optional[str] = None
+    nccl: Optional[str] = None
+    device_count: int = 0
+    no_gpu_reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MatmulCheck:
+    """One product in one dtype against the float64 CPU reference, or the exception it raised."""
+
+    dtype: str
+    ok: bool
+    error: Optional[float] = None  # relative error
+    tolerance: Optional[float] = None
+    seconds: Optional[float] = None
+    gflops: Optional[float] = None
+    failure: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MatmulDevice:
+    device: str
+    name: str
+    checks: tuple[MatmulCheck, ...]
+
+
+@dataclass(frozen=True)
+class RankResult:
+    rank: int
+    device: str
+    expected: float
+    seen: tuple[float, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AllReduceAnswer:
+    backend: str = ""
+    skipped: Optional[str] = None
+    failure: Optional[str] = None
+    ranks: tuple[RankResult, ...] = ()
+
+
+# --- decoding at the parent's edge -------------------------------------------------------------------
+
+class ProtocolError(ValueError):
+    """A child's message that does not have the shape its dataclass says."""
+
+
+def decode(cls: type[T], data: object) -> T:
+    """``cls`` from its JSON form, every field checked against its annotation."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, object] = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass: the callers pass one
+        if item.name in data:
+            values[item.name] = _convert(hints[item.name], data[item.name], f"{cls.__name__}.{item.name}")
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{cls.__name__}: no {item.name}")
+    return cls(**values)
+
+
+def _convert(hint: object, value: object, where: str) -> object:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        for option in args:
+            try:
+                return _convert(option, value, where)
+            except ProtocolError:
+                continue
+        raise ProtocolError(f"{where}: {value!r} is none of {args}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ProtocolError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, where) for v in value)
+        if len(args) != len(value):
+            raise ProtocolError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, where) for a, v in zip(args, value))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return decode(hint, value)
+    if hint is type(None):
+        if value is None:
+            return None
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif hint in (str, bool) and isinstance(value, hint):
+        return value
+    raise ProtocolError(f"{where}: {value!r} is not a {getattr(hint, '__name__', hint)}")
+
+
+# --- the child's side of the channel ----------------------------------------------------------------
 
 _channel: IO[str] | None = None
 
@@ -34,7 +236,10 @@ def begin(step: str) -> None:
     _emit({"begin": step})
 
 
-def end(step: str, **data: Any) -> None:
+def end(step: str, answer: object = None, **data: Any) -> None:
+    """The step's answer: a dataclass of this module, or (for the tests' echo probes) plain fields."""
+    if answer is not None and dataclasses.is_dataclass(answer) and not isinstance(answer, type):
+        data = {**dataclasses.asdict(answer), **data}
     _emit({"end": step, "data": data})
 
 
@@ -43,4 +248,10 @@ def done() -> None:
 
 
 def read_request() -> Any:
+    """The request on stdin, as JSON."""
     return json.loads(sys.stdin.read() or "null")
+
+
+def request_as(cls: type[T]) -> T:
+    """The request on stdin, decoded into its dataclass (the parent sent ``asdict`` of it)."""
+    return decode(cls, read_request() or {})

@@ -1,6 +1,7 @@
 """Child: the NVIDIA driver as libcuda and NVML see it, and the CUDA runtime's own version.
 
-Request: ``{"steps": [...], "cudart": PATH}``.  Steps: ``libcuda`` (``libcuda.so.1`` through
+Request: :class:`~._protocol.DriverRequest`; answers: :class:`~._protocol.LibcudaAnswer`,
+:class:`~._protocol.NvmlAnswer`, :class:`~._protocol.CudartAnswer`.  Steps: ``libcuda`` (``libcuda.so.1`` through
 ctypes: ``cuInit(0)``, ``cuDriverGetVersion``), ``nvml`` (nvidia-ml-py: driver version,
 supported CUDA version, each GPU's name, memory, compute capability and MIG mode),
 ``cudart`` (``cudaRuntimeGetVersion`` of the libcudart the linkage check resolved).
@@ -9,56 +10,56 @@ supported CUDA version, each GPU's name, memory, compute capability and MIG mode
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import Any, Callable
 
 from . import _protocol
+from ._protocol import CudartAnswer, DriverRequest, GpuAnswer, LibcudaAnswer, NvmlAnswer
 from .load import _libdl, mapped_path
 
 
-def probe_libcuda() -> dict[str, Any]:
+def probe_libcuda() -> LibcudaAnswer:
     try:
         lib = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
-        return {"error": str(exc)}
-    result: dict[str, Any] = {"path": mapped_path(_libdl(), lib._handle)}
-    result["cu_init"] = lib.cuInit(0)
+        return LibcudaAnswer(error=str(exc))
+    path = mapped_path(_libdl(), lib._handle)
+    cu_init = lib.cuInit(0)
     version = ctypes.c_int(0)
     rc = lib.cuDriverGetVersion(ctypes.byref(version))
-    result["cuda_version"] = version.value if rc == 0 else None
-    return result
+    return LibcudaAnswer(path=path, cu_init=cu_init, cuda_version=version.value if rc == 0 else None)
 
 
-def probe_nvml() -> dict[str, Any]:
+def _gpu(pynvml: Any, index: int) -> GpuAnswer:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+    try:
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+    except pynvml.NVMLError:
+        memory = None
+    try:
+        mig = "on" if pynvml.nvmlDeviceGetMigMode(handle)[0] else "off"
+    except pynvml.NVMLError:
+        mig = "n/a"
+    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig)
+
+
+def probe_nvml() -> NvmlAnswer:
     import pynvml
 
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
-        return {"error": str(exc), "code": exc.value}
+        return NvmlAnswer(error=str(exc), code=exc.value)
     try:
-        result: dict[str, Any] = {"driver": pynvml.nvmlSystemGetDriverVersion()}
+        driver = pynvml.nvmlSystemGetDriverVersion()
         try:
-            result["cuda_version"] = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
         except pynvml.NVMLError:
-            result["cuda_version"] = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpu: dict[str, Any] = {"index": index, "name": pynvml.nvmlDeviceGetName(handle)}
-            gpu["capability"] = list(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
-            try:
-                gpu["memory"] = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-            except pynvml.NVMLError:
-                gpu["memory"] = None
-            try:
-                gpu["mig"] = "on" if pynvml.nvmlDeviceGetMigMode(handle)[0] else "off"
-            except pynvml.NVMLError:
-                gpu["mig"] = "n/a"
-            gpus.append(gpu)
-        result["gpus"] = gpus
-        return result
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        gpus = tuple(_gpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount()))
+        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus)
     except pynvml.NVMLError as exc:
-        return {"error": str(exc), "code": exc.value}
+        return NvmlAnswer(error=str(exc), code=exc.value)
     finally:
         try:
             pynvml.nvmlShutdown()
@@ -66,26 +67,31 @@ def probe_nvml() -> dict[str, Any]:
             pass
 
 
-def probe_cudart(path: str) -> dict[str, Any]:
+def probe_cudart(path: str | None) -> CudartAnswer:
+    if path is None:
+        return CudartAnswer(error="no libcudart was resolved")
     try:
         lib = ctypes.CDLL(path)
     except OSError as exc:
-        return {"error": str(exc)}
+        return CudartAnswer(error=str(exc))
     version = ctypes.c_int(0)
     rc = lib.cudaRuntimeGetVersion(ctypes.byref(version))
-    return {"path": mapped_path(_libdl(), lib._handle), "version": version.value if rc == 0 else None, "rc": rc}
+    return CudartAnswer(path=mapped_path(_libdl(), lib._handle), version=version.value if rc == 0 else None, rc=rc)
 
 
-STEPS = {"libcuda": lambda request: probe_libcuda(), "nvml": lambda request: probe_nvml(),
-         "cudart": lambda request: probe_cudart(request["cudart"])}
+STEPS: dict[str, Callable[[DriverRequest], object]] = {
+    "libcuda": lambda request: probe_libcuda(),
+    "nvml": lambda request: probe_nvml(),
+    "cudart": lambda request: probe_cudart(request.cudart),
+}
 
 
 def main() -> None:
     _protocol.open_channel()
-    request = _protocol.read_request() or {}
-    for step in request.get("steps", ("libcuda", "nvml")):
+    request = _protocol.request_as(DriverRequest)
+    for step in request.steps:
         _protocol.begin(step)
-        _protocol.end(step, **STEPS[step](request))
+        _protocol.end(step, STEPS[step](request))
     _protocol.done()
 
 

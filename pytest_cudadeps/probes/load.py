@@ -1,8 +1,7 @@
 """Child: dlopen libraries one by one and report the file each one was really mapped from.
 
-Request: ``{"prelude": [STEP...], "steps": [STEP...]}``, a STEP being
-``{"name", "target", "soname", "global"}``.  ``target`` is an absolute path or a bare
-soname.  For a step with a ``soname`` the library may already be mapped (pulled in by
+Request: :class:`~._protocol.LoadRequest`; each step's answer: :class:`~._protocol.Loaded`.
+A target is an absolute path or a bare soname.  For a step with a ``soname`` the library may already be mapped (pulled in by
 the root's libraries, through their RPATH): then that copy is the answer, found with
 ``dlopen(soname, RTLD_NOLOAD)``, which matches loaded objects by soname and maps nothing.
 """
@@ -14,6 +13,7 @@ import os
 from typing import Any
 
 from . import _protocol
+from ._protocol import Loaded, LoadRequest, LoadTarget
 
 RTLD_LAZY, RTLD_NOW, RTLD_NOLOAD, RTLD_GLOBAL, RTLD_LOCAL = 1, 2, 4, 0x100, 0
 RTLD_DI_LINKMAP = 2
@@ -48,28 +48,27 @@ def mapped_path(dl: Any, handle: int) -> str | None:
     return os.fsdecode(name) if name else None
 
 
-def load(dl: Any, step: dict[str, Any]) -> dict[str, Any]:
-    soname, target = step.get("soname"), step["target"]
-    if soname:
-        handle = dl.dlopen(os.fsencode(soname), RTLD_LAZY | RTLD_NOLOAD)
+def load(dl: Any, step: LoadTarget) -> Loaded:
+    if step.soname:
+        handle = dl.dlopen(os.fsencode(step.soname), RTLD_LAZY | RTLD_NOLOAD)
         if handle:
-            return {"ok": True, "mapped": mapped_path(dl, handle), "how": "already mapped"}
+            return Loaded(True, mapped_path(dl, handle), "already mapped")
         dl.dlerror()  # clear the NOLOAD miss
-    mode = RTLD_NOW | (RTLD_GLOBAL if step.get("global") else RTLD_LOCAL)
-    handle = dl.dlopen(os.fsencode(target), mode)
+    mode = RTLD_NOW | (RTLD_GLOBAL if step.rtld_global else RTLD_LOCAL)
+    handle = dl.dlopen(os.fsencode(step.target), mode)
     if not handle:
         error = dl.dlerror()
-        return {"ok": False, "error": os.fsdecode(error) if error else "dlopen returned NULL"}
-    return {"ok": True, "mapped": mapped_path(dl, handle), "how": "opened"}
+        return Loaded(False, error=os.fsdecode(error) if error else "dlopen returned NULL")
+    return Loaded(True, mapped_path(dl, handle), "opened")
 
 
 def main() -> None:
     _protocol.open_channel()
-    request = _protocol.read_request()
+    request = _protocol.request_as(LoadRequest)
     dl = _libdl()
-    for step in [*request.get("prelude", ()), *request["steps"]]:
-        _protocol.begin(step["name"])
-        _protocol.end(step["name"], **load(dl, step))
+    for step in (*request.prelude, *request.steps):
+        _protocol.begin(step.name)
+        _protocol.end(step.name, load(dl, step))
     _protocol.done()
 
 

@@ -1,13 +1,15 @@
 """Child: import torch and multiply matrices on each GPU, or all-reduce across two processes.
 
-Request: ``{"mode": "matmul", "devices": null | ["cpu"], "size": 1024}`` or
-``{"mode": "all-reduce", "backend": "nccl" | "gloo", "devices": null | ["cpu", "cpu"]}``.
+Request: :class:`~._protocol.SmokeRequest` (mode ``matmul`` or ``all-reduce``, backend ``nccl``
+or ``gloo``); answers: :class:`~._protocol.TorchFacts` for ``import torch``, then
+:class:`~._protocol.MatmulDevice` per device or one :class:`~._protocol.AllReduceAnswer`.
 ``devices`` replaces the visible GPUs, so the comparison and the report can be tested
 on the CPU.  torch is imported here only: never in the plugin process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -17,31 +19,37 @@ import time
 from typing import Any
 
 from . import _protocol
+from ._protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
 
 # Largest |result - reference| / max |reference| accepted, per dtype (TF32 fits under float32's).
 TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
 
 
-def torch_facts(torch: Any) -> dict[str, Any]:
-    facts: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda}
+def _version_of(read: Any) -> str | None:
+    """A version torch reports, or the error reading it: a missing or broken library is a fact, not a crash."""
     try:
-        version = torch.backends.cudnn.version()  # 92400 for 9.24.0
-        facts["cudnn"] = f"{version // 10000}.{version % 10000 // 100}.{version % 100}" if version else None
-    except Exception as exc:  # a missing or broken libcudnn is a fact, not a crash
-        facts["cudnn"] = f"error: {exc}"
-    try:
-        nccl = torch.cuda.nccl.version()
-        facts["nccl"] = ".".join(str(p) for p in nccl) if isinstance(nccl, tuple) else str(nccl)
+        value = read()
     except Exception as exc:
-        facts["nccl"] = f"error: {exc}"
-    facts["device_count"] = torch.cuda.device_count()
-    if not facts["device_count"]:
+        return f"error: {exc}"
+    if isinstance(value, tuple):
+        return ".".join(str(part) for part in value)
+    if isinstance(value, int) and value > 10000:  # cuDNN: 92400 for 9.24.0
+        return f"{value // 10000}.{value % 10000 // 100}.{value % 100}"
+    return str(value) if value else None
+
+
+def torch_facts(torch: Any) -> TorchFacts:
+    count = torch.cuda.device_count()
+    reason = None
+    if not count:
         try:
             torch.cuda.init()
-            facts["no_gpu_reason"] = "torch.cuda.device_count() is 0"
+            reason = "torch.cuda.device_count() is 0"
         except Exception as exc:
-            facts["no_gpu_reason"] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-    return facts
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    return TorchFacts(torch=str(torch.__version__), cuda=torch.version.cuda,
+                      cudnn=_version_of(torch.backends.cudnn.version), nccl=_version_of(torch.cuda.nccl.version),
+                      device_count=count, no_gpu_reason=reason)
 
 
 def dtypes_for(torch: Any, device: str) -> list[str]:
@@ -51,7 +59,7 @@ def dtypes_for(torch: Any, device: str) -> list[str]:
     return ["float32", *(["bfloat16"] if major >= 8 else []), *(["float16"] if (major, minor) >= (5, 3) else [])]
 
 
-def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, repeats: int = 3) -> dict[str, Any]:
+def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, repeats: int = 3) -> MatmulCheck:
     """One ``size``x``size`` product on ``device`` against a float64 CPU reference, timed."""
     generator = torch.Generator().manual_seed(1234)
     a = torch.randn(size, size, generator=generator)
@@ -72,29 +80,26 @@ def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, rep
     sync()
     seconds = (time.perf_counter() - started) / repeats
     error = float((out.double().cpu() - reference).abs().max() / reference.abs().max())
-    return {
-        "dtype": dtype_name, "error": error, "tolerance": TOLERANCE[dtype_name],
-        "ok": error <= TOLERANCE[dtype_name], "seconds": seconds,
-        "gflops": 2 * size**3 / seconds / 1e9 if seconds > 0 else None,
-    }
+    return MatmulCheck(dtype_name, error <= TOLERANCE[dtype_name], error, TOLERANCE[dtype_name], seconds,
+                       2 * size**3 / seconds / 1e9 if seconds > 0 else None)
 
 
 def device_name(torch: Any, device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
 
 
-def run_matmul(torch: Any, request: dict[str, Any]) -> None:
-    devices = request.get("devices") or [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+def run_matmul(torch: Any, request: SmokeRequest) -> None:
+    devices = request.devices or [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     for device in devices:
         step = f"matmul[{device}]"
         _protocol.begin(step)
         checks = []
         for dtype in dtypes_for(torch, device):
             try:
-                checks.append(matmul_check(torch, device, dtype, int(request.get("size", 1024))))
+                checks.append(matmul_check(torch, device, dtype, request.size))
             except Exception as exc:  # "no kernel image is available", out of memory, ...
-                checks.append({"dtype": dtype, "ok": False, "failure": f"{type(exc).__name__}: {exc}"[:500]})
-        _protocol.end(step, device=device, name=device_name(torch, device), checks=checks)
+                checks.append(MatmulCheck(dtype, False, failure=f"{type(exc).__name__}: {exc}"[:500]))
+        _protocol.end(step, MatmulDevice(device, device_name(torch, device), tuple(checks)))
 
 
 def _all_reduce_worker(rank: int, backend: str, devices: list[str], address: str, out_dir: str) -> None:
@@ -118,18 +123,18 @@ def _all_reduce_worker(rank: int, backend: str, devices: list[str], address: str
         expected = float(sum(range(1, len(devices) + 1)))
         seen = sorted({float(v) for v in tensor.unique().cpu().tolist()})
         with open(os.path.join(out_dir, f"{rank}.json"), "w") as stream:
-            json.dump({"rank": rank, "device": device, "expected": expected, "seen": seen, "seconds": seconds}, stream)
+            json.dump(dataclasses.asdict(RankResult(rank, device, expected, tuple(seen), seconds)), stream)
     finally:
         dist.destroy_process_group()
 
 
-def run_all_reduce(torch: Any, request: dict[str, Any]) -> None:
-    devices = request.get("devices") or [f"cuda:{i}" for i in range(min(2, torch.cuda.device_count()))]
-    backend = request.get("backend", "nccl")
+def run_all_reduce(torch: Any, request: SmokeRequest) -> None:
+    devices = list(request.devices or [f"cuda:{i}" for i in range(min(2, torch.cuda.device_count()))])
+    backend = request.backend
     step = f"all-reduce[{backend}]"
     _protocol.begin(step)
     if len(devices) < 2:
-        _protocol.end(step, skipped=f"{len(devices)} GPU visible; an all-reduce needs 2")
+        _protocol.end(step, AllReduceAnswer(backend, skipped=f"{len(devices)} GPU visible; an all-reduce needs 2"))
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -140,27 +145,27 @@ def run_all_reduce(torch: Any, request: dict[str, Any]) -> None:
             multiprocessing.start_processes(_all_reduce_worker, args=(backend, devices, address, out_dir),
                                             nprocs=len(devices), join=True, start_method="spawn")
         except Exception as exc:
-            _protocol.end(step, backend=backend, failure=f"{type(exc).__name__}: {exc}"[-800:])
+            _protocol.end(step, AllReduceAnswer(backend, failure=f"{type(exc).__name__}: {exc}"[-800:]))
             return
         ranks = []
         for rank in range(len(devices)):
             with open(os.path.join(out_dir, f"{rank}.json")) as stream:
-                ranks.append(json.load(stream))
-    _protocol.end(step, backend=backend, ranks=ranks)
+                ranks.append(decode(RankResult, json.load(stream)))
+    _protocol.end(step, AllReduceAnswer(backend, ranks=tuple(ranks)))
 
 
 def main() -> None:
     _protocol.open_channel()
-    request = _protocol.read_request() or {}
+    request = _protocol.request_as(SmokeRequest)
     _protocol.begin("import torch")
     try:
         torch = importlib.import_module("torch")
     except Exception as exc:
-        _protocol.end("import torch", error=f"{type(exc).__name__}: {exc}")
+        _protocol.end("import torch", TorchFacts(error=f"{type(exc).__name__}: {exc}"))
         _protocol.done()
         return
-    _protocol.end("import torch", **torch_facts(torch))
-    (run_all_reduce if request.get("mode") == "all-reduce" else run_matmul)(torch, request)
+    _protocol.end("import torch", torch_facts(torch))
+    (run_all_reduce if request.mode == "all-reduce" else run_matmul)(torch, request)
     _protocol.done()
 
 

@@ -1,0 +1,94 @@
+"""One snapshot per run: what is installed and what each root needs, read once and passed to every check.
+
+:func:`take_snapshot` scans the distributions, chooses the roots, walks each root's
+requirements, reads torch's build and follows each root's ELF files through the loader's
+search.  The checks (:mod:`pytest_cudadeps.checks`) are functions of the snapshot; nothing
+is cached at module level, so two runs in one process (pytester) never share state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .build import Build, read_build
+from .distributions import Distribution, Environment, scan
+from .linkage import Linkage, analyze
+from .owners import Owners
+from .providers import ProviderResolver
+from .requirements import Closure, Closures, Demand, default_roots
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Root:
+    """A distribution whose CUDA dependencies are checked, with everything read about it.
+
+    ``build`` is torch's build as ``torch/version.py`` states it, or why it could not be read;
+    None for any other root.  ``linkage`` is None when the snapshot was taken without the ELF view.
+    """
+
+    dist: Distribution
+    closure: Closure
+    build: Build | str | None
+    linkage: Linkage | None
+    demands: dict[str, list[Demand]] = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.dist.key
+
+    @property
+    def cuda(self) -> str | None:
+        """The CUDA version the root was built for (torch's ``cuda = '13.0'``), None for CPU or unknown."""
+        return self.build.cuda if isinstance(self.build, Build) else None
+
+    @property
+    def build_source(self) -> str:
+        """Where :attr:`cuda` was read, or why it could not be."""
+        if isinstance(self.build, Build):
+            return str(self.build.version_file)
+        return self.build if isinstance(self.build, str) else "no torch among the roots"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the static checks and the probes need to know about one environment."""
+
+    settings: Settings
+    env: Environment
+    owners: Owners
+    roots: tuple[Root, ...]
+    unknown_roots: tuple[str, ...] = ()  # named with --cuda-deps-root but not installed
+
+    @property
+    def torch(self) -> Root | None:
+        return next((root for root in self.roots if root.key == "torch"), None)
+
+    def resolver(self, root: Root) -> ProviderResolver:
+        return ProviderResolver(self.env, root.dist, root.demands, self.owners, root.cuda)
+
+
+def choose_roots(env: Environment, names: tuple[str, ...], closures: Closures) -> tuple[list[Distribution], list[str]]:
+    """The roots the user named (and those of them not installed), or the default ones."""
+    if not names:
+        return default_roots(env, closures), []
+    found = {name: env.get(name) for name in sorted(set(names))}
+    return [d for d in found.values() if d is not None], [n for n, d in found.items() if d is None]
+
+
+def take_snapshot(settings: Settings, *, with_linkage: bool = True) -> Snapshot:
+    """Read the environment once. ``with_linkage=False`` leaves out the ELF view (the declared check alone)."""
+    env = scan(settings.paths)
+    closures = Closures(env)
+    owners = Owners(env)
+    dists, unknown = choose_roots(env, settings.roots, closures)
+    roots = []
+    for dist in dists:
+        found = closures.of(dist)
+        linkage = analyze(env, dist, use_ld_cache=not settings.no_ld_cache, owners=owners) if with_linkage else None
+        build = read_build(env, dist) if dist.key == "torch" else None
+        roots.append(Root(dist, found, build, linkage, found.by_key()))
+    return Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
