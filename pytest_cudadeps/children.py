@@ -159,6 +159,16 @@ def run_probe(
             _kill_group(process)
             process.wait()
     elapsed = time.monotonic() - started
+    results, begun, finished = _events(out)
+    return ChildRun(
+        tuple(command), results, begun, finished,
+        None if timed_out else process.returncode, timed_out, timeout, elapsed,
+        err.decode("utf-8", "replace")[-_STDERR_TAIL:],
+    )
+
+
+def _events(out: bytes) -> tuple[dict[str, JsonObject], tuple[str, ...], bool]:
+    """(each ended step's data, the steps begun in order, whether ``done`` came) from the protocol lines."""
     results: dict[str, JsonObject] = {}
     begun: list[str] = []
     finished = False
@@ -176,11 +186,7 @@ def run_probe(
             results[str(event["end"])] = data if isinstance(data, dict) else {}
         elif event.get("done"):
             finished = True
-    return ChildRun(
-        tuple(command), results, tuple(begun), finished,
-        None if timed_out else process.returncode, timed_out, timeout, elapsed,
-        err.decode("utf-8", "replace")[-_STDERR_TAIL:],
-    )
+    return results, tuple(begun), finished
 
 
 @dataclass(frozen=True)

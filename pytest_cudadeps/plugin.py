@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from .findings import Finding
+    from .findings import Finding, Pending
     from .settings import Settings
 
 COLLECTOR_NAME = "cudadeps"
@@ -80,7 +80,9 @@ class CudaDepsPlugin:
         return True if self.settings.only else None
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
         report = yield
         if isinstance(collector, pytest.Session) and report.passed:
             report.result.insert(0, CudaDepsCollector.from_parent(
@@ -142,7 +144,7 @@ class CudaDepsFailure(Exception):
 
 
 class CudaDepsItem(pytest.Item):
-    def __init__(self, *, run: Callable[[], Finding], **kwargs: Any) -> None:
+    def __init__(self, *, run: Pending, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._run = run
 

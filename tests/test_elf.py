@@ -5,14 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import struct
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.elf import ElfInfo, ElfProblem, dynamic_symbols, read_elf, read_header
+from pytest_cudadeps.elf import ElfInfo, ElfProblem, dynamic_symbols, program_interpreter, read_elf, read_header
 from tests.conftest import build_so
 
 FOO_SOURCE = """
@@ -279,3 +281,63 @@ def test_unreadable_file(built: Built, tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(elf_module, "open", denied, raising=False)
     assert problem(locked) == "cannot be read: Permission denied"
+
+
+# --- PT_INTERP: the dynamic loader a program names -------------------------------------------
+
+
+def _executable_with_interp(path: Path, interp: bytes, *, elf_class: int, little: bool, machine: int) -> Path:
+    """An ELF executable header with one PT_LOAD and one PT_INTERP program header, written by hand.
+
+    No cross compiler is needed to check another machine's layout: e_phoff, e_phentsize and
+    e_phnum sit where the ELF specification puts them for each class and byte order.
+    """
+    order = "<" if little else ">"
+    if elf_class == 64:
+        ehsize, phentsize, phfmt = 64, 56, order + "IIQQQQQQ"
+        header = struct.pack(order + "16sHHIQQQIHHHHHH", b"\x7fELF\x02" + (b"\x01" if little else b"\x02") + b"\x01" + b"\0" * 9,
+                             2, machine, 1, 0, ehsize, 0, 0, ehsize, phentsize, 2, 0, 0, 0)
+    else:
+        ehsize, phentsize, phfmt = 52, 32, order + "IIIIIIII"
+        header = struct.pack(order + "16sHHIIIIIHHHHHH", b"\x7fELF\x01" + (b"\x01" if little else b"\x02") + b"\x01" + b"\0" * 9,
+                             2, machine, 1, 0, ehsize, 0, 0, ehsize, phentsize, 2, 0, 0, 0)
+    interp_at = ehsize + 2 * phentsize
+    if elf_class == 64:  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align
+        load = struct.pack(phfmt, 1, 5, 0, 0, 0, 0, 0, 0x1000)
+        pt_interp = struct.pack(phfmt, 3, 4, interp_at, 0, 0, len(interp) + 1, len(interp) + 1, 1)
+    else:  # p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
+        load = struct.pack(phfmt, 1, 0, 0, 0, 0, 0, 5, 0x1000)
+        pt_interp = struct.pack(phfmt, 3, interp_at, 0, 0, len(interp) + 1, len(interp) + 1, 4, 1)
+    path.write_bytes(header + load + pt_interp + interp + b"\0")
+    return path
+
+
+@pytest.mark.parametrize(("elf_class", "little", "machine", "interp"), [
+    (64, True, 183, b"/lib/ld-linux-aarch64.so.1"),  # EM_AARCH64
+    (64, False, 21, b"/lib64/ld64.so.1"),  # EM_PPC64, big-endian
+    (32, True, 40, b"/lib/ld-linux-armhf.so.3"),  # EM_ARM
+])
+def test_program_interpreter_of_other_machines(tmp_path: Path, elf_class: int, little: bool, machine: int,
+                                               interp: bytes) -> None:
+    exe = _executable_with_interp(tmp_path / "python", interp, elf_class=elf_class, little=little, machine=machine)
+    assert program_interpreter(exe) == interp.decode()
+    assert read_header(exe) is not None  # the same file is a well-formed ELF header
+
+
+def test_program_interpreter_of_this_python_is_the_loader_that_runs_it() -> None:
+    exe = Path(os.path.realpath(sys.executable))
+    found = program_interpreter(exe)
+    assert found is not None and os.path.exists(found)
+    # the loader it names runs this Python (what --cuda-deps-no-ld-cache relies on in the children)
+    out = subprocess.run([found, "--inhibit-cache", str(exe), "-c", "print('ran')"], capture_output=True, text=True)
+    assert out.stdout.strip() == "ran", out.stderr
+
+
+def test_program_interpreter_of_a_library_without_one_or_a_non_elf_file(tmp_path: Path, gcc: str) -> None:
+    lib = build_so(gcc, tmp_path / "libplain.so", "int f(void) { return 1; }\n")
+    assert program_interpreter(lib) is None  # shared libraries have no PT_INTERP
+    (tmp_path / "text").write_text("#!/bin/sh\n")
+    assert program_interpreter(tmp_path / "text") is None
+    truncated = _executable_with_interp(tmp_path / "cut", b"/lib/ld.so", elf_class=64, little=True, machine=62)
+    truncated.write_bytes(truncated.read_bytes()[:70])  # the program headers are cut off
+    assert program_interpreter(truncated) is None

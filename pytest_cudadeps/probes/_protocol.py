@@ -21,7 +21,7 @@ import os
 import sys
 import typing
 from dataclasses import dataclass
-from typing import IO, Any, Optional, TypeVar, Union
+from typing import IO, Optional, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -226,7 +226,7 @@ def open_channel() -> None:
     os.dup2(2, 1)
 
 
-def _emit(event: dict[str, Any]) -> None:
+def _emit(event: dict[str, object]) -> None:
     assert _channel is not None, "open_channel() first"
     _channel.write(json.dumps(event, default=str) + "\n")
     _channel.flush()
@@ -236,7 +236,7 @@ def begin(step: str) -> None:
     _emit({"begin": step})
 
 
-def end(step: str, answer: object = None, **data: Any) -> None:
+def end(step: str, answer: object = None, **data: object) -> None:
     """The step's answer: a dataclass of this module, or (for the tests' echo probes) plain fields."""
     if answer is not None and dataclasses.is_dataclass(answer) and not isinstance(answer, type):
         data = {**dataclasses.asdict(answer), **data}
@@ -247,7 +247,7 @@ def done() -> None:
     _emit({"done": True})
 
 
-def read_request() -> Any:
+def read_request() -> object:
     """The request on stdin, as JSON."""
     return json.loads(sys.stdin.read() or "null")
 

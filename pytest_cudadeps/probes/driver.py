@@ -10,7 +10,8 @@ supported CUDA version, each GPU's name, memory, compute capability and MIG mode
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 from . import _protocol
 from ._protocol import CudartAnswer, DriverRequest, GpuAnswer, LibcudaAnswer, NvmlAnswer
@@ -29,7 +30,7 @@ def probe_libcuda() -> LibcudaAnswer:
     return LibcudaAnswer(path=path, cu_init=cu_init, cuda_version=version.value if rc == 0 else None)
 
 
-def _gpu(pynvml: Any, index: int) -> GpuAnswer:
+def _gpu(pynvml: ModuleType, index: int) -> GpuAnswer:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
     try:

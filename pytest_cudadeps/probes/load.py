@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any
 
 from . import _protocol
 from ._protocol import Loaded, LoadRequest, LoadTarget
@@ -29,7 +28,7 @@ class _LinkMap(ctypes.Structure):
     ]
 
 
-def _libdl() -> Any:
+def _libdl() -> ctypes.CDLL:
     libc = ctypes.CDLL(None)
     dl = libc if hasattr(libc, "dlinfo") else ctypes.CDLL("libdl.so.2")  # glibc < 2.34
     dl.dlopen.restype = ctypes.c_void_p
@@ -39,7 +38,7 @@ def _libdl() -> Any:
     return dl
 
 
-def mapped_path(dl: Any, handle: int) -> str | None:
+def mapped_path(dl: ctypes.CDLL, handle: int) -> str | None:
     """The file the loader mapped for ``handle``, from its link map (as found, not resolved)."""
     link_map = ctypes.POINTER(_LinkMap)()
     if dl.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0 or not link_map:
@@ -48,7 +47,7 @@ def mapped_path(dl: Any, handle: int) -> str | None:
     return os.fsdecode(name) if name else None
 
 
-def load(dl: Any, step: LoadTarget) -> Loaded:
+def load(dl: ctypes.CDLL, step: LoadTarget) -> Loaded:
     if step.soname:
         handle = dl.dlopen(os.fsencode(step.soname), RTLD_LAZY | RTLD_NOLOAD)
         if handle:

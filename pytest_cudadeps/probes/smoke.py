@@ -16,7 +16,8 @@ import os
 import socket
 import tempfile
 import time
-from typing import Any
+from types import ModuleType
+from typing import Callable
 
 from . import _protocol
 from ._protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
@@ -25,7 +26,7 @@ from ._protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, RankResult, S
 TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
 
 
-def _version_of(read: Any) -> str | None:
+def _version_of(read: Callable[[], object]) -> str | None:
     """A version torch reports, or the error reading it: a missing or broken library is a fact, not a crash."""
     try:
         value = read()
@@ -38,7 +39,7 @@ def _version_of(read: Any) -> str | None:
     return str(value) if value else None
 
 
-def torch_facts(torch: Any) -> TorchFacts:
+def torch_facts(torch: ModuleType) -> TorchFacts:
     count = torch.cuda.device_count()
     reason = None
     if not count:
@@ -52,14 +53,14 @@ def torch_facts(torch: Any) -> TorchFacts:
                       device_count=count, no_gpu_reason=reason)
 
 
-def dtypes_for(torch: Any, device: str) -> list[str]:
+def dtypes_for(torch: ModuleType, device: str) -> list[str]:
     if device == "cpu":
         return ["float32", "bfloat16"]
     major, minor = torch.cuda.get_device_capability(device)
     return ["float32", *(["bfloat16"] if major >= 8 else []), *(["float16"] if (major, minor) >= (5, 3) else [])]
 
 
-def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, repeats: int = 3) -> MatmulCheck:
+def matmul_check(torch: ModuleType, device: str, dtype_name: str, size: int = 1024, repeats: int = 3) -> MatmulCheck:
     """One ``size``x``size`` product on ``device`` against a float64 CPU reference, timed."""
     generator = torch.Generator().manual_seed(1234)
     a = torch.randn(size, size, generator=generator)
@@ -84,11 +85,11 @@ def matmul_check(torch: Any, device: str, dtype_name: str, size: int = 1024, rep
                        2 * size**3 / seconds / 1e9 if seconds > 0 else None)
 
 
-def device_name(torch: Any, device: str) -> str:
+def device_name(torch: ModuleType, device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
 
 
-def run_matmul(torch: Any, request: SmokeRequest) -> None:
+def run_matmul(torch: ModuleType, request: SmokeRequest) -> None:
     devices = request.devices or [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     for device in devices:
         step = f"matmul[{device}]"
@@ -128,7 +129,7 @@ def _all_reduce_worker(rank: int, backend: str, devices: list[str], address: str
         dist.destroy_process_group()
 
 
-def run_all_reduce(torch: Any, request: SmokeRequest) -> None:
+def run_all_reduce(torch: ModuleType, request: SmokeRequest) -> None:
     devices = list(request.devices or [f"cuda:{i}" for i in range(min(2, torch.cuda.device_count()))])
     backend = request.backend
     step = f"all-reduce[{backend}]"
