@@ -343,7 +343,7 @@ def visible_devices_finding(
     subject = "visible-devices"
     note = _container_note(facts)
     if not gpus:
-        hidden = note.strip().lower().startswith("nvidia_visible_devices=") and "add no GPU" in note
+        hidden = (facts.nvidia_visible_devices or "x").strip().lower() in ("", "none", "void")
         return unavailable(CHECK, subject, "no GPU to make visible" + (f": {note}" if note else ""),
                            require_gpu=require_gpu,
                            fix="start the container with `docker run --gpus all`" if hidden else NO_DRIVER_FIX)
