@@ -47,3 +47,26 @@ def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
         return f"uv pip install --reinstall{no_deps} {quote(spec)}"
     prefix = {"poetry": "poetry run ", "pdm": "pdm run ", "pipenv": "pipenv run "}.get(key, "")
     return f"{prefix}pip install --force-reinstall{no_deps} {quote(spec)}"
+
+
+def torch_index_install_command(installer: str, version: str, cuda: tuple[int, int]) -> str:
+    """Replace torch with its build for ``cuda`` from PyTorch's own index, keeping the version.
+
+    The CUDA builds live only on ``download.pytorch.org/whl/cuXYZ``; PyPI's Linux x86_64 wheel
+    is one CUDA build, and every other platform's is CPU-only, which is how a CPU build lands on a
+    GPU host.  ``--force-reinstall``/``--reinstall`` because the installed ``2.13.0+cpu`` already
+    satisfies ``torch==2.13.0`` and would be kept otherwise.
+    """
+    import shlex  # local: this addition stays self-contained at the end of the module
+
+    key = installer.strip().lower() or "pip"
+    tag = f"cu{cuda[0]}{cuda[1]}"
+    url = f"https://download.pytorch.org/whl/{tag}"
+    spec = shlex.quote(f"torch=={version}")
+    if key == "uv":
+        return f"uv pip install --reinstall {spec} --index-url {url}"
+    if key == "poetry":
+        source = f"pytorch-{tag}"
+        return f"poetry source add --priority=explicit {source} {url} && poetry add {spec} --source {source}"
+    prefix = {"pdm": "pdm run ", "pipenv": "pipenv run "}.get(key, "")
+    return f"{prefix}pip install --force-reinstall {spec} --index-url {url}"

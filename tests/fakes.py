@@ -50,8 +50,8 @@ static const char *names[] = { %(names)s };
 static const int majors[] = { %(majors)s }, minors[] = { %(minors)s };
 static const unsigned long long memory[] = { %(memory)s };
 static const unsigned mig[] = { %(mig)s };
-int nvmlInit_v2(void) { return 0; }
-int nvmlInitWithFlags(unsigned flags) { return 0; }
+int nvmlInit_v2(void) { return %(nvml_init)d; }
+int nvmlInitWithFlags(unsigned flags) { return %(nvml_init)d; }
 int nvmlShutdown(void) { return 0; }
 const char *nvmlErrorString(int r) { return r == 3 ? "Not Supported" : "Unknown Error"; }
 int nvmlSystemGetDriverVersion(char *buf, unsigned len) { strncpy(buf, "%(driver)s", len); return 0; }
@@ -79,10 +79,14 @@ def fake_driver(
     cuda: int = 13000,
     gpus: tuple[tuple[str, int, int, int, int], ...] = (("NVIDIA RTX PRO 6000", 12, 0, 96, 0),),
     cu_init: int = 0,
+    nvml_init: int = 0,
 ) -> Path:
-    """``folder`` with a fake libcuda.so.1 and libnvidia-ml.so.1; gpus are (name, major, minor, GiB, mig 0/1/2=n.a.)."""
+    """``folder`` with a fake libcuda.so.1 and libnvidia-ml.so.1; gpus are (name, major, minor, GiB, mig 0/1/2=n.a.).
+
+    ``cu_init`` and ``nvml_init`` are what cuInit and nvmlInit return (a CUresult, an nvmlReturn_t).
+    """
     values = {
-        "driver": driver, "cuda": cuda, "init": cu_init, "count": len(gpus),
+        "driver": driver, "cuda": cuda, "init": cu_init, "nvml_init": nvml_init, "count": len(gpus),
         "names": ", ".join(f'"{g[0]}"' for g in gpus) or '""',
         "majors": ", ".join(str(g[1]) for g in gpus) or "0",
         "minors": ", ".join(str(g[2]) for g in gpus) or "0",
