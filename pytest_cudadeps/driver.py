@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Union
 
 from .children import Blame, decoded, run_steps
+from .cuda_errors import cu_result_finding, nvml_error_finding
 from .driver_table import (
     cuda_version_text,
     cuda_version_tuple,
@@ -26,12 +27,6 @@ from .probes._protocol import CudartAnswer, DriverRequest, LibcudaAnswer, NvmlAn
 
 CHECK = "driver"
 INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
-CU_ERRORS = {
-    3: "CUDA_ERROR_NOT_INITIALIZED", 35: "CUDA_ERROR_INSUFFICIENT_DRIVER", 100: "CUDA_ERROR_NO_DEVICE",
-    101: "CUDA_ERROR_INVALID_DEVICE", 304: "CUDA_ERROR_OPERATING_SYSTEM",
-    803: "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", 804: "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
-    999: "CUDA_ERROR_UNKNOWN",
-}
 NVML_LIBRARY_NOT_FOUND = 12  # NVML_ERROR_LIBRARY_NOT_FOUND: libnvidia-ml.so.1 is missing
 
 
@@ -129,11 +124,7 @@ def libcuda_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
         return _no_driver(CHECK, "libcuda", f"cuInit(0) returned 100 (CUDA_ERROR_NO_DEVICE) in {lib.path}: "
                           "the driver sees no GPU", require_gpu)
     if rc != 0:
-        return failed(CHECK, "libcuda", f"cuInit(0) returned {rc} ({CU_ERRORS.get(rc, 'unknown error')}) "
-                      f"in {lib.path}",
-                      "check `nvidia-smi`; 803/804: the driver's kernel module and libcuda.so.1 differ in version",
-                      fix="reboot after a driver upgrade, or reinstall the NVIDIA driver so that its kernel module "
-                      "and libcuda.so.1 match")
+        return cu_result_finding(CHECK, "libcuda", "cuInit(0)", rc, lib.path)
     cuda = info.driver_cuda
     supports = f"supports CUDA {cuda_version_text(cuda)}" if cuda else "CUDA version unknown"
     return passed(CHECK, "libcuda", f"{lib.path}: cuInit ok, {supports}",
@@ -149,7 +140,9 @@ def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
         if nvml.code == NVML_LIBRARY_NOT_FOUND:
             return _no_driver(CHECK, "nvml", "NVML library not found: libnvidia-ml.so.1 is missing, "
                               "no NVIDIA driver on this host", require_gpu)
-        return failed(CHECK, "nvml", f"NVML failed: {nvml.error} (code {nvml.code})",
+        if nvml.code is not None:
+            return nvml_error_finding(CHECK, "nvml", "NVML", nvml.code, None)
+        return failed(CHECK, "nvml", f"NVML failed: {nvml.error}",
                       fix="check `nvidia-smi`; reinstall the NVIDIA driver if it fails the same way")
     if not info.gpus:
         return _no_driver(CHECK, "nvml", f"NVIDIA driver {info.driver_version} sees no GPU", require_gpu)

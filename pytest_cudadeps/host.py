@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .driver import INSTALL_DRIVER
 from .driver_table import MAJOR_MINIMUM, TORCH_CUDA_BUILDS, torch_build_for
 from .findings import Finding, failed, passed, skipped, unavailable
 from .installers import torch_index_install_command
@@ -36,7 +37,6 @@ READ_CAP = 64 * 1024  # the version file is two short lines: anything bigger is 
 SHM_MINIMUM = 1 << 30
 SHM_FIX = ("start the container with `docker run --ipc=host ...` (the host's /dev/shm) or `docker run "
            "--shm-size=16g ...`; on Kubernetes mount an emptyDir with `medium: Memory` at /dev/shm")
-NO_DRIVER_FIX = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
 UVM_FIX = ("on the host: `sudo nvidia-modprobe -u -c=0` (loads nvidia_uvm and creates /dev/nvidia-uvm); in a "
            "container: start it with `docker run --gpus all` (the NVIDIA container runtime adds the device nodes)")
 _NVRM = re.compile(r"^NVRM version:.*?Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)(?:\s|$)", re.MULTILINE)
@@ -207,7 +207,7 @@ def kernel_module_finding(
     if facts.kernel_module is None:
         if not sides and libcuda_path is None:
             return unavailable(CHECK, subject, f"no NVIDIA kernel module ({facts.kernel_module_text})",
-                               require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+                               require_gpu=require_gpu, fix=INSTALL_DRIVER)
         return skipped(CHECK, subject, f"cannot read the kernel module's version ({facts.kernel_module_text}); "
                        "WSL has none, elsewhere `sudo modprobe nvidia` loads it")
     if not sides:
@@ -244,7 +244,7 @@ def device_nodes_finding(facts: HostFacts, gpu_count: int, *, require_gpu: bool 
     subject = "device-nodes"
     if gpu_count == 0 and facts.kernel_module is None:
         return unavailable(CHECK, subject, "no NVIDIA driver: no kernel module and no GPU to need device nodes",
-                           require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+                           require_gpu=require_gpu, fix=INSTALL_DRIVER)
     ctl, uvm, tools = facts.node("nvidiactl"), facts.node("nvidia-uvm"), facts.node("nvidia-uvm-tools")
     gpu_ok = [node for node in facts.gpu_nodes if node.ok]
     problems = [_node_problem(node) for node in (ctl, uvm) if not node.ok]
@@ -346,7 +346,7 @@ def visible_devices_finding(
         hidden = (facts.nvidia_visible_devices or "x").strip().lower() in ("", "none", "void")
         return unavailable(CHECK, subject, "no GPU to make visible" + (f": {note}" if note else ""),
                            require_gpu=require_gpu,
-                           fix="start the container with `docker run --gpus all`" if hidden else NO_DRIVER_FIX)
+                           fix="start the container with `docker run --gpus all`" if hidden else INSTALL_DRIVER)
     value = facts.cuda_visible_devices
     details = (note,) if note else ()
     if value is None:
@@ -367,7 +367,7 @@ def shm_finding(facts: HostFacts, gpu_count: int, *, require_gpu: bool = False) 
     shm = Path(facts.root) / "dev" / "shm"
     size = {"shm": _mib(facts.shm_bytes)} if facts.shm_bytes is not None else {}
     if gpu_count == 0:
-        return unavailable(CHECK, subject, "no GPU: NCCL will not run", require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+        return unavailable(CHECK, subject, "no GPU: NCCL will not run", require_gpu=require_gpu, fix=INSTALL_DRIVER)
     if gpu_count < 2:
         return skipped(CHECK, subject, f"one GPU: NCCL needs no shared memory between GPUs ({shm}"
                        f"{': ' + size['shm'] if size else ''})", **size)
@@ -430,7 +430,7 @@ def compat_finding(
     subject = "compat"
     if not libcuda_path:
         return unavailable(CHECK, subject, "libcuda.so.1 was not loaded: no forward-compatibility library to check",
-                           require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+                           require_gpu=require_gpu, fix=INSTALL_DRIVER)
     folder = _compat_folder(libcuda_path)
     if folder is None:
         return passed(CHECK, subject, f"{libcuda_path} is the driver's own libcuda (not a compat/ folder)")
@@ -445,7 +445,7 @@ def compat_finding(
                       "GeForce and TITAN never", fix=_compat_fix(facts, folder), **facts_out)
     if not gpus:
         return unavailable(CHECK, subject, f"libcuda.so.1 comes from the forward-compatibility folder {folder}, "
-                           "but no GPU is reported to check it against", require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+                           "but no GPU is reported to check it against", require_gpu=require_gpu, fix=INSTALL_DRIVER)
     maybe = [_gpu_label(gpu) for gpu in gpus if support[gpu.index] == "maybe"]
     note = (f"; {', '.join(maybe)}: supported only by the NGC Server Ready SKUs"
             f"{', and cuInit succeeded' if cu_init == 0 else ''}") if maybe else ""
@@ -466,7 +466,7 @@ def mig_finding(facts: HostFacts, gpus: Sequence[Gpu], *, require_gpu: bool = Fa
     """``host[mig]``: which GPUs have MIG mode on, and what that leaves a process (one MIG device)."""
     subject = "mig"
     if not gpus:
-        return unavailable(CHECK, subject, "no GPU to check for MIG", require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+        return unavailable(CHECK, subject, "no GPU to check for MIG", require_gpu=require_gpu, fix=INSTALL_DRIVER)
     reason = mig_blocks_all_reduce(gpus)
     modes = {f"gpu{gpu.index}": gpu.mig for gpu in gpus}
     if reason is None:
@@ -498,7 +498,7 @@ def cpu_build_finding(
     is_cpu = cpu_only if cpu_only is not None else local.startswith("cpu")
     if not gpus:
         return unavailable(CHECK, subject, f"no GPU: torch {torch_version} is not asked to use one",
-                           require_gpu=require_gpu, fix=NO_DRIVER_FIX)
+                           require_gpu=require_gpu, fix=INSTALL_DRIVER)
     if not is_cpu:
         return passed(CHECK, subject, f"torch {torch_version} is a CUDA build", torch=torch_version)
     build = torch_build_for(driver_cuda) if driver_cuda else None

@@ -19,8 +19,9 @@ from pytest_cudadeps.cuda_errors import (
     nvml_error,
     nvml_error_finding,
 )
-from pytest_cudadeps.driver import probe_driver
+from pytest_cudadeps.driver import libcuda_finding, nvml_finding, probe_driver
 from pytest_cudadeps.findings import Outcome
+from pytest_cudadeps.probes._protocol import LibcudaAnswer, NvmlAnswer
 from tests.fakes import fake_driver
 
 REQUIRED_CU = (1, 2, 3, 4, 34, 46, 100, 101, 200, 209, 222, 304, 801, 802, 803, 804, 999)
@@ -99,8 +100,9 @@ def test_cuinit_codes_from_the_real_ctypes_probe_reach_the_parent_and_are_named(
 ) -> None:
     folder = fake_driver(gcc, tmp_path / str(code), cu_init=code)
     info = probe_driver(timeout=30, env={"LD_LIBRARY_PATH": str(folder)})
-    assert info.libcuda["cu_init"] == code
-    finding = cu_result_finding("driver", "libcuda", "cuInit(0)", info.libcuda["cu_init"], info.libcuda["path"])
+    assert isinstance(info.libcuda, LibcudaAnswer) and info.libcuda.cu_init == code
+    finding = libcuda_finding(info)  # the driver item words it from the table
+    assert finding == cu_result_finding("driver", "libcuda", "cuInit(0)", code, info.libcuda.path)
     assert finding.message == (f"cuInit(0) returned {code} ({CU_RESULTS[code].name}) in {folder / 'libcuda.so.1'}: "
                                f"{CU_RESULTS[code].cause}")
     assert fix_part in finding.fix
@@ -115,8 +117,9 @@ def test_nvml_init_codes_from_the_real_nvidia_ml_py_reach_the_parent_and_are_nam
 ) -> None:
     folder = fake_driver(gcc, tmp_path / str(code), nvml_init=code)
     info = probe_driver(timeout=30, env={"LD_LIBRARY_PATH": str(folder)})
-    assert info.nvml["code"] == code and not info.gpus
-    finding = nvml_error_finding("driver", "nvml", "nvmlInit()", info.nvml["code"], None)
+    assert isinstance(info.nvml, NvmlAnswer) and info.nvml.code == code and not info.gpus
+    assert nvml_finding(info) == nvml_error_finding("driver", "nvml", "NVML", code, None)  # the driver item
+    finding = nvml_error_finding("driver", "nvml", "nvmlInit()", info.nvml.code, None)
     assert finding.message == f"nvmlInit() returned {code} ({name}): {NVML_ERRORS[code].cause}"
     assert finding.fix == NVML_ERRORS[code].cure
 

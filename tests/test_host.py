@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps import host
+from pytest_cudadeps.distributions import read_version_module
 from pytest_cudadeps.driver import Gpu
-from pytest_cudadeps.environment import read_version_module
 from pytest_cudadeps.findings import Outcome
 from pytest_cudadeps.host import (
     SHM_FIX,
