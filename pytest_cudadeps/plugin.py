@@ -54,6 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--cuda-deps-timeout", "cuda_deps_timeout",
            "seconds each child-process probe may take before it counts as hung (default 60)",
            "string", metavar="SECONDS", default=None)
+    option("--cuda-deps-host-root", "cuda_deps_host_root",
+           "read the host's /proc and /dev under DIR (a container that mounts the host's root, as a "
+           "node-problem-detector DaemonSet does at /host; default /)",
+           "string", metavar="DIR", default=None)
     option("--cuda-deps-require-gpu", "cuda_deps_require_gpu",
            "fail, instead of skip, the checks that need a GPU and a driver when there is none (GPU runners)",
            "bool", action="store_true", default=None)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
+from .build import Build
 from .driver import (
     DriverInfo,
     gpus_or_reason,
@@ -22,10 +23,24 @@ from .driver import (
     probe_driver,
     runtime_compat_finding,
 )
+from .driver_table import cuda_version_tuple
 from .fatbin import FatbinError, arch_finding, read_architectures
 from .findings import Finding, Pending, failed, skipped
+from .host import (
+    HostFacts,
+    compat_finding,
+    cpu_build_finding,
+    device_nodes_finding,
+    kernel_module_finding,
+    mig_blocks_all_reduce,
+    mig_finding,
+    read_host,
+    shm_finding,
+    visible_devices_finding,
+)
 from .installers import reinstall_command
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from .probes._protocol import LibcudaAnswer
 from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
 from .snapshot import Root, Snapshot
 
@@ -60,6 +75,7 @@ class Probes:
         self.driver: Once[DriverInfo] = Once(lambda: probe_driver(
             timeout=self.timeout, cudart=self.cudart, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache))
         self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
+        self.host: Once[HostFacts] = Once(lambda: read_host(Path(settings.host_root)))
         self._smoke = {mode: Once(self._smoke_child(mode)) for mode in ("matmul", "all-reduce")}
 
     def _smoke_child(self, mode: str) -> Callable[[], SmokeRun]:
@@ -102,10 +118,56 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
         items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
                                          lambda: matmul_finding(probes.smoke("matmul"), require_gpu=require_gpu))
-        items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce",
-                                             lambda: all_reduce_finding(probes.smoke("all-reduce"),
-                                                                        require_gpu=require_gpu))
+        items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
+    items.update(host_items(snapshot, probes))
     return items
+
+
+def host_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
+    """``host[...]``: the host's files (kernel module, device nodes, visibility, /dev/shm, compat, MIG)
+    against what the driver child reports, and a CPU-only torch on a host with GPUs."""
+    need = snapshot.settings.require_gpu
+
+    def libcuda() -> LibcudaAnswer | None:
+        answer = probes.driver().libcuda
+        return answer if isinstance(answer, LibcudaAnswer) else None
+
+    def libcuda_path() -> str | None:
+        answer = libcuda()
+        return answer.path if answer is not None else None
+
+    def cu_init() -> int | None:
+        answer = libcuda()
+        return answer.cu_init if answer is not None else None
+
+    items: dict[str, Pending] = {
+        "host[kernel-module]": lambda: kernel_module_finding(probes.host(), probes.driver().driver_version,
+                                                             libcuda_path(), require_gpu=need),
+        "host[device-nodes]": lambda: device_nodes_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
+        "host[visible-devices]": lambda: visible_devices_finding(probes.host(), probes.driver().gpus, require_gpu=need),
+        "host[shm]": lambda: shm_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
+        "host[compat]": lambda: compat_finding(probes.host(), libcuda_path(), probes.driver().gpus,
+                                               cu_init=cu_init(), require_gpu=need),
+        "host[mig]": lambda: mig_finding(probes.host(), probes.driver().gpus, require_gpu=need),
+    }
+    torch = snapshot.torch
+    if torch is not None:
+        def torch_build() -> Finding:
+            driver = probes.driver()
+            cuda = cuda_version_tuple(driver.driver_cuda) if driver.driver_cuda else None
+            return cpu_build_finding(torch.dist.version, torch.dist.installer, driver.gpus, cuda, require_gpu=need,
+                                     cpu_only=not torch.cuda if isinstance(torch.build, Build) else None)
+
+        items["host[torch-build]"] = torch_build
+    return items
+
+
+def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
+    """The all-reduce child runs only where it can: MIG instances cannot talk to each other through NCCL."""
+    blocked = mig_blocks_all_reduce(probes.driver().gpus)
+    if blocked is not None:
+        return skipped("smoke", "all-reduce", blocked)
+    return all_reduce_finding(probes.smoke("all-reduce"), require_gpu=require_gpu)
 
 
 def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:

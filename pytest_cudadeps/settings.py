@@ -25,6 +25,7 @@ class Settings:
     require_gpu: bool = False
     verify_hashes: bool = False
     probes: bool = True  # False: static checks only, no child process
+    host_root: str = "/"  # where /proc and /dev are read (the tests give a fake tree)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -56,6 +57,7 @@ class Settings:
             require_gpu=bool(value("cuda_deps_require_gpu")),
             verify_hashes=bool(value("cuda_deps_verify_hashes")),
             probes=not value("cuda_deps_no_probes"),
+            host_root=os.path.join(str(config.invocation_params.dir), value("cuda_deps_host_root") or "/"),
         )
 
     def describe(self) -> str:
@@ -67,4 +69,6 @@ class Settings:
             parts.append("ld.so.cache ignored")
         if not self.probes:
             parts.append("static checks only")
+        if self.host_root != "/":
+            parts.append(f"host root: {self.host_root}")
         return "; ".join(parts)

@@ -7,6 +7,8 @@ canned values, so that the real ctypes and nvidia-ml-py code runs end to end.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from tests.conftest import build_so
@@ -96,3 +98,16 @@ def fake_driver(
     build_so(gcc, folder / "libcuda.so.1", FAKE_CUDA % values, "-Wl,-soname,libcuda.so.1")
     build_so(gcc, folder / "libnvidia-ml.so.1", FAKE_NVML % values, "-Wl,-soname,libnvidia-ml.so.1")
     return folder
+
+
+def fake_host(root: Path, *, driver: str = "580.65.06", gpus: int = 1) -> Path:
+    """A host root for ``--cuda-deps-host-root``: the kernel module of ``driver`` in /proc and /dev with
+    nvidiactl, nvidia-uvm and one nvidiaN per GPU as real character devices (major 195; needs root)."""
+    (root / "proc/driver/nvidia").mkdir(parents=True)
+    (root / "proc/driver/nvidia/version").write_text(
+        f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {driver}  Release Build  (fake@host)\n")
+    (root / "dev/shm").mkdir(parents=True)
+    nodes = ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", *(f"nvidia{n}" for n in range(gpus))]
+    for minor, name in enumerate(nodes):
+        os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(195, minor))
+    return root

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import venvs
+from tests.fakes import fake_driver, fake_host
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +144,27 @@ def test_cpu_torch_skips_with_the_cpu_reason(cpu_venv: Path, tmp_path: Path) -> 
     assert code == 0, out[-3000:]
     assert "SKIPPED [1] cudadeps::cuda-major[torch]: torch 2.13.0+cpu is a CPU-only build" in out
     assert not [k for k in outcomes(out) if k.startswith("linkage[")]
+
+
+def test_cpu_torch_on_a_gpu_host_fails_naming_the_gpu_and_the_cuda_build_to_install(
+        cpu_venv: Path, tmp_path: Path, gcc: str) -> None:
+    """The most common 'why is my GPU idle': a CPU wheel where NVML reports an H100 with driver 580.65.06."""
+    if os.geteuid() != 0:
+        pytest.skip("the fake host's device nodes need root (os.mknod)")
+    driver = fake_driver(gcc, tmp_path / "driver", driver="580.65.06", cuda=13000,
+                         gpus=(("NVIDIA H100 80GB HBM3", 9, 0, 80, 0),))
+    host = fake_host(tmp_path / "host", driver="580.65.06", gpus=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = venvs.run_plugin(venvs.site_packages(cpu_venv), "-rA", f"--cuda-deps-host-root={host}", cwd=work,
+                              env={"LD_LIBRARY_PATH": str(driver)})
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out[-3000:]
+    assert [k for k, v in outcomes(out).items() if v == "FAILED"] == ["host[torch-build]"]
+    text = failure_text(out, "host[torch-build]")
+    assert text.splitlines()[0] == ("torch 2.13.0+cpu cannot use the NVIDIA H100 80GB HBM3 of this host: "
+                                    "it is a CPU-only build")
+    assert "fix: pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130" in text
 
 
 def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[..., Path], tmp_path: Path) -> None:

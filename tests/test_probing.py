@@ -38,7 +38,7 @@ from pytest_cudadeps.settings import Settings
 from pytest_cudadeps.snapshot import Root, Snapshot
 from tests import sitebuilder as sb
 from tests.conftest import build_so
-from tests.fakes import CONSTRUCTORS, fake_driver
+from tests.fakes import CONSTRUCTORS, fake_driver, fake_host
 from tests.test_fatbin import CUBIN, container, entry
 
 CU13_LIB = "nvidia/cu13/lib"
@@ -220,6 +220,11 @@ def driver_in_front(gcc: str, tmp_path_factory: pytest.TempPathFactory, monkeypa
     def put(*, driver: str, cuda: int, gpus: tuple[tuple[str, int, int, int, int], ...] = TWO_GPUS) -> Path:
         folder = fake_driver(gcc, tmp_path_factory.mktemp(f"driver-{driver}"), driver=driver, cuda=cuda, gpus=gpus)
         monkeypatch.setenv("LD_LIBRARY_PATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("LD_LIBRARY_PATH")])))
+        # the host the fake driver belongs to: its kernel module and device nodes (this machine has neither)
+        if os.geteuid() != 0:
+            pytest.skip("a fake host's device nodes need root (os.mknod)")
+        host = fake_host(tmp_path_factory.mktemp("host"), driver=driver, gpus=len(gpus))
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"--cuda-deps-host-root={host}")
         return folder
 
     return put
@@ -255,7 +260,11 @@ def test_no_driver_skips_every_gpu_item_with_its_reason(pytester: pytest.Pyteste
     assert run.message("load[libcudart.so.13]") == f"{lib_path(site, 'libcudart.so.13')} (already mapped)"
     assert run.message("load[libcublas.so.13]") == f"{lib_path(site, 'libcublas.so.13')} (opened)"
     assert run.message("load[torch-cuda]") == f"{site / 'torch/lib/libtorch_cuda.so'} (opened)"
-    assert all(state == "passed" for name, (state, _) in run.items.items() if name not in RUNTIME_ITEMS), run.items
+    assert all(state == "passed" for name, (state, _) in run.items.items()
+               if name not in RUNTIME_ITEMS and not name.startswith("host[")), run.items
+    # this host has no NVIDIA kernel module or device nodes: the host items skip, saying so
+    assert {state for name, (state, _) in run.items.items() if name.startswith("host[")} == {"skipped"}
+    assert run.message("host[kernel-module]").startswith("no NVIDIA kernel module")
 
 
 def test_no_driver_fails_the_gpu_items_when_a_gpu_is_required(pytester: pytest.Pytester, libs: Libs,
@@ -274,6 +283,7 @@ def test_no_driver_fails_the_gpu_items_when_a_gpu_is_required(pytester: pytest.P
         f"torch 2.14.1+cu130 (CUDA 13.0) sees 0 GPU: {NO_DRIVER_TORCH}")
     assert "but --cuda-deps-require-gpu asks for a GPU" in run.message("smoke[matmul]")
     assert all(run.items[name][0] == "passed" for name in RUNTIME_ITEMS if name.startswith("load["))
+    assert run.items["host[torch-build]"][0] == "failed"  # no GPU, asked for one
     assert "INTERNALERROR" not in run.output
 
 
@@ -434,6 +444,8 @@ def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
     checks = runtime_checks(snapshot)
     assert sorted(checks) == [
         "arch[torch]", "driver[libcuda]", "driver[nvml]", "driver[runtime-compat]",
+        "host[compat]", "host[device-nodes]", "host[kernel-module]", "host[mig]", "host[shm]", "host[torch-build]",
+        "host[visible-devices]",
         "load[libcublas.so.13]", "load[libcuda.so.1]", "load[libcudart.so.13]",  # CUDA sonames only, not libc
         "load[torch-cuda]", "load[torch-global-deps]", "smoke[all-reduce]", "smoke[matmul]",
     ]
