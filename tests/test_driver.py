@@ -40,13 +40,15 @@ def probe(folder: Path | str, cudart: Path | None = None, timeout: float = 30) -
 def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> None:
     info = probe(driver_580)
     assert info.libcuda["path"] == str(driver_580 / "libcuda.so.1")
-    assert info.driver_cuda == 13000 and info.driver_version == "580.65.06"
+    assert info.driver_cuda == 13000
+    assert info.driver_version == "580.65.06"
     assert [(g.name, g.capability, g.memory, g.mig) for g in info.gpus] == [
         ("NVIDIA RTX PRO 6000 Blackwell", (12, 0), 96 << 30, "on"),
         ("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "n/a"),  # nvmlDeviceGetMigMode: Not Supported
     ]
     lib = libcuda_finding(info)
-    assert lib.outcome is Outcome.PASS and lib.message.endswith("cuInit ok, supports CUDA 13.0")
+    assert lib.outcome is Outcome.PASS
+    assert lib.message.endswith("cuInit ok, supports CUDA 13.0")
     nvml = nvml_finding(info)
     assert nvml.outcome is Outcome.PASS
     assert nvml.message == (
@@ -66,7 +68,8 @@ def test_driver_550_is_too_old_for_the_cuda_13_runtime(driver_550: Path) -> None
     # the same driver runs a CUDA 12.4 build, and a 12.8 one through minor-version compatibility
     assert runtime_compat_finding(probe(driver_550), "12.4", "v.py").outcome is Outcome.PASS
     minor = runtime_compat_finding(probe(driver_550), "12.8", "v.py")
-    assert minor.outcome is Outcome.PASS and "minor-version compatibility" in minor.message
+    assert minor.outcome is Outcome.PASS
+    assert "minor-version compatibility" in minor.message
 
 
 def test_no_driver_skips_with_the_reason_or_fails_when_a_gpu_is_required(tmp_path: Path) -> None:

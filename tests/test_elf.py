@@ -84,7 +84,8 @@ def test_soname_needed_and_class_of_a_versioned_library(built: Built) -> None:
     assert foo.soname == "libfoo.so.1"
     assert (foo.elf_class, foo.machine) == (64, "EM_X86_64")
     assert foo.needed == ("libc.so.6",)
-    assert foo.rpath == () and foo.runpath == ()
+    assert foo.rpath == ()
+    assert foo.runpath == ()
 
 
 def test_needed_lists_the_soname_not_the_file_name_given_to_the_linker(built: Built) -> None:
