@@ -49,10 +49,10 @@ def site_packages(venv: Path) -> Path:
     return found[0]
 
 
-def timed_child(command: Sequence[str], **kwargs: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed_child(command: Sequence[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     return time.perf_counter() - start, done
 
 

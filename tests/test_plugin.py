@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ def collected(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.startswith("cudadeps::") or ".py::" in line]
 
 
-def cuda_site(pytester: pytest.Pytester, **kwargs: object) -> Path:
-    return sb.torch_2_14_1(pytester.path / "site", **kwargs)  # type: ignore[arg-type]
+def cuda_site(pytester: pytest.Pytester, *, omit: Iterable[str] = (), extra: Iterable[sb.Dist] = ()) -> Path:
+    return sb.torch_2_14_1(pytester.path / "site", omit=omit, extra=extra)
 
 
 def inner(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
