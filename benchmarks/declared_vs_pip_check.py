@@ -3,7 +3,7 @@
 Both are timed as a user meets them, a whole process each, in the same run and interleaved
 (the order alternates every round, so neither always runs on a warm cache):
 
-- declared: this checkout's Python runs ``scan()`` + ``choose_roots()`` + ``declared_findings()``
+- declared: this checkout's Python takes a snapshot without the ELF view and runs ``declared_findings()``
   on the venv's site-packages (the torch venv has no pytest; the engine needs none);
 - pip check: ``<venv>/bin/python -m pip check``.
 
@@ -32,11 +32,10 @@ GOAL = 0.5
 
 DECLARED_CHILD = """\
 import sys
-from pytest_cudadeps.declared import choose_roots, declared_findings
-from pytest_cudadeps.distributions import scan
-env = scan([sys.argv[1]])
-roots, findings = choose_roots(env, [])
-findings += declared_findings(env, roots)
+from pytest_cudadeps.declared import declared_findings
+from pytest_cudadeps.settings import Settings
+from pytest_cudadeps.snapshot import take_snapshot
+findings = declared_findings(take_snapshot(Settings(paths=(sys.argv[1],)), with_linkage=False))
 failed = [f.name for f in findings if f.outcome.value == "fail"]
 print(f"{len(findings)} findings, {len(failed)} failed: {failed}")
 """
@@ -49,25 +48,24 @@ def site_packages(venv: Path) -> Path:
     return found[0]
 
 
-def timed_child(command: Sequence[str], **kwargs: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed_child(command: Sequence[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     return time.perf_counter() - start, done
 
 
 def in_process(site: Path, rounds: int) -> tuple[float, float, float]:
     """Import time of the engine, its first (cold) run, and the median of warm runs."""
     start = time.perf_counter()
-    from pytest_cudadeps.declared import choose_roots, declared_findings
-    from pytest_cudadeps.distributions import scan
+    from pytest_cudadeps.declared import declared_findings
+    from pytest_cudadeps.settings import Settings
+    from pytest_cudadeps.snapshot import take_snapshot
     imported = time.perf_counter() - start
 
     def once() -> float:
         t0 = time.perf_counter()
-        env = scan([site])
-        roots, findings = choose_roots(env, [])
-        findings += declared_findings(env, roots)
+        declared_findings(take_snapshot(Settings(paths=(str(site),)), with_linkage=False))
         return time.perf_counter() - t0
 
     cold = once()

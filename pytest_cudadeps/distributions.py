@@ -241,7 +241,7 @@ def read_version_module(package_dir: Path) -> dict[str, str | None]:
             target, value = node.target, node.value
         else:
             continue
-        if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
-            if value.value is None or isinstance(value.value, str):
-                values[target.id] = value.value
+        if (isinstance(target, ast.Name) and isinstance(value, ast.Constant)
+                and (value.value is None or isinstance(value.value, str))):
+            values[target.id] = value.value
     return values

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from .children import Blame, decoded, run_steps
 from .cuda_errors import cu_result_finding, nvml_error_finding
@@ -77,10 +76,6 @@ class DriverInfo:
         return self.nvml.driver if isinstance(self.nvml, NvmlAnswer) and self.nvml.driver else None
 
 
-DriverAnswer = Union[LibcudaAnswer, NvmlAnswer, CudartAnswer]
-_ANSWERS: dict[str, type[DriverAnswer]] = {"libcuda": LibcudaAnswer, "nvml": NvmlAnswer, "cudart": CudartAnswer}
-
-
 def probe_driver(
     *,
     timeout: float,
@@ -95,12 +90,8 @@ def probe_driver(
         "pytest_cudadeps.probes.driver", steps,
         lambda pending, _done: DriverRequest(tuple(pending), str(cudart) if cudart else None),
         timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
-    answers = {step: decoded(_ANSWERS[step], step, results, blamed) for step in steps}
-    libcuda, nvml = answers["libcuda"], answers["nvml"]
-    assert isinstance(libcuda, (LibcudaAnswer, Blame)) and isinstance(nvml, (NvmlAnswer, Blame))
-    cudart_answer = answers.get("cudart")
-    assert cudart_answer is None or isinstance(cudart_answer, (CudartAnswer, Blame))
-    return DriverInfo(libcuda, nvml, cudart_answer)
+    return DriverInfo(decoded(LibcudaAnswer, "libcuda", results, blamed), decoded(NvmlAnswer, "nvml", results, blamed),
+                      decoded(CudartAnswer, "cudart", results, blamed) if cudart else None)
 
 
 def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:

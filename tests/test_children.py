@@ -36,9 +36,11 @@ def test_request_reaches_the_child_and_paths_come_first(tmp_path: Path) -> None:
     assert run.ok, (run.trouble(), run.stderr)
     data = run.results["echo"]
     assert data["request"] == {"x": [1, 2]}
+    assert isinstance(data["path"], list)
     assert data["path"][0] == str(folder)  # PYTHONPATH from --cuda-deps-path, before site-packages
     assert not data["cwd_first"]  # "python -c" puts the working folder first: removed
-    assert run.current is None and run.trouble() is None
+    assert run.current is None
+    assert run.trouble() is None
 
 
 def test_crash_names_the_step_and_the_signal(tmp_path: Path, gcc: str) -> None:
@@ -65,7 +67,8 @@ def test_hang_is_killed_at_the_timeout(tmp_path: Path) -> None:
     folder = write_probe(tmp_path)
     run = run_probe("echo_probe", {"then": ["sleeping"], "code": "import time; time.sleep(600)"},
                     timeout=1.5, paths=[str(folder)])
-    assert run.timed_out and run.returncode is None
+    assert run.timed_out
+    assert run.returncode is None
     assert run.current == "sleeping"
     assert run.trouble() == "hung: no answer within 1.5 s (killed)"
     assert run.elapsed < 15
@@ -74,9 +77,12 @@ def test_hang_is_killed_at_the_timeout(tmp_path: Path) -> None:
 def test_exit_zero_before_done_is_trouble(tmp_path: Path) -> None:
     folder = write_probe(tmp_path)
     run = run_probe("echo_probe", {"then": ["quitter"], "code": "os._exit(0)"}, timeout=30, paths=[str(folder)])
-    assert run.returncode == 0 and not run.finished
+    assert run.returncode == 0
+    assert not run.finished
     assert run.current == "quitter"
-    assert run.trouble() is not None and "exit status 0" in run.trouble()  # type: ignore[operator]
+    trouble = run.trouble()
+    assert trouble is not None
+    assert "exit status 0" in trouble
 
 
 def test_child_environment_appends_this_package_and_keeps_callers_values() -> None:

@@ -45,7 +45,9 @@ def test_every_required_code_is_in_the_tables_with_a_cause_and_a_cure() -> None:
     assert set(REQUIRED_NVML) <= set(NVML_ERRORS)
     for table in (CU_RESULTS, CUDART_ERRORS, NVML_ERRORS):
         for code, entry in table.items():
-            assert entry.code == code and entry.cause and entry.cure, entry
+            assert entry.code == code, entry
+            assert entry.cause, entry
+            assert entry.cure, entry
 
 
 def test_cuda_names_are_spelled_as_the_toolkit_headers_spell_them() -> None:
@@ -100,7 +102,8 @@ def test_cuinit_codes_from_the_real_ctypes_probe_reach_the_parent_and_are_named(
 ) -> None:
     folder = fake_driver(gcc, tmp_path / str(code), cu_init=code)
     info = probe_driver(timeout=30, env={"LD_LIBRARY_PATH": str(folder)})
-    assert isinstance(info.libcuda, LibcudaAnswer) and info.libcuda.cu_init == code
+    assert isinstance(info.libcuda, LibcudaAnswer)
+    assert info.libcuda.cu_init == code
     finding = libcuda_finding(info)  # the driver item words it from the table
     assert finding == cu_result_finding("driver", "libcuda", "cuInit(0)", code, info.libcuda.path)
     assert finding.message == (f"cuInit(0) returned {code} ({CU_RESULTS[code].name}) in {folder / 'libcuda.so.1'}: "
@@ -117,7 +120,9 @@ def test_nvml_init_codes_from_the_real_nvidia_ml_py_reach_the_parent_and_are_nam
 ) -> None:
     folder = fake_driver(gcc, tmp_path / str(code), nvml_init=code)
     info = probe_driver(timeout=30, env={"LD_LIBRARY_PATH": str(folder)})
-    assert isinstance(info.nvml, NvmlAnswer) and info.nvml.code == code and not info.gpus
+    assert isinstance(info.nvml, NvmlAnswer)
+    assert info.nvml.code == code
+    assert not info.gpus
     assert nvml_finding(info) == nvml_error_finding("driver", "nvml", "NVML", code, None)  # the driver item
     finding = nvml_error_finding("driver", "nvml", "nvmlInit()", info.nvml.code, None)
     assert finding.message == f"nvmlInit() returned {code} ({name}): {NVML_ERRORS[code].cause}"

@@ -40,14 +40,17 @@ def probe(folder: Path | str, cudart: Path | None = None, timeout: float = 30) -
 
 def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> None:
     info = probe(driver_580)
-    assert isinstance(info.libcuda, LibcudaAnswer) and info.libcuda.path == str(driver_580 / "libcuda.so.1")
-    assert info.driver_cuda == 13000 and info.driver_version == "580.65.06"
+    assert isinstance(info.libcuda, LibcudaAnswer)
+    assert info.libcuda.path == str(driver_580 / "libcuda.so.1")
+    assert info.driver_cuda == 13000
+    assert info.driver_version == "580.65.06"
     assert [(g.name, g.capability, g.memory, g.mig) for g in info.gpus] == [
         ("NVIDIA RTX PRO 6000 Blackwell", (12, 0), 96 << 30, "on"),
         ("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "n/a"),  # nvmlDeviceGetMigMode: Not Supported
     ]
     lib = libcuda_finding(info)
-    assert lib.outcome is Outcome.PASS and lib.message.endswith("cuInit ok, supports CUDA 13.0")
+    assert lib.outcome is Outcome.PASS
+    assert lib.message.endswith("cuInit ok, supports CUDA 13.0")
     nvml = nvml_finding(info)
     assert nvml.outcome is Outcome.PASS
     assert nvml.message == (
@@ -67,7 +70,8 @@ def test_driver_550_is_too_old_for_the_cuda_13_runtime(driver_550: Path) -> None
     # the same driver runs a CUDA 12.4 build, and a 12.8 one through minor-version compatibility
     assert runtime_compat_finding(probe(driver_550), "12.4", "v.py").outcome is Outcome.PASS
     minor = runtime_compat_finding(probe(driver_550), "12.8", "v.py")
-    assert minor.outcome is Outcome.PASS and "minor-version compatibility" in minor.message
+    assert minor.outcome is Outcome.PASS
+    assert "minor-version compatibility" in minor.message
 
 
 def test_no_driver_skips_with_the_reason_or_fails_when_a_gpu_is_required(tmp_path: Path) -> None:
@@ -130,7 +134,8 @@ def test_driver_table() -> None:
 def test_the_wheels_cudart_reports_its_version_without_a_driver(cuda_venv: Path, driver_550: Path) -> None:
     cudart = venvs.site_packages(cuda_venv) / "nvidia" / "cu13" / "lib" / "libcudart.so.13"
     info = probe(driver_550, cudart=cudart)
-    assert isinstance(info.cudart, CudartAnswer) and info.cudart.version == 13000
+    assert isinstance(info.cudart, CudartAnswer)
+    assert info.cudart.version == 13000
     finding = runtime_compat_finding(info, None, "torch/version.py")
     assert finding.outcome is Outcome.FAIL
     assert f"({cudart} (cudaRuntimeGetVersion 13000))" in finding.message

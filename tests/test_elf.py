@@ -86,7 +86,8 @@ def test_soname_needed_and_class_of_a_versioned_library(built: Built) -> None:
     assert foo.soname == "libfoo.so.1"
     assert (foo.elf_class, foo.machine) == (64, "EM_X86_64")
     assert foo.needed == ("libc.so.6",)
-    assert foo.rpath == () and foo.runpath == ()
+    assert foo.rpath == ()
+    assert foo.runpath == ()
 
 
 def test_needed_lists_the_soname_not_the_file_name_given_to_the_linker(built: Built) -> None:
@@ -327,7 +328,8 @@ def test_program_interpreter_of_other_machines(tmp_path: Path, elf_class: int, l
 def test_program_interpreter_of_this_python_is_the_loader_that_runs_it() -> None:
     exe = Path(os.path.realpath(sys.executable))
     found = program_interpreter(exe)
-    assert found is not None and os.path.exists(found)
+    assert found is not None
+    assert os.path.exists(found)
     # the loader it names runs this Python (what --cuda-deps-no-ld-cache relies on in the children)
     out = subprocess.run([found, "--inhibit-cache", str(exe), "-c", "print('ran')"], capture_output=True, text=True)
     assert out.stdout.strip() == "ran", out.stderr

@@ -53,7 +53,8 @@ def library(gcc: str, tmp_path: Path) -> Path:
 def test_reads_every_entry_of_every_container(library: Path) -> None:
     found = read_architectures(library)
     assert (found.containers, found.entries) == (2, 5)
-    assert found.cubin == {80, 90} and found.ptx == {90}
+    assert found.cubin == {80, 90}
+    assert found.ptx == {90}
     assert found.describe() == "cubin sm_80; PTX compute_90 (in some containers only: sm_90)"
 
 
@@ -77,15 +78,18 @@ def test_failure_names_the_gpu_its_capability_and_what_is_there(library: Path) -
                                "PTX compute_90 (in some containers only: sm_90)",)
     assert "TORCH_CUDA_ARCH_LIST=7.5" in finding.fix
     ok = arch_finding("torch", libs, [("NVIDIA A100", (8, 0))])
-    assert ok.outcome is Outcome.PASS and ok.message == "NVIDIA A100: sm_80 cubin"
+    assert ok.outcome is Outcome.PASS
+    assert ok.message == "NVIDIA A100: sm_80 cubin"
 
 
 def test_library_without_gpu_code(gcc: str, tmp_path: Path) -> None:
     plain = build_so(gcc, tmp_path / "libplain.so", "int f(void) { return 0; }\n")
     found = read_architectures(plain)
-    assert found.variants == frozenset() and found.containers == 0
+    assert found.variants == frozenset()
+    assert found.containers == 0
     finding = arch_finding("torch", [found], [("NVIDIA A100", (8, 0))])
-    assert finding.outcome is Outcome.FAIL and finding.message.startswith("no GPU code found")
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message.startswith("no GPU code found")
 
 
 def test_garbage_in_the_section_is_an_error_not_a_guess(gcc: str, tmp_path: Path) -> None:
@@ -105,7 +109,8 @@ def test_matches_a_fatbin_that_nvcc_builds(tmp_path: Path) -> None:
                     "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=compute_90"],
                    check=True, capture_output=True)
     found = read_architectures(target)
-    assert (found.cubin, found.ptx) == ({80}, {90})
+    assert found.cubin == {80}
+    assert found.ptx == {90}
 
 
 @pytest.mark.integration
@@ -124,7 +129,8 @@ def test_real_torch_primary_library_decides_and_secondary_gaps_are_notes(cuda_ve
     """torch 2.14.1 cu130: libtorch_cuda.so has sm_75, libtorch_cuda_linalg.so does not."""
     lib = venvs.site_packages(cuda_venv) / "torch" / "lib"
     libs = [read_architectures(lib / name) for name in ("libtorch_cuda.so", "libtorch_cuda_linalg.so")]
-    assert 75 in libs[0].cubin and 75 not in libs[1].cubin
+    assert 75 in libs[0].cubin
+    assert 75 not in libs[1].cubin
     t4 = arch_finding("torch", libs, [("GPU 0 Tesla T4", (7, 5))], primary="libtorch_cuda.so")
     assert t4.outcome is Outcome.PASS
     assert t4.message.startswith("GPU 0 Tesla T4: sm_75 cubin; note, kernels of these libraries would be missing: ")

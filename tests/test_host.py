@@ -106,9 +106,12 @@ def test_read_host_on_a_fake_tree(tmp_path: Path) -> None:
     assert facts.mig_caps == ("nvidia-cap1",)
     assert (facts.cuda_visible_devices, facts.nvidia_visible_devices, facts.ld_library_path) == ("1", "all", "/x")
     bare = read_host(make_root(tmp_path / "bare", None, char=()), {})
-    assert bare.kernel_module is None and bare.mig_caps is None and bare.cuda_visible_devices is None
+    assert bare.kernel_module is None
+    assert bare.mig_caps is None
+    assert bare.cuda_visible_devices is None
     assert bare.kernel_module_text == f"{tmp_path / 'bare' / 'root'}/proc/driver/nvidia/version: not found"
-    assert [n.kind for n in bare.nodes] == ["missing"] * 3 and bare.gpu_nodes == ()
+    assert [n.kind for n in bare.nodes] == ["missing"] * 3
+    assert bare.gpu_nodes == ()
 
 
 def test_a_fifo_in_place_of_the_version_file_does_not_hang(tmp_path: Path) -> None:
@@ -133,7 +136,9 @@ def test_small_file_reads_are_capped_and_refuse_what_is_not_a_regular_file(tmp_p
     assert read_small_file(tmp_path / "absent") == (None, "not found")
     # the real /proc: size 0 in stat, content on read
     text, why = read_small_file(Path("/proc/self/status"))
-    assert why == "" and text is not None and text.startswith("Name:")
+    assert why == ""
+    assert text is not None
+    assert text.startswith("Name:")
 
 
 # --- host[kernel-module] -------------------------------------------------------------------------------------------
@@ -141,7 +146,8 @@ def test_small_file_reads_are_capped_and_refuse_what_is_not_a_regular_file(tmp_p
 
 def test_kernel_module_matching_nvml_passes(tmp_path: Path) -> None:
     finding = kernel_module_finding(facts_with(make_root(tmp_path)), "580.65.06", None)
-    assert finding.outcome is Outcome.PASS and finding.message == "kernel module 580.65.06 = NVML 580.65.06"
+    assert finding.outcome is Outcome.PASS
+    assert finding.message == "kernel module 580.65.06 = NVML 580.65.06"
 
 
 def test_kernel_module_older_than_libcuda_is_the_driver_library_mismatch(tmp_path: Path) -> None:
@@ -164,10 +170,12 @@ def test_kernel_module_without_a_driver_skips_or_fails_when_a_gpu_is_required(tm
     facts = facts_with(make_root(tmp_path, None, char=()))
     assert kernel_module_finding(facts, None, None).outcome is Outcome.SKIP
     required = kernel_module_finding(facts, None, None, require_gpu=True)
-    assert required.outcome is Outcome.FAIL and "--cuda-deps-require-gpu" in required.message
+    assert required.outcome is Outcome.FAIL
+    assert "--cuda-deps-require-gpu" in required.message
     # libcuda answered but there is no version file (WSL): cannot compare, a plain skip
     wsl = kernel_module_finding(facts, "580.65.06", "/usr/lib/wsl/lib/libcuda.so.1", require_gpu=True)
-    assert wsl.outcome is Outcome.SKIP and wsl.message.startswith("cannot read the kernel module's version (")
+    assert wsl.outcome is Outcome.SKIP
+    assert wsl.message.startswith("cannot read the kernel module's version (")
 
 
 # --- host[device-nodes] --------------------------------------------------------------------------------------------
@@ -189,7 +197,9 @@ def test_a_missing_nvidia_uvm_is_the_container_classic(tmp_path: Path) -> None:
     assert finding.message == f"{root}/dev/nvidia-uvm is missing"
     assert finding.details == ("without /dev/nvidia-uvm nvidia-smi works but CUDA does not: cudaGetDeviceCount fails "
                                "(cuInit: CUDA_ERROR_OPERATING_SYSTEM or CUDA_ERROR_NO_DEVICE)",)
-    assert finding.fix == UVM_FIX and "`sudo nvidia-modprobe -u -c=0`" in UVM_FIX and "--gpus all" in UVM_FIX
+    assert finding.fix == UVM_FIX
+    assert "`sudo nvidia-modprobe -u -c=0`" in UVM_FIX
+    assert "--gpus all" in UVM_FIX
 
 
 def test_a_regular_file_posing_as_a_node_and_too_few_gpu_nodes(tmp_path: Path) -> None:
@@ -280,7 +290,9 @@ def test_docker_default_shm_is_too_small_for_nccl(tmpfs_64m: Path) -> None:
     assert finding.outcome is Outcome.FAIL
     assert finding.message == (f"{tmpfs_64m}/dev/shm is 64 MiB: too small for NCCL between the 2 GPUs (at least "
                                "1 GiB; Docker's default is 64 MiB, NVIDIA/nccl#473)")
-    assert finding.fix == SHM_FIX and "--ipc=host" in SHM_FIX and "--shm-size=16g" in SHM_FIX
+    assert finding.fix == SHM_FIX
+    assert "--ipc=host" in SHM_FIX
+    assert "--shm-size=16g" in SHM_FIX
     assert shm_finding(facts, 1).outcome is Outcome.SKIP
 
 
@@ -393,7 +405,8 @@ def test_the_index_follows_the_driver_and_the_build(tmp_path: Path) -> None:
                            "--force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130")
     # PyPI's aarch64 wheel is CPU-only without a +cpu label: version.py's verdict wins
     unlabeled = cpu_build_finding("2.13.0", "uv", (H100,), (13, 0), cpu_only=True)
-    assert unlabeled.outcome is Outcome.FAIL and unlabeled.fix.startswith("uv pip install --reinstall torch==2.13.0 ")
+    assert unlabeled.outcome is Outcome.FAIL
+    assert unlabeled.fix.startswith("uv pip install --reinstall torch==2.13.0 ")
     assert cpu_build_finding("2.14.1", "pip", (H100,), (13, 0)).outcome is Outcome.PASS
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None).outcome is Outcome.SKIP
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None, require_gpu=True).outcome is Outcome.FAIL

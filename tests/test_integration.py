@@ -69,7 +69,8 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
     site = venvs.site_packages(venv)
     # pip check does not follow cuda-toolkit[cudart]: it sees nothing wrong
     check = venvs.pip(venv, "check")
-    assert check.returncode == 0 and "No broken requirements found." in check.stdout
+    assert check.returncode == 0
+    assert "No broken requirements found." in check.stdout
     code, out = run(site, tmp_path)
     assert code == 1
     text = failure_text(out, "requires[torch>nvidia-cuda-runtime]")
@@ -178,7 +179,8 @@ def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[...
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "--cuda-deps-only", "-p", "no:cacheprovider"],
                             cwd=work, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"\d+ passed, \d+ skipped in", result.stdout) and " failed" not in result.stdout
+    assert re.search(r"\d+ passed, \d+ skipped in", result.stdout)
+    assert " failed" not in result.stdout
     assert sys.executable not in result.stdout  # it ran in the venv, not in this interpreter
 
 
@@ -203,4 +205,6 @@ def test_a_preloaded_fake_cudart_is_predicted_as_the_import_fails(cuda_venv: Pat
     # the real import fails the same way
     real = subprocess.run([str(cuda_venv / "bin" / "python"), "-c", "import torch"], capture_output=True, text=True,
                           env={**os.environ, "LD_PRELOAD": str(fake)}, timeout=300)
-    assert real.returncode != 0 and "version libcudart.so.13" in real.stderr and "undefined symbol" in real.stderr
+    assert real.returncode != 0
+    assert "version libcudart.so.13" in real.stderr
+    assert "undefined symbol" in real.stderr

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cudadeps.children import Blame
 from pytest_cudadeps.findings import Outcome
 from pytest_cudadeps.installers import reinstall_command
 from pytest_cudadeps.load import LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from pytest_cudadeps.probes._protocol import Loaded
 from tests import venvs
 from tests.fakes import misbehaving, needing
 
@@ -47,7 +49,9 @@ def test_a_copy_mapped_from_elsewhere_than_predicted_fails_showing_both(tmp_path
     root = needing(gcc, tmp_path / "root" / "libroot.so", predicted)  # no RPATH: LD_LIBRARY_PATH decides
     steps = [LoadStep("root", str(root)), *library_steps([("libgood.so.1", predicted)])]
     results = probe_loads(steps, timeout=30, env={"LD_LIBRARY_PATH": str(shadow.parent)})
-    assert results["root"].ok
+    root_result = results["root"]
+    assert isinstance(root_result, Loaded)
+    assert root_result.ok
     finding = load_finding(steps[1], results["libgood.so.1"])
     assert finding.outcome is Outcome.FAIL
     assert finding.message == (f"libgood.so.1 was mapped from {shadow}, not from {predicted} "
@@ -63,8 +67,8 @@ def test_a_crash_in_the_root_library_is_blamed_once_and_libraries_still_load(tmp
     good = misbehaving(gcc, tmp_path, "good")
     steps = [LoadStep("root", str(segv)), *library_steps([("libgood.so.1", good)])]
     results = probe_loads(steps, timeout=30)
-    assert results["root"].trouble == "crashed: killed by signal 11 (SIGSEGV)"
-    assert results["libgood.so.1"].ok
+    assert results["root"] == Blame("crashed: killed by signal 11 (SIGSEGV)", ())
+    assert results["libgood.so.1"] == Loaded(True, str(good), "opened")
 
 
 @pytest.mark.parametrize("require_gpu", [False, True])

@@ -371,7 +371,8 @@ def test_an_unreadable_library_in_torch_lib_fails_arch_with_the_file_not_a_trace
     script.write_text("INPUT(libtorch_cpu.so)\n" * 8)  # a linker script where a library should be
     run = run_plugin(pytester, site)
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.output
-    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+    assert "INTERNALERROR" not in run.output
+    assert "Traceback" not in run.output
     assert run.message("arch[torch]").splitlines() == [
         f"cannot read the GPU code of torch 2.14.1: {script}: not a readable ELF file (Magic number does not match)",
         "  fix: reinstall it: pip install --force-reinstall --no-deps 'torch==2.14.1'",
@@ -487,7 +488,8 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     monkeypatch.setattr(probing, "probe_driver", probe_driver)
     monkeypatch.setattr(probing, "probe_loads", probe_loads)
     checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=7.0, no_ld_cache=True)))
-    assert asked == [] and loaded == []  # collecting the names ran nothing
+    assert asked == []
+    assert loaded == []
     assert checks["load[libcudart.so.13]"]().outcome is Outcome.PASS
     assert checks["load[libcublas.so.13]"]().message == f"{site / CU13_LIB / 'libcublas.so.13'} (opened)"
     assert loaded == [["libcublas.so.13", "libcuda.so.1", "libcudart.so.13"]]  # one child run for all of them
@@ -495,9 +497,11 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     assert checks["driver[libcuda]"]().outcome is Outcome.PASS
     assert checks["driver[nvml]"]().outcome is Outcome.PASS
     compat = checks["driver[runtime-compat]"]()
-    assert compat.outcome is Outcome.PASS and "runs the CUDA 13.0 runtime" in compat.message
+    assert compat.outcome is Outcome.PASS
+    assert "runs the CUDA 13.0 runtime" in compat.message
     assert len(asked) == 1
-    assert asked[0]["timeout"] == 7.0 and asked[0]["inhibit_ld_cache"] is True
+    assert asked[0]["timeout"] == 7.0
+    assert asked[0]["inhibit_ld_cache"] is True
     assert asked[0]["cudart"] == site / CU13_LIB / "libcudart.so.13"  # the one the linkage resolved
 
 

@@ -21,7 +21,7 @@ from pytest_cudadeps.probes._protocol import (
 
 
 def test_every_answer_survives_the_json_round_trip() -> None:
-    answers = [
+    answers: list[NvmlAnswer | AllReduceAnswer | SmokeRequest | TorchFacts | Loaded] = [
         NvmlAnswer(driver="580.65.06", cuda_version=13000, gpus=(GpuAnswer(0, "NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "on"),)),
         AllReduceAnswer("nccl", ranks=(RankResult(0, "cuda:0", 3.0, (3.0,), 0.001),)),
         SmokeRequest("all-reduce", ("cpu", "cpu"), "gloo", 64),
@@ -46,7 +46,7 @@ def test_a_garbled_answer_is_a_protocol_error_naming_the_field(data: object, com
 
 
 def test_a_garbled_step_is_blamed_not_raised() -> None:
-    results = {"nvml": {"driver": 580}}  # a number where a version string belongs
+    results: dict[str, dict[str, object]] = {"nvml": {"driver": 580}}  # a number where a version string belongs
     blame = decoded(NvmlAnswer, "nvml", results, {})
     assert isinstance(blame, Blame)
     assert blame.trouble.startswith("answered garbled data (NvmlAnswer.driver: 580 is none of")

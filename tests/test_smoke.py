@@ -88,7 +88,8 @@ def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
                                    "cudnn": "9.24.0", "nccl": "2.30.7"}
     # the same child, asked for the GPUs this host does not have: a skip naming torch's own reason
     skip = matmul_finding(smoke)
-    assert skip.outcome is Outcome.SKIP and "Found no NVIDIA driver" in skip.message
+    assert skip.outcome is Outcome.SKIP
+    assert "Found no NVIDIA driver" in skip.message
 
 
 @pytest.mark.integration

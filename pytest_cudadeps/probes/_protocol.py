@@ -201,14 +201,11 @@ def _convert(hint: object, value: object, where: str) -> object:
         return tuple(_convert(a, v, where) for a, v in zip(args, value))
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return decode(hint, value)
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif hint in (str, bool) and isinstance(value, hint):
+    if hint is type(None) and value is None:
+        return None
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)  # JSON writes 3.0 as 3.0 but a float field may hold an integral value
+    if hint in (int, str, bool) and type(value) is hint:  # exact type: JSON's true is not an int here
         return value
     raise ProtocolError(f"{where}: {value!r} is not a {getattr(hint, '__name__', hint)}")
 

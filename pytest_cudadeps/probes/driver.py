@@ -9,6 +9,7 @@ supported CUDA version, each GPU's name, memory, compute capability and MIG mode
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from types import ModuleType
 from typing import Callable
@@ -62,10 +63,8 @@ def probe_nvml() -> NvmlAnswer:
     except pynvml.NVMLError as exc:
         return NvmlAnswer(error=str(exc), code=exc.value)
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def probe_cudart(path: str | None) -> CudartAnswer:
