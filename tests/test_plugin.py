@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from packaging.version import Version
 
 from tests import sitebuilder as sb
 
@@ -246,11 +245,6 @@ def test_verbose_shows_the_summary_beside_passed(pytester: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.OK
 
 
-@pytest.mark.xfail(
-    Version(pytest.__version__) < Version("8.3"), strict=True,
-    reason="plugin.py's pytest_report_teststatus gives the short summary a (word, markup) tuple, "
-           "which pytest < 8.3 prints as its repr: ('PASSED', {'green': True}) cudadeps::...",
-)
 def test_short_summary_names_passed_items_plainly(pytester: pytest.Pytester) -> None:
     site = cuda_site(pytester)
     result = run_only(pytester, site, "-rA")
