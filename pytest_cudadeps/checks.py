@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .declared import declared_findings
 from .findings import Finding, Pending
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
+
+if TYPE_CHECKING:
+    from .children import ChildGroup
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
@@ -21,15 +25,25 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     return findings
 
 
-def collect_checks(settings: Settings) -> dict[str, Pending]:
+def collect_checks(
+    settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None
+) -> dict[str, Pending]:
     """Item name to its pending finding. Names are unique (a repeat gets ``#2``) and depend on files only,
-    never on a GPU, so that every xdist worker collects the same list."""
+    never on a GPU, so that every xdist worker collects the same list.
+
+    With ``start_probes`` the children start now, in the background, and run while the static
+    checks do: the whole run then takes about the time of the slowest child (``import torch``).
+    ``group`` holds the children, for the caller to stop when the run ends.
+    """
     snapshot = take_snapshot(settings)
     items: dict[str, Pending] = {}
     if settings.probes:
         from .probing import Probes, probe_checks
 
-        items.update(probe_checks(snapshot, Probes(snapshot)))
+        probes = Probes(snapshot, group)
+        items.update(probe_checks(snapshot, probes))
+        if start_probes:
+            probes.start()
     _add(items, static_findings(snapshot))
     return items
 

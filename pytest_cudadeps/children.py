@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,46 @@ _LAUNCHER = (
     "import sys, runpy; del sys.path[0]; "
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
 )
+
+
+class GroupStopped(RuntimeError):
+    """A child was asked for after its run ended: nobody waits for its answer."""
+
+
+class ChildGroup:
+    """The children of one run, so that the run can end them all (:meth:`stop`).
+
+    Children may start ahead, in background threads, and a run can end before it needs their
+    answers (items deselected, ``-x``, Ctrl-C): then no child may outlive it, and none may start
+    after it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._stopped = False
+
+    def spawn(self, command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        with self._lock:  # held across Popen: stop() either sees the process or prevents it
+            if self._stopped:
+                raise GroupStopped("the run has ended")
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       env=dict(env), start_new_session=True)
+            self._live.add(process)
+            return process
+
+    def forget(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._live.discard(process)
+
+    def stop(self) -> int:
+        """Kill every child still running (with its process group) and start no more; returns how many ran."""
+        with self._lock:
+            self._stopped = True
+            running = [process for process in self._live if process.poll() is None]
+        for process in running:
+            _kill_group(process)
+        return len(running)
 
 
 @dataclass(frozen=True)
@@ -60,10 +101,14 @@ class ChildRun:
     stderr: str = field(repr=False, default="")
 
     @property
+    def unfinished(self) -> tuple[str, ...]:
+        """The steps begun and never ended, in the order they began (several when they ran in parallel)."""
+        return tuple(step for step in self.begun if step not in self.results)
+
+    @property
     def current(self) -> str | None:
         """The step the child was in when it ended without finishing (None when it finished)."""
-        unfinished = [step for step in self.begun if step not in self.results]
-        return unfinished[-1] if unfinished else None
+        return self.unfinished[-1] if self.unfinished else None
 
     @property
     def ok(self) -> bool:
@@ -127,6 +172,7 @@ def run_probe(
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
 ) -> ChildRun:
     """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does."""
     command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
@@ -136,14 +182,7 @@ def run_probe(
     if dataclasses.is_dataclass(request) and not isinstance(request, type):
         request = dataclasses.asdict(request)
     started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_environment(paths, env),
-        start_new_session=True,
-    )
+    process = (group or ChildGroup()).spawn(command, child_environment(paths, env))
     timed_out = False
     try:
         out, err = process.communicate(json.dumps(request).encode(), timeout=timeout)
@@ -158,6 +197,8 @@ def run_probe(
         if process.poll() is None:  # an exception of our own: leave nothing behind
             _kill_group(process)
             process.wait()
+        if group is not None:
+            group.forget(process)
     elapsed = time.monotonic() - started
     results, begun, finished = _events(out)
     return ChildRun(
@@ -206,6 +247,7 @@ def run_steps(
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
 ) -> tuple[dict[str, JsonObject], dict[str, Blame]]:
     """Run ``steps`` in children until every one has a result or the blame for a dead child.
 
@@ -220,7 +262,7 @@ def run_steps(
     pending = list(steps)
     while pending:
         run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
-                        inhibit_ld_cache=inhibit_ld_cache)
+                        inhibit_ld_cache=inhibit_ld_cache, group=group)
         results.update({name: data for name, data in run.results.items() if name in pending})
         trouble = run.trouble()
         if trouble is None:

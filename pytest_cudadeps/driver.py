@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .children import Blame, decoded, run_steps
+from .children import Blame, ChildGroup, decoded, run_steps
 from .cuda_errors import cu_result_finding, nvml_error_finding
 from .driver_table import (
     cuda_version_text,
@@ -83,13 +83,14 @@ def probe_driver(
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
 ) -> DriverInfo:
     """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs is blamed."""
     steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
     results, blamed = run_steps(
         "pytest_cudadeps.probes.driver", steps,
         lambda pending, _done: DriverRequest(tuple(pending), str(cudart) if cudart else None),
-        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache)
+        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
     return DriverInfo(decoded(LibcudaAnswer, "libcuda", results, blamed), decoded(NvmlAnswer, "nvml", results, blamed),
                       decoded(CudartAnswer, "cudart", results, blamed) if cudart else None)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from .children import Blame, JsonObject, decoded, run_steps
+from .children import Blame, ChildGroup, JsonObject, decoded, run_steps
 from .driver import INSTALL_DRIVER
 from .findings import Finding, failed, passed, unavailable
 from .probes._protocol import Loaded, LoadRequest, LoadTarget
@@ -72,6 +72,7 @@ def probe_loads(
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
 ) -> dict[str, LoadResult]:
     """Load every step in children; a step that kills or hangs its child is reported, the rest go on.
 
@@ -86,7 +87,7 @@ def probe_loads(
         return LoadRequest(tuple(step.request() for step in prelude), tuple(by_name[name].request() for name in pending))
 
     found, blamed = run_steps("pytest_cudadeps.probes.load", list(by_name), request, timeout=timeout, paths=paths,
-                              env=env, inhibit_ld_cache=inhibit_ld_cache)
+                              env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
     return {name: decoded(Loaded, name, found, blamed) for name in by_name}
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .children import ChildGroup
     from .findings import Finding, Pending
     from .settings import Settings
 
@@ -78,6 +79,7 @@ class CudaDepsPlugin:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.in_summary = False  # the -v progress line shows what a check found; the short summary does not
+        self.children: ChildGroup | None = None  # the probes' children, made when the items are collected
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
@@ -89,9 +91,18 @@ class CudaDepsPlugin:
     ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
         report = yield
         if isinstance(collector, pytest.Session) and report.passed:
+            if self.children is None and self.settings.probes:
+                from .children import ChildGroup
+
+                self.children = ChildGroup()
             report.result.insert(0, CudaDepsCollector.from_parent(
-                collector, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME, settings=self.settings))
+                collector, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME, settings=self.settings, children=self.children))
         return report
+
+    def pytest_sessionfinish(self) -> None:
+        # children started ahead whose items never ran (deselected, -x, Ctrl-C) must not outlive the run
+        if self.children is not None:
+            self.children.stop()
 
     def pytest_report_header(self) -> str:
         return f"cudadeps: {self.settings.describe()}"
@@ -121,14 +132,18 @@ class CudaDepsPlugin:
 class CudaDepsCollector(pytest.Collector):
     """The node ``cudadeps``: its items are the checks, sorted by name, the same in every process."""
 
-    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, *, settings: Settings, children: ChildGroup | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.children = children
 
     def collect(self) -> Iterable[pytest.Item]:
         from .checks import collect_checks
 
-        checks = collect_checks(self.settings)
+        # xdist workers share the items out: each starts a child when an item first needs it;
+        # a single process starts them all now, to run beside the static checks
+        ahead = not hasattr(self.config, "workerinput") and not self.config.option.collectonly
+        checks = collect_checks(self.settings, start_probes=ahead, group=self.children)
         for name, run in sorted(checks.items()):
             # The node id is given as text so that pytest parses ``requires[torch>x]`` into name and
             # params, exactly as it parses the ids stored by --lf; a derived id keeps the brackets in

@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Protocol, TypeVar
 
 from .build import Build
+from .children import ChildGroup
 from .driver import (
     DriverInfo,
     gpus_or_reason,
@@ -48,48 +49,77 @@ T = TypeVar("T")
 
 
 class Once(Generic[T]):
-    """A value computed on first use and kept for the rest of the run (items may run in threads)."""
+    """A value computed once per run: on first use, or ahead in a background thread after :meth:`start`.
+
+    A child's answer is the value: :meth:`start` lets the children run while the static checks
+    do, and an item waits only for the answer it needs.
+    """
 
     def __init__(self, compute: Callable[[], T]) -> None:
         self._compute = compute
         self._lock = threading.Lock()
         self._value: list[T] = []
+        self._error: list[BaseException] = []
+
+    def _run(self) -> None:
+        with self._lock:
+            if self._value or self._error:
+                return
+            try:
+                self._value.append(self._compute())
+            except BaseException as exc:  # handed to the item that asks, as if it had computed it
+                self._error.append(exc)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="cudadeps-probe", daemon=True).start()
 
     def __call__(self) -> T:
-        with self._lock:
-            if not self._value:
-                self._value.append(self._compute())
-            return self._value[0]
+        self._run()  # waits for a started computation: it holds the lock until done
+        if self._error:
+            raise self._error[0]
+        return self._value[0]
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
 
 
 class Probes:
-    """The children of one run: each started when an item first needs it, its answer kept."""
+    """The children of one run: each started once, ahead (:meth:`start`) or when an item first needs it."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, group: ChildGroup | None = None) -> None:
         settings = snapshot.settings
         self.snapshot = snapshot
+        self.group = group or ChildGroup()  # the plugin stops it when the session ends
         self.timeout = settings.timeout
         self.paths = list(settings.paths) if settings.paths is not None else None
         self.inhibit_ld_cache = settings.no_ld_cache
         self.cudart = _cudart(snapshot)
         self.driver: Once[DriverInfo] = Once(lambda: probe_driver(
-            timeout=self.timeout, cudart=self.cudart, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache))
-        self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
+            timeout=self.timeout, cudart=self.cudart, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache,
+            group=self.group))
+        # torch is imported once, in one child, for the products and (with 2+ GPUs) the all-reduce
+        self.smoke: Once[SmokeRun] = Once(lambda: probe_smoke(
+            "all", timeout=self.timeout, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
         self.host: Once[HostFacts] = Once(lambda: read_host(Path(settings.host_root)))
-        self._smoke = {mode: Once(self._smoke_child(mode)) for mode in ("matmul", "all-reduce")}
+        self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
+        self._wanted: list[_Startable] = [self.driver]  # the children start() starts
 
-    def _smoke_child(self, mode: str) -> Callable[[], SmokeRun]:
-        return lambda: probe_smoke(mode, timeout=self.timeout, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache)
-
-    def smoke(self, mode: str) -> SmokeRun:
-        return self._smoke[mode]()
-
-    def loads(self, root: str, steps: Sequence[LoadStep]) -> dict[str, LoadResult]:
-        """The load child's answers for a root's steps (one run for all of them)."""
+    def loads_for(self, root: str, steps: Sequence[LoadStep]) -> Once[dict[str, LoadResult]]:
+        """The load child of a root's steps (one run for all of them)."""
         if root not in self._loads:
             self._loads[root] = Once(lambda: probe_loads(steps, timeout=self.timeout, paths=self.paths,
-                                                         inhibit_ld_cache=self.inhibit_ld_cache))
-        return self._loads[root]()
+                                                         inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
+            self._wanted.append(self._loads[root])
+        return self._loads[root]
+
+    def want_smoke(self) -> None:
+        self._wanted.append(self.smoke)
+
+    def start(self) -> None:
+        """Start every child the items will need, each in a thread of its own; items then wait for answers."""
+        for once in self._wanted:
+            once.start()
 
 
 def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
@@ -111,13 +141,16 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         if root.linkage is None:
             continue
         steps = load_steps(snapshot, root, seen)
+        loads = probes.loads_for(root.key, steps)
         for step in steps:
-            items[f"load[{step.name}]"] = _load_item(probes, root.key, steps, step, require_gpu)
+            items[f"load[{step.name}]"] = _load_item(loads, step, require_gpu)
         items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
     if torch is not None:
         cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
+        if cpu_reason is None:
+            probes.want_smoke()
         items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
-                                         lambda: matmul_finding(probes.smoke("matmul"), require_gpu=require_gpu))
+                                         lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
         items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
     items.update(host_items(snapshot, probes))
     return items
@@ -167,7 +200,7 @@ def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
     blocked = mig_blocks_all_reduce(probes.driver().gpus)
     if blocked is not None:
         return skipped("smoke", "all-reduce", blocked)
-    return all_reduce_finding(probes.smoke("all-reduce"), require_gpu=require_gpu)
+    return all_reduce_finding(probes.smoke(), require_gpu=require_gpu)
 
 
 def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:
@@ -198,8 +231,8 @@ def _cudart(snapshot: Snapshot) -> Path | None:
     return None
 
 
-def _load_item(probes: Probes, root: str, steps: Sequence[LoadStep], step: LoadStep, require_gpu: bool) -> Pending:
-    return lambda: load_finding(step, probes.loads(root, steps)[step.name], require_gpu=require_gpu)
+def _load_item(loads: Once[dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
+    return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
 
 
 def _unless(reason: str | None, check: str, subject: str, run: Pending) -> Pending:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .children import ChildRun, run_probe
+from .children import ChildGroup, ChildRun, run_probe
 from .findings import Finding, failed, passed, skipped, unavailable
 from .probes._protocol import AllReduceAnswer, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
@@ -49,7 +49,7 @@ class SmokeRun:
 
 
 def probe_smoke(
-    mode: str = "matmul",
+    mode: str = "all",
     *,
     timeout: float,
     devices: Sequence[str] | None = None,
@@ -58,18 +58,21 @@ def probe_smoke(
     paths: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
 ) -> SmokeRun:
-    """Run the smoke child. Under ``inhibit_ld_cache`` the child runs as ``ld.so --inhibit-cache``;
+    """Run the torch child: ``mode="all"`` imports torch once for the products on every device and, with
+    two or more, the all-reduce.  Under ``inhibit_ld_cache`` the child runs as ``ld.so --inhibit-cache``;
     the two all-reduce workers it spawns are plain interpreters and do see the cache."""
     request = SmokeRequest(mode, tuple(devices) if devices else None, backend, size)
     return SmokeRun.from_run(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env,
-                                       inhibit_ld_cache=inhibit_ld_cache))
+                                       inhibit_ld_cache=inhibit_ld_cache, group=group))
 
 
 def _versions(torch: TorchFacts | None) -> dict[str, str]:
     if torch is None:
         return {}
-    found = {"torch": torch.torch, "cuda": torch.cuda, "cudnn": torch.cudnn, "nccl": torch.nccl}
+    found = {"torch": torch.torch, "cuda": torch.cuda, "cudnn": torch.cudnn, "nccl": torch.nccl,
+             "cudnn_compiled": torch.cudnn_compiled}
     return {key: str(value) for key, value in found.items() if value is not None}
 
 
@@ -117,8 +120,9 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
                 parts.append(f"{check.dtype} {check.gflops or 0:.0f} GFLOP/s (err {check.error or 0:.1e})")
         summary.append(f"{label}: {', '.join(parts)}")
     trouble = smoke.trouble()
-    if trouble:
-        problems.insert(0, f"{smoke.run.current or 'the child'} {trouble}")
+    at_work = [step for step in smoke.run.unfinished if step.startswith("matmul[")]
+    if trouble and (at_work or not smoke.matmul):  # the all-reduce's own trouble is its item's, not this one's
+        problems.insert(0, f"{', '.join(at_work) or smoke.run.current or 'the child'} {trouble}")
         problems.extend(smoke.run.stderr_tail())
     facts = _versions(smoke.torch)
     if problems:
@@ -139,7 +143,8 @@ def all_reduce_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bo
             return early
     step, trouble = smoke.all_reduce, smoke.trouble()
     if trouble or step is None:
-        return failed(CHECK, subject, f"all-reduce {trouble or 'did not run'}", *smoke.run.stderr_tail(),
+        where = f" (the child was in {smoke.run.current})" if trouble and smoke.run.current and step is None else ""
+        return failed(CHECK, subject, f"all-reduce {trouble or 'did not run'}{where}", *smoke.run.stderr_tail(),
                       fix="raise --cuda-deps-timeout if the host is just slow; NCCL_DEBUG=INFO shows where NCCL stops")
     if step.skipped is not None:
         return skipped(CHECK, subject, step.skipped)

@@ -15,6 +15,8 @@ read from ``--junitxml``, which keeps whole lines whatever the terminal width.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +26,7 @@ import pytest
 
 from pytest_cudadeps import probing
 from pytest_cudadeps.build import read_build
+from pytest_cudadeps.checks import collect_checks
 from pytest_cudadeps.distributions import scan
 from pytest_cudadeps.driver import DriverInfo
 from pytest_cudadeps.findings import Outcome, Pending
@@ -134,10 +137,10 @@ def _put(site: Path, rel: str, source: Path, owner: str) -> None:
         record.write(sb._record_line(rel, target.read_bytes()) + "\n")
 
 
-def torch_tree(site: Path, libs: Libs, *, cublas: Path | None = None) -> Path:
+def torch_tree(site: Path, libs: Libs, *, cublas: Path | None = None, torch_init: str = FAKE_TORCH) -> Path:
     """torch 2.14.1 (CUDA 13.0) and its wheels, with the libraries above; ``cublas`` replaces libcublas.so.13."""
     torch = sb.torch_dist("2.14.1", "13.0", metadata_file=sb.DATA / "torch-2.14.1.METADATA")
-    torch = replace(torch, files={**torch.files, "torch/__init__.py": FAKE_TORCH})
+    torch = replace(torch, files={**torch.files, "torch/__init__.py": torch_init})
     # RECORD lines written here, for these small files (the real RECORD gives the real wheel's sizes)
     wheels = [replace(d, record_file=None) for d in sb.CU13]
     sb.build(site, [torch, *sb.COMMON, *wheels])
@@ -395,6 +398,57 @@ def test_the_item_list_is_the_same_with_and_without_a_driver(pytester: pytest.Py
     assert [name for name in without if "load[" in name] == [f"cudadeps::{n}" for n in RUNTIME_ITEMS if "load[" in n]
 
 
+def test_no_child_outlives_a_run_that_never_needed_its_answer(pytester: pytest.Pytester, libs: Libs,
+                                                               no_driver: None) -> None:
+    """The children start while the static checks run; when no selected item needs an answer
+    (``-k installed-once``), the run does not wait for it, and the child is killed at the end."""
+    site = torch_tree(pytester.path / "site", libs, torch_init="import time\ntime.sleep(600)\n")
+    started = time.monotonic()
+    run = run_plugin(pytester, site, "-k", "installed-once")
+    assert run.ret == pytest.ExitCode.OK, run.output
+    assert list(run.items) == ["installed-once[all]"]
+    assert time.monotonic() - started < 60
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _children_of(site):
+        time.sleep(0.1)
+    assert _children_of(site) == [], "a child outlived the pytest run"
+
+
+def _children_of(site: Path) -> list[int]:
+    """Live processes whose environment names ``site`` (the children get it in PYTHONPATH)."""
+    found = []
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            if str(site).encode() in (process / "environ").read_bytes() and " Z " not in (process / "stat").read_text():
+                found.append(int(process.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_children_start_at_collection_before_any_item_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site")
+    (site / "torch/lib").mkdir()
+    (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")
+    asked = threading.Event()
+
+    def probe_smoke(mode: str, **kwargs: object) -> object:
+        asked.set()
+        raise RuntimeError("only the start matters")
+
+    monkeypatch.setattr(probing, "probe_smoke", probe_smoke)
+    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: pytest.fail("not asked in this test"))
+    monkeypatch.setattr(probing, "probe_loads", lambda *a, **k: {})
+    items = collect_checks(Settings(paths=(str(site),), no_ld_cache=True), start_probes=True)
+    assert asked.wait(30), "the torch child did not start at collection"
+    assert "smoke[matmul]" in items
+    asked.clear()
+    collect_checks(Settings(paths=(str(site),), no_ld_cache=True))  # without start_probes: nothing runs ahead
+    assert not asked.wait(1)
+
+
 def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pytester, libs: Libs,
                                                         driver_in_front: DriverInFront) -> None:
     pytest.importorskip("xdist")
@@ -505,7 +559,7 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     assert asked[0]["cudart"] == site / CU13_LIB / "libcudart.so.13"  # the one the linkage resolved
 
 
-def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_torch_child_serves_both_smoke_items_and_honours_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
     asked: list[tuple[str, dict[str, object]]] = []
 
@@ -518,5 +572,5 @@ def test_the_smoke_probes_honour_the_ld_cache_setting(tmp_path: Path, monkeypatc
     for name in ("smoke[matmul]", "smoke[all-reduce]"):
         with pytest.raises(RuntimeError, match="stop here"):
             checks[name]()
-    assert [(mode, kw["inhibit_ld_cache"], kw["timeout"]) for mode, kw in asked] == [
-        ("matmul", True, 3.0), ("all-reduce", True, 3.0)]
+    # one torch child for both items: torch is imported once per run
+    assert [(mode, kw["inhibit_ld_cache"], kw["timeout"]) for mode, kw in asked] == [("all", True, 3.0)]

@@ -85,7 +85,7 @@ def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("cpu CPU: float32 ")
     assert dict(finding.facts) == {"summary": finding.message, "torch": "2.14.1+cu130", "cuda": "13.0",
-                                   "cudnn": "9.24.0", "nccl": "2.30.7"}
+                                   "cudnn": "9.24.0", "cudnn_compiled": "9.24.0", "nccl": "2.30.7"}
     # the same child, asked for the GPUs this host does not have: a skip naming torch's own reason
     skip = matmul_finding(smoke)
     assert skip.outcome is Outcome.SKIP
@@ -99,3 +99,19 @@ def test_real_torch_all_reduce_between_two_cpu_processes(cuda_venv: Path) -> Non
     finding = all_reduce_finding(smoke, cpu_ok=True)
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("gloo all-reduce of 4 MiB across cpu, cpu: ")
+
+
+@pytest.mark.integration
+def test_one_torch_child_runs_the_products_and_the_all_reduce(cuda_venv: Path) -> None:
+    """mode "all" (what a run uses): torch is imported once, for the products and the all-reduce."""
+    site = str(venvs.site_packages(cuda_venv))
+    smoke = probe_smoke("all", timeout=240, devices=["cpu", "cpu"], backend="gloo", paths=[site])
+    assert smoke.run.begun.count("import torch") == 1
+    assert matmul_finding(smoke, cpu_ok=True).outcome is Outcome.PASS
+    reduce = all_reduce_finding(smoke, cpu_ok=True)
+    assert reduce.outcome is Outcome.PASS, reduce.text()
+    assert reduce.message.startswith("gloo all-reduce of 4 MiB across cpu, cpu: ")
+    # one device: the all-reduce's workers are never started
+    single = probe_smoke("all", timeout=120, devices=["cpu"], paths=[site])
+    assert single.all_reduce is None
+    assert not [step for step in single.run.begun if step.startswith("all-reduce")]

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import typing
 from dataclasses import dataclass
 from typing import IO, Optional, TypeVar, Union
@@ -106,7 +107,7 @@ class CudartAnswer:
 
 @dataclass(frozen=True)
 class SmokeRequest:
-    mode: str = "matmul"  # or "all-reduce"
+    mode: str = "all"  # "all": matmul, then the all-reduce with 2+ devices; or "matmul", "all-reduce" alone
     devices: Optional[tuple[str, ...]] = None  # None: the visible GPUs; ("cpu",) in the tests
     backend: str = "nccl"
     size: int = 1024
@@ -119,7 +120,8 @@ class TorchFacts:
     error: Optional[str] = None  # the import failed
     torch: Optional[str] = None
     cuda: Optional[str] = None
-    cudnn: Optional[str] = None
+    cudnn: Optional[str] = None  # the cuDNN torch loaded (cudnnGetVersion)
+    cudnn_compiled: Optional[str] = None  # the cuDNN torch was built against
     nccl: Optional[str] = None
     device_count: int = 0
     no_gpu_reason: Optional[str] = None
@@ -213,6 +215,7 @@ def _convert(hint: object, value: object, where: str) -> object:
 # --- the child's side of the channel ----------------------------------------------------------------
 
 _channel: IO[str] | None = None
+_lock = threading.Lock()  # the products run a thread per device: one whole line at a time
 
 
 def open_channel() -> None:
@@ -225,8 +228,10 @@ def open_channel() -> None:
 
 def _emit(event: dict[str, object]) -> None:
     assert _channel is not None, "open_channel() first"
-    _channel.write(json.dumps(event, default=str) + "\n")
-    _channel.flush()
+    line = json.dumps(event, default=str) + "\n"
+    with _lock:
+        _channel.write(line)
+        _channel.flush()
 
 
 def begin(step: str) -> None:

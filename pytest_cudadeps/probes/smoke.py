@@ -1,7 +1,8 @@
 """Child: import torch and multiply matrices on each GPU, or all-reduce across two processes.
 
-Request: :class:`~._protocol.SmokeRequest` (mode ``matmul`` or ``all-reduce``, backend ``nccl``
-or ``gloo``); answers: :class:`~._protocol.TorchFacts` for ``import torch``, then
+Request: :class:`~._protocol.SmokeRequest` (mode ``all``: torch is imported once for the
+products and, with two or more GPUs, the all-reduce; ``matmul`` or ``all-reduce`` alone in the
+tests; backend ``nccl`` or ``gloo``); answers: :class:`~._protocol.TorchFacts` for ``import torch``, then
 :class:`~._protocol.MatmulDevice` per device or one :class:`~._protocol.AllReduceAnswer`.
 ``devices`` replaces the visible GPUs, so the comparison and the report can be tested
 on the CPU.  torch is imported here only: never in the plugin process.
@@ -15,6 +16,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 from types import ModuleType
 from typing import Callable
@@ -48,9 +50,11 @@ def torch_facts(torch: ModuleType) -> TorchFacts:
             reason = "torch.cuda.device_count() is 0"
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    compiled = getattr(getattr(getattr(torch, "_C", None), "_cudnn", None), "getCompileVersion", None)
     return TorchFacts(torch=str(torch.__version__), cuda=torch.version.cuda,
-                      cudnn=_version_of(torch.backends.cudnn.version), nccl=_version_of(torch.cuda.nccl.version),
-                      device_count=count, no_gpu_reason=reason)
+                      cudnn=_version_of(torch.backends.cudnn.version),
+                      cudnn_compiled=_version_of(compiled) if compiled is not None else None,
+                      nccl=_version_of(torch.cuda.nccl.version), device_count=count, no_gpu_reason=reason)
 
 
 def dtypes_for(torch: ModuleType, device: str) -> list[str]:
@@ -89,18 +93,32 @@ def device_name(torch: ModuleType, device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
 
 
+def _products(torch: ModuleType, device: str, size: int) -> MatmulDevice:
+    checks = []
+    for dtype in dtypes_for(torch, device):
+        try:
+            checks.append(matmul_check(torch, device, dtype, size))
+        except Exception as exc:  # "no kernel image is available", out of memory, ...
+            checks.append(MatmulCheck(dtype, False, failure=f"{type(exc).__name__}: {exc}"[:500]))
+    return MatmulDevice(device, device_name(torch, device), tuple(checks))
+
+
 def run_matmul(torch: ModuleType, request: SmokeRequest) -> None:
+    """The products on every device at once, a thread each (CUDA work releases the GIL): a host with
+    eight GPUs takes the time of one.  Every device's step begins first, so that a crash or a hang
+    names the devices still at work."""
     devices = request.devices or [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     for device in devices:
-        step = f"matmul[{device}]"
-        _protocol.begin(step)
-        checks = []
-        for dtype in dtypes_for(torch, device):
-            try:
-                checks.append(matmul_check(torch, device, dtype, request.size))
-            except Exception as exc:  # "no kernel image is available", out of memory, ...
-                checks.append(MatmulCheck(dtype, False, failure=f"{type(exc).__name__}: {exc}"[:500]))
-        _protocol.end(step, MatmulDevice(device, device_name(torch, device), tuple(checks)))
+        _protocol.begin(f"matmul[{device}]")
+
+    def work(device: str) -> None:
+        _protocol.end(f"matmul[{device}]", _products(torch, device, request.size))
+
+    threads = [threading.Thread(target=work, args=(device,), daemon=True) for device in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _all_reduce_worker(rank: int, backend: str, devices: list[str], address: str, out_dir: str) -> None:
@@ -165,8 +183,13 @@ def main() -> None:
         _protocol.end("import torch", TorchFacts(error=f"{type(exc).__name__}: {exc}"))
         _protocol.done()
         return
-    _protocol.end("import torch", torch_facts(torch))
-    (run_all_reduce if request.mode == "all-reduce" else run_matmul)(torch, request)
+    facts = torch_facts(torch)
+    _protocol.end("import torch", facts)
+    if request.mode in ("matmul", "all"):
+        run_matmul(torch, request)
+    # the all-reduce's two workers each import torch again: only where there are two devices to join
+    if request.mode == "all-reduce" or (request.mode == "all" and (len(request.devices or ()) or facts.device_count) >= 2):
+        run_all_reduce(torch, request)
     _protocol.done()
 
 
