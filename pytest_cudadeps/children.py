@@ -238,6 +238,19 @@ class Blame:
     stderr: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class StepRuns:
+    """What the children of :func:`run_steps` answered per step, the blame of each step one died in,
+    and the last child's whole run (for what it did after the steps)."""
+
+    results: dict[str, JsonObject]
+    blamed: dict[str, Blame]
+    last: ChildRun | None
+
+    def answer(self, cls: type[T], step: str) -> T | Blame:
+        return decoded(cls, step, self.results, self.blamed)
+
+
 def run_steps(
     module: str,
     steps: Sequence[str],
@@ -248,19 +261,22 @@ def run_steps(
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
-) -> tuple[dict[str, JsonObject], dict[str, Blame]]:
+    then: bool = False,
+) -> StepRuns:
     """Run ``steps`` in children until every one has a result or the blame for a dead child.
 
     ``request(pending, results)`` builds a child's request for the steps still to do,
-    knowing what the earlier children answered.  The step in
-    progress when a child dies is blamed and a new child goes on with the steps after it;
-    a child that dies outside the listed steps (between them, or in a prelude the request
-    adds) blames every step left.
+    knowing what the earlier children answered.  The step in progress when a child dies is
+    blamed and a new child goes on with the steps after it; a child that dies outside the
+    listed steps (between them, or in a prelude the request adds) blames every step left.
+    With ``then`` the child has work of its own after the steps (the torch child imports
+    torch): a new child is started for it even when the last step is the one blamed.
     """
     results: dict[str, JsonObject] = {}
     blamed: dict[str, Blame] = {}
     pending = list(steps)
-    while pending:
+    run: ChildRun | None = None
+    while pending or (then and run is None):
         run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
                         inhibit_ld_cache=inhibit_ld_cache, group=group)
         results.update({name: data for name, data in run.results.items() if name in pending})
@@ -270,11 +286,13 @@ def run_steps(
         if run.current in pending:
             blamed[run.current] = Blame(trouble, run.stderr_tail())
             pending = [step for step in pending[pending.index(run.current) + 1:] if step not in results]
+            if then and not pending:
+                run = None  # the work after the steps is still to do
         else:
             where = f" while in {run.current}" if run.current else ""
             blamed.update({step: Blame(trouble + where, run.stderr_tail()) for step in pending if step not in results})
             break
-    return results, blamed
+    return StepRuns(results, blamed, run)
 
 
 def decoded(cls: type[T], step: str, results: Mapping[str, JsonObject], blamed: Mapping[str, Blame]) -> T | Blame:

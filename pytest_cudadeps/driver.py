@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .children import Blame, ChildGroup, decoded, run_steps
+from .children import Blame, ChildGroup, run_steps
 from .cuda_errors import cu_result_finding, nvml_error_finding
 from .driver_table import (
     cuda_version_text,
@@ -87,12 +87,12 @@ def probe_driver(
 ) -> DriverInfo:
     """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs is blamed."""
     steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
-    results, blamed = run_steps(
+    runs = run_steps(
         "pytest_cudadeps.probes.driver", steps,
         lambda pending, _done: DriverRequest(tuple(pending), str(cudart) if cudart else None),
         timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
-    return DriverInfo(decoded(LibcudaAnswer, "libcuda", results, blamed), decoded(NvmlAnswer, "nvml", results, blamed),
-                      decoded(CudartAnswer, "cudart", results, blamed) if cudart else None)
+    return DriverInfo(runs.answer(LibcudaAnswer, "libcuda"), runs.answer(NvmlAnswer, "nvml"),
+                      runs.answer(CudartAnswer, "cudart") if cudart else None)
 
 
 def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:

@@ -12,12 +12,12 @@ the library in progress gets the blame and a new child goes on with the rest.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from .children import Blame, ChildGroup, JsonObject, decoded, run_steps
+from .children import Blame, ChildGroup, JsonObject, run_steps
 from .driver import INSTALL_DRIVER
 from .findings import Finding, failed, passed, unavailable
 from .probes._protocol import Loaded, LoadRequest, LoadTarget
@@ -79,16 +79,22 @@ def probe_loads(
     Root steps (no soname) that loaded once are loaded again, silently, at the start of
     each new child, so that every library is seen in the process the root would make.
     """
+    runs = run_steps("pytest_cudadeps.probes.load", [step.name for step in steps], load_request(steps),
+                     timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
+    return {step.name: runs.answer(Loaded, step.name) for step in steps}
+
+
+def load_request(steps: Sequence[LoadStep]) -> Callable[[list[str], Mapping[str, JsonObject]], LoadRequest]:
+    """A new child's load request: the steps still to do, after the root's own libraries that loaded in an
+    earlier child (loaded again, silently, so that every library is seen in the process the root makes)."""
     by_name = {step.name: step for step in steps}
     roots = [step for step in steps if step.soname is None]
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> LoadRequest:
-        prelude = [step for step in roots if done.get(step.name, {}).get("ok") is True]
+        prelude = [step for step in roots if step.name not in pending and done.get(step.name, {}).get("ok") is True]
         return LoadRequest(tuple(step.request() for step in prelude), tuple(by_name[name].request() for name in pending))
 
-    found, blamed = run_steps("pytest_cudadeps.probes.load", list(by_name), request, timeout=timeout, paths=paths,
-                              env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
-    return {name: decoded(Loaded, name, found, blamed) for name in by_name}
+    return request
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

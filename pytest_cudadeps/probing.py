@@ -42,7 +42,7 @@ from .host import (
 from .installers import reinstall_command
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from .probes._protocol import LibcudaAnswer
-from .smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
+from .smoke import SmokeRun, TorchRun, all_reduce_finding, matmul_finding, probe_torch
 from .snapshot import Root, Snapshot
 
 T = TypeVar("T")
@@ -60,6 +60,8 @@ class Once(Generic[T]):
         self._lock = threading.Lock()
         self._value: list[T] = []
         self._error: list[BaseException] = []
+        self._starting = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         with self._lock:
@@ -71,7 +73,11 @@ class Once(Generic[T]):
                 self._error.append(exc)
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="cudadeps-probe", daemon=True).start()
+        """Compute in a background thread (once, however often it is asked)."""
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cudadeps-probe", daemon=True)
+                self._thread.start()
 
     def __call__(self) -> T:
         self._run()  # waits for a started computation: it holds the lock until done
@@ -85,7 +91,12 @@ class _Startable(Protocol):
 
 
 class Probes:
-    """The children of one run: each started once, ahead (:meth:`start`) or when an item first needs it."""
+    """The children of one run: each started once, ahead (:meth:`start`) or when an item first needs it.
+
+    torch is imported once, in the torch child: a CUDA torch's libraries are loaded there one by
+    one first (the ``load[...]`` answers), then torch is imported for the products and, with 2+
+    GPUs, the all-reduce (the ``smoke[...]`` answers).  Other roots get a load child of their own.
+    """
 
     def __init__(self, snapshot: Snapshot, group: ChildGroup | None = None) -> None:
         settings = snapshot.settings
@@ -98,23 +109,33 @@ class Probes:
         self.driver: Once[DriverInfo] = Once(lambda: probe_driver(
             timeout=self.timeout, cudart=self.cudart, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache,
             group=self.group))
-        # torch is imported once, in one child, for the products and (with 2+ GPUs) the all-reduce
-        self.smoke: Once[SmokeRun] = Once(lambda: probe_smoke(
-            "all", timeout=self.timeout, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
         self.host: Once[HostFacts] = Once(lambda: read_host(Path(settings.host_root)))
         self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
+        self._torch: Once[TorchRun] | None = None
         self._wanted: list[_Startable] = [self.driver]  # the children start() starts
 
-    def loads_for(self, root: str, steps: Sequence[LoadStep]) -> Once[dict[str, LoadResult]]:
-        """The load child of a root's steps (one run for all of them)."""
-        if root not in self._loads:
-            self._loads[root] = Once(lambda: probe_loads(steps, timeout=self.timeout, paths=self.paths,
-                                                         inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
-            self._wanted.append(self._loads[root])
-        return self._loads[root]
+    def torch_child(self, steps: Sequence[LoadStep] = ()) -> Once[TorchRun]:
+        """The one child that imports torch, loading ``steps`` first (made on first ask)."""
+        if self._torch is None:
+            self._torch = Once(lambda: probe_torch(steps, timeout=self.timeout, paths=self.paths,
+                                                   inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
+            self._wanted.append(self._torch)
+        return self._torch
 
-    def want_smoke(self) -> None:
-        self._wanted.append(self.smoke)
+    def smoke(self) -> SmokeRun:
+        return self.torch_child()().smoke
+
+    def loads_for(self, root: Root, steps: Sequence[LoadStep]) -> Callable[[], dict[str, LoadResult]]:
+        """The answers to a root's load steps (one child run for all of them)."""
+        if root.key == "torch" and root.cuda:
+            torch = self.torch_child(steps)
+            return lambda: torch().loads
+        if root.key not in self._loads:
+            self._loads[root.key] = Once(lambda: probe_loads(steps, timeout=self.timeout, paths=self.paths,
+                                                             inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
+            if steps:
+                self._wanted.append(self._loads[root.key])
+        return self._loads[root.key]
 
     def start(self) -> None:
         """Start every child the items will need, each in a thread of its own; items then wait for answers."""
@@ -141,14 +162,14 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         if root.linkage is None:
             continue
         steps = load_steps(snapshot, root, seen)
-        loads = probes.loads_for(root.key, steps)
+        loads = probes.loads_for(root, steps)
         for step in steps:
             items[f"load[{step.name}]"] = _load_item(loads, step, require_gpu)
         items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
     if torch is not None:
         cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
         if cpu_reason is None:
-            probes.want_smoke()
+            probes.torch_child()  # made with the torch root's load steps above, or now without any
         items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
                                          lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
         items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
@@ -231,7 +252,7 @@ def _cudart(snapshot: Snapshot) -> Path | None:
     return None
 
 
-def _load_item(loads: Once[dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
+def _load_item(loads: Callable[[], dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
     return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
 
 

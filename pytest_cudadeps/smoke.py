@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .children import ChildGroup, ChildRun, run_probe
+from .children import ChildGroup, ChildRun, JsonObject, run_probe, run_steps
 from .findings import Finding, failed, passed, skipped, unavailable
-from .probes._protocol import AllReduceAnswer, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
+from .load import LoadResult, LoadStep, load_request
+from .probes._protocol import AllReduceAnswer, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 CHECK = "smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
@@ -46,6 +47,40 @@ class SmokeRun:
 
     def trouble(self) -> str | None:
         return self.run.trouble() or self.garbled
+
+
+@dataclass(frozen=True)
+class TorchRun:
+    """The torch child's answers: each library it loaded before importing torch, and the smoke run."""
+
+    loads: dict[str, LoadResult]
+    smoke: SmokeRun
+
+
+def probe_torch(
+    steps: Sequence[LoadStep],
+    *,
+    timeout: float,
+    devices: Sequence[str] | None = None,
+    backend: str = "nccl",
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
+) -> TorchRun:
+    """The one child that imports torch: ``steps`` loaded one by one first (as the load probe does:
+    torch then finds its libraries mapped, and pays nothing twice), then torch for the products and,
+    with two or more devices, the all-reduce.  A library that kills or hangs the child is blamed and
+    a new child goes on with the libraries after it, then torch."""
+    loads = load_request(steps)
+
+    def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
+        return SmokeRequest("all", tuple(devices) if devices else None, backend, loads=loads(pending, done))
+
+    runs = run_steps("pytest_cudadeps.probes.smoke", [step.name for step in steps], request, timeout=timeout,
+                     paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group, then=True)
+    assert runs.last is not None  # then=True: a child always ran for torch
+    return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(runs.last))
 
 
 def probe_smoke(

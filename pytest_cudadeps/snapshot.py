@@ -8,7 +8,7 @@ is cached at module level, so two runs in one process (pytester) never share sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .build import Build, read_build
@@ -88,7 +88,11 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True) -> Snapshot:
     roots = []
     for dist in dists:
         found = closures.of(dist)
-        linkage = analyze(env, dist, use_ld_cache=not settings.no_ld_cache, owners=owners) if with_linkage else None
         build = read_build(env, dist) if dist.key == "torch" else None
-        roots.append(Root(dist, found, build, linkage, found.by_key()))
-    return Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
+        roots.append(Root(dist, found, build, None, found.by_key()))
+    snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
+    if not with_linkage:
+        return snapshot
+    linked = tuple(replace(root, linkage=analyze(env, root.dist, use_ld_cache=not settings.no_ld_cache, owners=owners))
+                   for root in roots)
+    return replace(snapshot, roots=linked)

@@ -27,6 +27,7 @@ import pytest
 from pytest_cudadeps import probing
 from pytest_cudadeps.build import read_build
 from pytest_cudadeps.checks import collect_checks
+from pytest_cudadeps.children import ChildRun
 from pytest_cudadeps.distributions import scan
 from pytest_cudadeps.driver import DriverInfo
 from pytest_cudadeps.findings import Outcome, Pending
@@ -38,6 +39,7 @@ from pytest_cudadeps.probes._protocol import GpuAnswer, LibcudaAnswer, Loaded, N
 from pytest_cudadeps.probing import Probes, probe_checks
 from pytest_cudadeps.requirements import Closures
 from pytest_cudadeps.settings import Settings
+from pytest_cudadeps.smoke import SmokeRun, TorchRun
 from pytest_cudadeps.snapshot import Root, Snapshot
 from tests import sitebuilder as sb
 from tests.conftest import build_so
@@ -434,13 +436,12 @@ def test_children_start_at_collection_before_any_item_runs(tmp_path: Path, monke
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")
     asked = threading.Event()
 
-    def probe_smoke(mode: str, **kwargs: object) -> object:
+    def probe_torch(steps: list[LoadStep], **kwargs: object) -> object:
         asked.set()
         raise RuntimeError("only the start matters")
 
-    monkeypatch.setattr(probing, "probe_smoke", probe_smoke)
-    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: pytest.fail("not asked in this test"))
-    monkeypatch.setattr(probing, "probe_loads", lambda *a, **k: {})
+    monkeypatch.setattr(probing, "probe_torch", probe_torch)
+    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: DriverInfo(LibcudaAnswer(error="none"), NvmlAnswer()))
     items = collect_checks(Settings(paths=(str(site),), no_ld_cache=True), start_probes=True)
     assert asked.wait(30), "the torch child did not start at collection"
     assert "smoke[matmul]" in items
@@ -515,7 +516,7 @@ def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, mon
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # present, yet version.py says cuda = None
     snapshot = _snapshot(site)
-    monkeypatch.setattr(probing, "probe_smoke", lambda *a, **k: pytest.fail("a CPU-only torch needs no smoke child"))
+    monkeypatch.setattr(probing, "probe_torch", lambda *a, **k: pytest.fail("a CPU-only torch needs no torch child"))
     checks = runtime_checks(snapshot)
     assert "load[torch-global-deps]" not in checks  # a CPU build has no libtorch_cuda.so to load as torch does
     for name in ("smoke[matmul]", "smoke[all-reduce]", "arch[torch]"):
@@ -534,19 +535,22 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
                           NvmlAnswer(driver="580.65.06", cuda_version=13000,
                                      gpus=(GpuAnswer(0, "NVIDIA H100 80GB HBM3", (9, 0), None, "off"),)))
 
-    def probe_loads(steps: list[LoadStep], **kwargs: object) -> dict[str, LoadResult]:
+    def probe_torch(steps: list[LoadStep], **kwargs: object) -> TorchRun:
         loaded.append([step.name for step in steps])
-        return {step.name: Loaded(True, step.target, "opened") for step in steps}
+        loads: dict[str, LoadResult] = {step.name: Loaded(True, step.target, "opened") for step in steps}
+        return TorchRun(loads, SmokeRun.from_run(ChildRun((), {}, (), True, 0, False, 7.0, 0.1)))
 
     loaded: list[list[str]] = []
     monkeypatch.setattr(probing, "probe_driver", probe_driver)
-    monkeypatch.setattr(probing, "probe_loads", probe_loads)
+    monkeypatch.setattr(probing, "probe_torch", probe_torch)  # a CUDA torch's libraries load in the torch child
     checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=7.0, no_ld_cache=True)))
     assert asked == []
     assert loaded == []
     assert checks["load[libcudart.so.13]"]().outcome is Outcome.PASS
     assert checks["load[libcublas.so.13]"]().message == f"{site / CU13_LIB / 'libcublas.so.13'} (opened)"
     assert loaded == [["libcublas.so.13", "libcuda.so.1", "libcudart.so.13"]]  # one child run for all of them
+    checks["smoke[matmul]"]()
+    assert len(loaded) == 1  # the same child answers the smoke items
     assert asked == []
     assert checks["driver[libcuda]"]().outcome is Outcome.PASS
     assert checks["driver[nvml]"]().outcome is Outcome.PASS
@@ -561,16 +565,18 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
 
 def test_one_torch_child_serves_both_smoke_items_and_honours_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
-    asked: list[tuple[str, dict[str, object]]] = []
+    asked: list[tuple[list[str], dict[str, object]]] = []
 
-    def probe_smoke(mode: str, **kwargs: object) -> object:
-        asked.append((mode, kwargs))
+    def probe_torch(steps: list[LoadStep], **kwargs: object) -> object:
+        asked.append(([step.name for step in steps], kwargs))
         raise RuntimeError("stop here: only the arguments matter")
 
-    monkeypatch.setattr(probing, "probe_smoke", probe_smoke)
+    monkeypatch.setattr(probing, "probe_torch", probe_torch)
+    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: DriverInfo(LibcudaAnswer(error="none"), NvmlAnswer()))
     checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=3.0, no_ld_cache=True)))
-    for name in ("smoke[matmul]", "smoke[all-reduce]"):
+    for name in ("smoke[matmul]", "smoke[all-reduce]", "load[libcudart.so.13]"):
         with pytest.raises(RuntimeError, match="stop here"):
             checks[name]()
-    # one torch child for both items: torch is imported once per run
-    assert [(mode, kw["inhibit_ld_cache"], kw["timeout"]) for mode, kw in asked] == [("all", True, 3.0)]
+    # one torch child for the smoke and the load items: torch is imported once per run
+    assert [(steps, kw["inhibit_ld_cache"], kw["timeout"]) for steps, kw in asked] == [
+        (["libcublas.so.13", "libcuda.so.1", "libcudart.so.13"], True, 3.0)]

@@ -111,6 +111,7 @@ class SmokeRequest:
     devices: Optional[tuple[str, ...]] = None  # None: the visible GPUs; ("cpu",) in the tests
     backend: str = "nccl"
     size: int = 1024
+    loads: Optional[LoadRequest] = None  # the root's libraries, loaded one by one before torch is imported
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,17 @@ def load(dl: ctypes.CDLL, step: LoadTarget) -> Loaded:
     return Loaded(True, mapped_path(dl, handle), "opened")
 
 
-def main() -> None:
-    _protocol.open_channel()
-    request = _protocol.request_as(LoadRequest)
+def load_all(request: LoadRequest) -> None:
+    """Each step begun, loaded and ended in turn (the prelude: libraries loaded again in a new child)."""
     dl = _libdl()
     for step in (*request.prelude, *request.steps):
         _protocol.begin(step.name)
         _protocol.end(step.name, load(dl, step))
+
+
+def main() -> None:
+    _protocol.open_channel()
+    load_all(_protocol.request_as(LoadRequest))
     _protocol.done()
 
 

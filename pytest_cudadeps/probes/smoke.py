@@ -1,7 +1,8 @@
 """Child: import torch and multiply matrices on each GPU, or all-reduce across two processes.
 
-Request: :class:`~._protocol.SmokeRequest` (mode ``all``: torch is imported once for the
-products and, with two or more GPUs, the all-reduce; ``matmul`` or ``all-reduce`` alone in the
+Request: :class:`~._protocol.SmokeRequest` (mode ``all``: the root's libraries are loaded one by
+one first, as the load probe does, then torch is imported once for the products and, with two or
+more GPUs, the all-reduce; ``matmul`` or ``all-reduce`` alone in the
 tests; backend ``nccl`` or ``gloo``); answers: :class:`~._protocol.TorchFacts` for ``import torch``, then
 :class:`~._protocol.MatmulDevice` per device or one :class:`~._protocol.AllReduceAnswer`.
 ``devices`` replaces the visible GPUs, so the comparison and the report can be tested
@@ -23,6 +24,7 @@ from typing import Callable
 
 from . import _protocol
 from ._protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
+from .load import load_all
 
 # Largest |result - reference| / max |reference| accepted, per dtype (TF32 fits under float32's).
 TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
@@ -176,6 +178,8 @@ def run_all_reduce(torch: ModuleType, request: SmokeRequest) -> None:
 def main() -> None:
     _protocol.open_channel()
     request = _protocol.request_as(SmokeRequest)
+    if request.loads is not None:  # the load probe's steps, in this process: torch then finds them mapped
+        load_all(request.loads)
     _protocol.begin("import torch")
     try:
         torch = importlib.import_module("torch")

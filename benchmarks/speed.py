@@ -1,0 +1,125 @@
+"""Every speed and memory goal of the plugin, measured side by side in one run on the real torch venv.
+
+Each command runs as a fresh process, interleaved round by round with the others, so that
+the disk cache and the machine's load touch them alike; the medians, their ratios and the
+goals are printed.  CPU time is the process's and its children's (``wait4``); the pytest
+process's peak memory is its own ``ru_maxrss``, the children's is reported apart.
+
+    python benchmarks/speed.py [--venv ~/.cache/pytest-cudadeps/torch-2.14.1] [--rounds 5]
+
+The goals (issue 11): the whole run <= 1.1 x ``import torch`` wall and <= 1.5 x its CPU time;
+the static run (``--cuda-deps-no-probes``) <= 0.2 x its wall; pytest with the plugin installed
+but off <= 1.03 x pytest without it; the pytest process <= 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_VENV = Path(os.environ.get("CUDADEPS_VENV_CACHE", Path.home() / ".cache" / "pytest-cudadeps")) / "torch-2.14.1"
+# pytest run in a process that reports its own peak memory and its children's at exit (on stderr)
+PYTEST = (
+    "import atexit, resource, runpy, sys\n"
+    "def peak():\n"
+    "    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "    print(f'PEAK {own.ru_maxrss} {kids.ru_maxrss}', file=sys.stderr)\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['pytest', *sys.argv[1:]]\n"
+    "runpy.run_module('pytest', run_name='__main__', alter_sys=True)\n"
+)
+
+
+@dataclass
+class Runs:
+    """The measurements of one command over the rounds."""
+
+    label: str
+    command: list[str]
+    wall: list[float]
+    cpu: list[float]
+    peak_kb: list[int]
+    children_kb: list[int]
+
+    def median(self, values: list[float] | list[int]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+
+def run_once(runs: Runs, cwd: Path) -> None:
+    """One run: wall time, CPU time of the process and its children (wait4), and the peaks it reports."""
+    started = time.perf_counter()
+    process = subprocess.Popen(runs.command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert process.stderr is not None
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)  # reaped here, not by Popen: its rusage is this run's alone
+    process.returncode = os.waitstatus_to_exitcode(status)
+    runs.wall.append(time.perf_counter() - started)
+    runs.cpu.append(usage.ru_utime + usage.ru_stime)
+    for line in err.decode(errors="replace").splitlines():
+        if line.startswith("PEAK "):
+            own, kids = line.split()[1:3]
+            runs.peak_kb.append(int(own))
+            runs.children_kb.append(int(kids))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    site = next(iter(sorted((args.venv / "lib").glob("python3*/site-packages"))), None)
+    if site is None:
+        sys.exit(f"no site-packages in {args.venv}: build it first (pytest --integration builds it)")
+    here = sys.executable
+    with tempfile.TemporaryDirectory() as work:
+        cwd = Path(work)
+        (cwd / "test_nothing.py").write_text("def test_nothing():\n    assert True\n")
+        plugin = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "--cuda-deps-only", f"--cuda-deps-path={site}"]
+        commands = {
+            "import torch": [str(args.venv / "bin" / "python"), "-c", "import torch"],
+            "whole run": plugin,
+            "static run": [*plugin, "--cuda-deps-no-probes"],
+            "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
+            "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:cudadeps",
+                              "test_nothing.py"],
+        }
+        results = {label: Runs(label, command, [], [], [], []) for label, command in commands.items()}
+        for runs in results.values():  # warm the disk cache once, unmeasured
+            subprocess.run(runs.command, cwd=cwd, capture_output=True)
+        for _ in range(args.rounds):
+            for runs in results.values():
+                run_once(runs, cwd)
+    report(results, args.rounds)
+
+
+def report(results: dict[str, Runs], rounds: int) -> None:
+    whole, static = results["whole run"], results["static run"]
+    wall = {label: runs.median(runs.wall) for label, runs in results.items()}
+    cpu = {label: runs.median(runs.cpu) for label, runs in results.items()}
+    print(f"medians of {rounds} interleaved rounds, {os.cpu_count()} cores")
+    for label in results:
+        print(f"  {label:14} {wall[label]:6.2f} s wall  {cpu[label]:6.2f} s CPU")
+    rows = [
+        ("whole run / import torch, wall", wall["whole run"] / wall["import torch"], 1.1),
+        ("whole run / import torch, CPU", cpu["whole run"] / cpu["import torch"], 1.5),
+        ("static run / import torch, wall", wall["static run"] / wall["import torch"], 0.2),
+        ("plugin off / plugin absent, wall", wall["plugin off"] / wall["plugin absent"], 1.03),
+    ]
+    for name, ratio, goal in rows:
+        print(f"{name:36} {ratio:5.2f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
+    peak = whole.median(whole.peak_kb) / 1024
+    print(f"{'pytest process peak memory':36} {peak:5.0f} MB (goal <= 150: {'met' if peak <= 150 else 'NOT met'}); "
+          f"its children's peak {whole.median(whole.children_kb) / 1024:.0f} MB (apart)")
+    print(f"{'static run peak memory':36} {static.median(static.peak_kb) / 1024:5.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
