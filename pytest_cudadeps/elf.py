@@ -12,6 +12,7 @@ import os
 import re
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -334,7 +335,7 @@ def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset
     defined: set[str] = set()
     undefined: set[str] = set()
     try:
-        with open(path, "rb") as stream:
+        with _open_regular(path) as stream:
             elf = ELFFile(stream)
             types = _section_types(stream, elf)
             if _SHT_DYNSYM not in types:
@@ -382,6 +383,59 @@ class SymbolTable:
         return missing
 
 
+def _version_names(data_needed: bytes, data_defined: bytes, order: str, text: Callable[[int], str]) -> dict[int, str]:
+    """Version index to version name, from .gnu.version_r (needed) and .gnu.version_d (defined).
+
+    Offsets only move forward, and the walk stops after as many steps as 8-byte records fit
+    the sections: a zero vna_next repeated 65,535 times per entry would otherwise cost seconds.
+    """
+    names: dict[int, str] = {}
+    budget = (len(data_needed) + len(data_defined)) // 8 + 1
+    at = 0
+    while at + 16 <= len(data_needed) and budget > 0:
+        _ver, count, _file, aux, following = struct.unpack_from(order + "HHIII", data_needed, at)
+        here = at + aux
+        for _ in range(min(count, budget)):
+            _hash, _flags, other, name, step = struct.unpack_from(order + "IHHII", data_needed, here)
+            names[other] = text(name)
+            here += step
+            budget -= 1
+        if not following:
+            break
+        at += following
+    at = 0
+    while at + 20 <= len(data_defined) and budget > 0:
+        _ver, _flags, index, _count, _hash, aux, following = struct.unpack_from(order + "HHHHIII", data_defined, at)
+        names[index] = text(struct.unpack_from(order + "I", data_defined, at + aux)[0])
+        budget -= 1
+        if not following:
+            break
+        at += following
+    return names
+
+
+def _symbols(data: bytes, versym: bytes, elf_class: int, order: str, names_of_index: dict[int, str],
+             text: Callable[[int], str], only_needed: frozenset[str] | None) -> SymbolTable:
+    entry, layout = (24, order + "I2xH") if elf_class == 64 else (16, order + "I10xH")
+    needed: dict[str, set[str]] = {}
+    defined: dict[str, set[str | None]] = {}
+    for number, offset in enumerate(range(0, len(data) - entry + 1, entry)):
+        name_at, section_index = struct.unpack_from(layout, data, offset)
+        if not name_at:
+            continue
+        index = struct.unpack_from(order + "H", versym, number * 2)[0] & 0x7FFF if versym else 0
+        version = names_of_index.get(index) if index >= 2 else None
+        if only_needed is not None and (section_index != 0 or version not in only_needed):
+            continue
+        if section_index == 0:
+            if version is not None:
+                needed.setdefault(version, set()).add(text(name_at))
+        else:
+            defined.setdefault(text(name_at), set()).add(version)
+    return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
+                       bool(versym))
+
+
 def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> SymbolTable:
     """Read .dynsym with .gnu.version, .gnu.version_r and .gnu.version_d (unpacked with struct).
 
@@ -394,61 +448,22 @@ def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> Symbo
 
     empty = SymbolTable({}, {}, False)
     try:
-        with open(path, "rb") as stream:
+        with _open_regular(path) as stream:
             elf = ELFFile(stream)
             types = _section_types(stream, elf)
             if _SHT_DYNSYM not in types:
                 return empty
             order = "<" if elf.little_endian else ">"
-            symtab = elf.get_section(types.index(_SHT_DYNSYM))
-            strings = _bounded_data(stream, elf, symtab["sh_link"])
+            strings = _bounded_data(stream, elf, elf.get_section(types.index(_SHT_DYNSYM))["sh_link"])
 
             def text(at: int) -> str:
                 return strings[at:strings.find(b"\0", at)].decode("utf-8", "replace")
 
-            names_of_index: dict[int, str] = {}
-            if _SHT_GNU_VERNEED in types:
-                data = _bounded_data(stream, elf, types.index(_SHT_GNU_VERNEED))
-                at = 0
-                while at + 16 <= len(data):
-                    _ver, count, _file, aux, following = struct.unpack_from(order + "HHIII", data, at)
-                    here = at + aux
-                    for _ in range(count):
-                        _hash, _flags, other, name, step = struct.unpack_from(order + "IHHII", data, here)
-                        names_of_index[other] = text(name)
-                        here += step
-                    if not following:
-                        break
-                    at += following
-            if _SHT_GNU_VERDEF in types:
-                data = _bounded_data(stream, elf, types.index(_SHT_GNU_VERDEF))
-                at = 0
-                while at + 20 <= len(data):
-                    _ver, _flags, index, _count, _hash, aux, following = struct.unpack_from(order + "HHHHIII", data, at)
-                    names_of_index[index] = text(struct.unpack_from(order + "I", data, at + aux)[0])
-                    if not following:
-                        break
-                    at += following
-            versym = (_bounded_data(stream, elf, types.index(_SHT_GNU_VERSYM))
-                      if _SHT_GNU_VERSYM in types else b"")
-            data = _bounded_data(stream, elf, types.index(_SHT_DYNSYM))
-            entry, layout = (24, order + "I2xH") if elf.elfclass == 64 else (16, order + "I10xH")
-            needed: dict[str, set[str]] = {}
-            defined: dict[str, set[str | None]] = {}
-            for number, offset in enumerate(range(0, len(data) - entry + 1, entry)):
-                name_at, section_index = struct.unpack_from(layout, data, offset)
-                if not name_at:
-                    continue
-                index = struct.unpack_from(order + "H", versym, number * 2)[0] & 0x7FFF if versym else 0
-                version = names_of_index.get(index) if index >= 2 else None
-                if only_needed is not None and (section_index != 0 or version not in only_needed):
-                    continue
-                if section_index == 0:
-                    if version is not None:
-                        needed.setdefault(version, set()).add(text(name_at))
-                else:
-                    defined.setdefault(text(name_at), set()).add(version)
+            def data_of(sh_type: int) -> bytes:
+                return _bounded_data(stream, elf, types.index(sh_type)) if sh_type in types else b""
+
+            names_of_index = _version_names(data_of(_SHT_GNU_VERNEED), data_of(_SHT_GNU_VERDEF), order, text)
+            return _symbols(data_of(_SHT_DYNSYM), data_of(_SHT_GNU_VERSYM), elf.elfclass, order, names_of_index,
+                            text, only_needed)
     except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
         return empty
-    return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
-                       bool(versym))
