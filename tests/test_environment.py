@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -148,13 +149,18 @@ def test_owned_files_never_leave_the_location(tmp_path: Path) -> None:
 # --- version.py ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", [
-    "cuda = " + "-" * 200_000 + "1\n",  # MemoryError inside CPython's parser
-    "cuda = a" + ".a" * 100_000 + "\n",  # RecursionError during AST construction
-], ids=["unary-chain", "attribute-chain"])
-def test_a_deeply_nested_version_py_is_a_value_error(tmp_path: Path, source: str) -> None:
-    (tmp_path / "version.py").write_text(source)
-    with pytest.raises(ValueError, match=r"nested too deeply for Python's parser \((MemoryError|RecursionError)\)"):
+def test_a_deeply_nested_version_py_is_a_value_error(tmp_path: Path) -> None:
+    (tmp_path / "version.py").write_text("cuda = " + "-" * 200_000 + "1\n")  # MemoryError inside CPython's parser
+    with pytest.raises(ValueError, match=r"nested too deeply for Python's parser \(MemoryError\)"):
+        read_version_module(tmp_path)
+
+
+def test_a_long_attribute_chain_in_version_py(tmp_path: Path) -> None:
+    (tmp_path / "version.py").write_text("cuda = a" + ".a" * 100_000 + "\nx = '1'\n")
+    if sys.version_info < (3, 11):  # 3.9 and 3.10 parse it (it is no literal); 3.11+ recurse per level
+        assert read_version_module(tmp_path) == {"x": "1"}
+        return
+    with pytest.raises(ValueError, match=r"nested too deeply for Python's parser \(RecursionError\)"):
         read_version_module(tmp_path)
 
 
