@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import struct
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .safe_io import UnsafeFile, check_regular, human_size
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
@@ -60,96 +62,246 @@ class ElfProblem:
 # glibc reads a whole ELF header of its own class before anything else: shorter is "file too short".
 _EHDR_SIZE = 64 if sys.maxsize > 2**32 else 52
 _SHT_DYNSYM, _SHT_DYNAMIC, _SHT_GNU_VERDEF, _SHT_GNU_VERNEED = 11, 6, 0x6FFFFFFD, 0x6FFFFFFE
+_SHT_NOBITS = 8
 _WANTED_SECTIONS = (_SHT_DYNAMIC, _SHT_GNU_VERNEED, _SHT_GNU_VERDEF)
 _STRING_TAGS = {"DT_NEEDED": "needed", "DT_SONAME": "soname", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath"}
+_SECTION_WORDS = {_SHT_DYNAMIC: "dynamic", _SHT_GNU_VERNEED: "version needs", _SHT_GNU_VERDEF: "version definitions",
+                  _SHT_DYNSYM: "dynamic symbol"}
+# sizeof(ElfNN_Shdr) and sizeof(ElfNN_Phdr) by ELF class: glibc refuses another e_phentsize
+# ("ELF file's phentsize not the expected size"), and pyelftools reads fixed-size headers.
+_SHDR_SIZE = {32: 40, 64: 64}
+_PHDR_SIZE = {32: 32, 64: 56}
+# Linked shared objects have tens of sections (a CUDA library about forty); the extended count
+# (e_shnum 0, the count in section 0's sh_size) exists for relocatable objects built with
+# -ffunction-sections.  262,144 headers are a 16 MB table: anything more is refused unread.
+MAX_SECTIONS = 1 << 18
+# Elf64_Shdr fields: name, type, flags, addr, offset, size, link, info, addralign, entsize.
+_SHDR_LAYOUT = {32: "10I", 64: "IIQQQQIIQQ"}
+
+
+class DamagedElf(ValueError):
+    """An ELF file whose headers contradict its size: refused before anything is allocated from them."""
+
+
+@dataclass(frozen=True)
+class SectionHeader:
+    """The fields of one section header that the readers need, unpacked with struct."""
+
+    index: int
+    name: int  # offset in the section-name string table
+    type: int
+    offset: int
+    size: int
+    link: int
+    info: int
+
+
+def _unpack_sections(table: bytes, elf_class: int, order: str) -> list[SectionHeader]:
+    layout = struct.Struct(order + _SHDR_LAYOUT[elf_class])
+    headers = []
+    for index in range(len(table) // layout.size):
+        fields = layout.unpack_from(table, index * layout.size)
+        name, sh_type, offset, size, link, info = fields[0], fields[1], fields[4], fields[5], fields[6], fields[7]
+        headers.append(SectionHeader(index, name, sh_type, offset, size, link, info))
+    return headers
+
+
+def _past_end(count: int, entry: int, offset: int, what: str, file_size: int) -> str:
+    return (f"{count} {what} of {entry} bytes at offset {offset} lie past the end of the "
+            f"{human_size(file_size)} file")
+
+
+def section_headers(stream: BinaryIO, elf: ELFFile, file_size: int) -> list[SectionHeader]:
+    """Every section header, read with one bounded read of the table.
+
+    The table's extent (e_shoff + count x e_shentsize) is checked against ``file_size``
+    before anything is read or allocated: a header claiming 65,535 headers of 65,535 bytes
+    on a sparse 5 GB file made one 4.2 GB read (18 s) and then passed.  pyelftools would
+    also build a parsed header per section; a CUDA library has about forty and this is the
+    hot path of the whole static diagnosis.
+    """
+    count, entry, offset = elf["e_shnum"], elf["e_shentsize"], elf["e_shoff"]
+    if not offset:
+        return []
+    expected = _SHDR_SIZE[elf.elfclass]
+    if entry != expected:
+        raise DamagedElf(f"section headers of {entry} bytes, not the {expected} of ELF class {elf.elfclass}")
+    order = "<" if elf.little_endian else ">"
+    if count == 0:  # extended numbering: the real count is section 0's sh_size
+        if offset + entry > file_size:
+            raise DamagedElf(_past_end(1, entry, offset, "section headers", file_size))
+        stream.seek(offset)
+        count = _unpack_sections(stream.read(entry), elf.elfclass, order)[0].size
+    if count > MAX_SECTIONS:
+        raise DamagedElf(f"{count} section headers; at most {MAX_SECTIONS} are read")
+    if offset + count * entry > file_size:
+        raise DamagedElf(_past_end(count, entry, offset, "section headers", file_size))
+    stream.seek(offset)
+    return _unpack_sections(stream.read(count * entry), elf.elfclass, order)
+
+
+def check_program_headers(elf: ELFFile, file_size: int) -> None:
+    """The loader reads the program headers first: their size and extent must fit the file."""
+    count, entry, offset = elf["e_phnum"], elf["e_phentsize"], elf["e_phoff"]
+    if not count:
+        return
+    if entry != _PHDR_SIZE[elf.elfclass]:
+        raise DamagedElf("ELF file's phentsize not the expected size")  # glibc's words (elf/dl-load.c)
+    if offset + count * entry > file_size:
+        raise DamagedElf(_past_end(count, entry, offset, "program headers", file_size))
+
+
+def check_extent(section: SectionHeader, file_size: int, what: str = "") -> None:
+    """A section's bytes (unless SHT_NOBITS) lie inside the file: checked before pyelftools reads them."""
+    if section.type != _SHT_NOBITS and section.offset + section.size > file_size:
+        words = what or _SECTION_WORDS.get(section.type, f"type {section.type:#x}")
+        raise DamagedElf(f"the {words} section ({section.size} bytes at offset {section.offset}) lies past the end "
+                         f"of the {human_size(file_size)} file")
 
 
 def _section_types(stream: BinaryIO, elf: ELFFile) -> list[int]:
-    """sh_type of every section, read with one read of the section header table.
+    """sh_type of every section (the symbol readers' index), bounded like :func:`section_headers`."""
+    file_size = os.fstat(stream.fileno()).st_size
+    return [header.type for header in section_headers(stream, elf, file_size)]
 
-    pyelftools would build a parsed header per section; a CUDA library has about forty and
-    this is the hot path of the whole static diagnosis.
-    """
-    count, size, offset = elf["e_shnum"], elf["e_shentsize"], elf["e_shoff"]
-    if not count or size < 8:
-        return []
-    stream.seek(offset)
-    table = stream.read(count * size)
-    if len(table) < count * size:
-        raise ValueError("the section header table lies past the end of the file (truncated?)")
-    order = "<" if elf.little_endian else ">"
-    return [struct.unpack_from(order + "I", table, i * size + 4)[0] for i in range(len(table) // size)]
+
+def _bounded_data(stream: BinaryIO, elf: ELFFile, index: int) -> bytes:
+    """The bytes of section ``index``, read only when its header places them inside the file."""
+    file_size = os.fstat(stream.fileno()).st_size
+    headers = section_headers(stream, elf, file_size)
+    if index >= len(headers):
+        raise DamagedElf(f"no section {index}")
+    check_extent(headers[index], file_size)
+    return bytes(elf.get_section(index).data())
 
 
 def _split_path(value: str) -> tuple[str, ...]:
     return tuple(value.split(":"))
 
 
-def read_elf(path: Path) -> ElfInfo | ElfProblem:
-    """The dynamic facts of ``path``; an :class:`ElfProblem` for anything the loader would reject."""
-    from elftools.common.exceptions import ELFError
+@dataclass
+class _DynamicFacts:
+    soname: str | None = None
+    needed: list[str] = field(default_factory=list)
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+    verneed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    verdef: list[str] = field(default_factory=list)
+
+
+def _read_dynamic(section: Any, header: SectionHeader, facts: _DynamicFacts, entry_size: int) -> None:
+    # pyelftools reads tags until DT_NULL; a section without one would be read to the end of the file.
+    limit = header.size // entry_size
+    for count, tag in enumerate(section.iter_tags()):
+        if count >= limit:
+            raise DamagedElf(f"the dynamic section has no DT_NULL within its {header.size} bytes")
+        kind = tag.entry.d_tag
+        if kind not in _STRING_TAGS:
+            continue
+        # pyelftools sets the decoded string as an attribute named after the tag
+        text = str(getattr(tag, _STRING_TAGS[kind]))
+        if kind == "DT_NEEDED":
+            facts.needed.append(text)
+        elif kind == "DT_SONAME":
+            facts.soname = text
+        elif kind == "DT_RPATH":
+            facts.rpath = _split_path(text)
+        else:
+            facts.runpath = _split_path(text)
+
+
+def _version_budget(header: SectionHeader, entry_size: int) -> int:
+    """How many version entries and auxiliaries the section can hold: pyelftools trusts sh_info and
+    vn_cnt, and a zero vn_next makes it yield the same entry sh_info times (up to 4 billion)."""
+    if header.info > header.size // entry_size:
+        raise DamagedElf(f"the {_SECTION_WORDS[header.type]} section claims {header.info} entries in "
+                         f"{header.size} bytes")
+    return header.size // 8
+
+
+def _read_versions(section: Any, header: SectionHeader, facts: _DynamicFacts) -> None:
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
+    needs = isinstance(section, GNUVerNeedSection)
+    budget = _version_budget(header, 16 if needs else 20)
+    for entry, aux in section.iter_versions():
+        names: list[str] = []
+        for item in aux:
+            budget -= 1
+            if budget < 0:
+                raise DamagedElf(f"the {_SECTION_WORDS[header.type]} section has more entries than fit its "
+                                 f"{header.size} bytes")
+            names.append(str(item.name))
+        if needs:
+            facts.verneed.append((str(entry.name), tuple(names)))
+        elif names:
+            facts.verdef.append(names[0])
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """``open(path, "rb")`` that never blocks on a FIFO and refuses anything but a regular file."""
+    # handed open to the caller's with-block
+    stream = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))  # noqa: SIM115
+    try:
+        check_regular(path, os.fstat(stream.fileno()))
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def _read_facts(stream: BinaryIO, path: Path) -> ElfInfo | ElfProblem:
     from elftools.elf.dynamic import DynamicSection
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+
+    file_size = os.fstat(stream.fileno()).st_size
+    head = stream.read(_EHDR_SIZE)
+    if len(head) < _EHDR_SIZE:
+        return ElfProblem(path, "file too short")
+    if head[:4] != b"\x7fELF":
+        return ElfProblem(path, "invalid ELF header")
+    stream.seek(0)
+    elf = ELFFile(stream)
+    if elf["e_type"] != "ET_DYN":
+        return ElfProblem(path, f"not a shared object (e_type {elf['e_type']})")
+    check_program_headers(elf, file_size)
+    headers = section_headers(stream, elf, file_size)
+    facts = _DynamicFacts()
+    # Only the three sections the loader reads are built; the others are never parsed.
+    for header in headers:
+        if header.type not in _WANTED_SECTIONS:
+            continue
+        check_extent(header, file_size)
+        if header.link < len(headers):
+            check_extent(headers[header.link], file_size, f"string table of the {_SECTION_WORDS[header.type]}")
+        section = elf.get_section(header.index)
+        if isinstance(section, DynamicSection):
+            _read_dynamic(section, header, facts, 16 if elf.elfclass == 64 else 8)
+        else:
+            _read_versions(section, header, facts)
+    return ElfInfo(path, elf.elfclass, str(elf["e_machine"]), facts.soname, tuple(facts.needed), facts.rpath,
+                   facts.runpath, tuple(facts.verneed), tuple(facts.verdef))
+
+
+def read_elf(path: Path) -> ElfInfo | ElfProblem:
+    """The dynamic facts of ``path``; an :class:`ElfProblem` for anything the loader would reject.
+
+    Every size the file claims (section and program header tables, the sections read) is
+    checked against the file's own size before pyelftools reads or allocates anything.
+    """
+    from elftools.common.exceptions import ELFError
 
     try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISDIR(mode):
-            return ElfProblem(path, "is a directory")
-        if not stat.S_ISREG(mode):  # opening a FIFO for reading waits for a writer forever
-            return ElfProblem(path, "not a regular file")
-        with open(path, "rb") as stream:
-            head = stream.read(_EHDR_SIZE)
-            if len(head) < _EHDR_SIZE:
-                return ElfProblem(path, "file too short")
-            if head[:4] != b"\x7fELF":
-                return ElfProblem(path, "invalid ELF header")
-            stream.seek(0)
-            elf = ELFFile(stream)
-            if elf["e_type"] != "ET_DYN":
-                return ElfProblem(path, f"not a shared object (e_type {elf['e_type']})")
-            soname = None
-            needed: list[str] = []
-            rpath: tuple[str, ...] = ()
-            runpath: tuple[str, ...] = ()
-            verneed: list[tuple[str, tuple[str, ...]]] = []
-            verdef: list[str] = []
-            # Only the three sections the loader reads are built; the others are never parsed.
-            for index, sh_type in enumerate(_section_types(stream, elf)):
-                if sh_type not in _WANTED_SECTIONS:
-                    continue
-                section = elf.get_section(index)
-                if isinstance(section, DynamicSection):
-                    for tag in section.iter_tags():
-                        kind = tag.entry.d_tag
-                        if kind not in _STRING_TAGS:
-                            continue
-                        # pyelftools sets the decoded string as an attribute named after the tag
-                        text = str(getattr(tag, _STRING_TAGS[kind]))
-                        if kind == "DT_NEEDED":
-                            needed.append(text)
-                        elif kind == "DT_SONAME":
-                            soname = text
-                        elif kind == "DT_RPATH":
-                            rpath = _split_path(text)
-                        else:
-                            runpath = _split_path(text)
-                elif isinstance(section, GNUVerNeedSection):
-                    for entry, aux in section.iter_versions():
-                        verneed.append((str(entry.name), tuple(str(a.name) for a in aux)))
-                elif isinstance(section, GNUVerDefSection):
-                    for _entry, aux in section.iter_versions():
-                        names = [a.name for a in aux]
-                        if names:
-                            verdef.append(names[0])
-            return ElfInfo(path, elf.elfclass, str(elf["e_machine"]), soname, tuple(needed), rpath, runpath,
-                           tuple(verneed), tuple(verdef))
-    except PermissionError as exc:
-        return ElfProblem(path, f"cannot be read: {exc.strerror}")
+        with _open_regular(path) as stream:
+            return _read_facts(stream, path)
+    except UnsafeFile as exc:
+        return ElfProblem(path, "is a directory" if "directory" in exc.reason else exc.reason)
     except IsADirectoryError:
         return ElfProblem(path, "is a directory")
     except OSError as exc:
         return ElfProblem(path, f"cannot be read: {exc.strerror or exc}")
+    except DamagedElf as exc:
+        return ElfProblem(path, f"damaged ELF file: {exc}")
     except (ELFError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as exc:
         return ElfProblem(path, f"damaged ELF file ({type(exc).__name__}: {exc})")
     except Exception as exc:  # pyelftools raises struct.error and others on truncated files
@@ -184,14 +336,14 @@ def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset
     defined: set[str] = set()
     undefined: set[str] = set()
     try:
-        with open(path, "rb") as stream:
+        with _open_regular(path) as stream:
             elf = ELFFile(stream)
             types = _section_types(stream, elf)
             if _SHT_DYNSYM not in types:
                 return frozenset(), frozenset()
             symtab = elf.get_section(types.index(_SHT_DYNSYM))
-            strings = elf.get_section(symtab["sh_link"]).data()
-            data = symtab.data()
+            strings = _bounded_data(stream, elf, symtab["sh_link"])
+            data = _bounded_data(stream, elf, types.index(_SHT_DYNSYM))
             order = "<" if elf.little_endian else ">"
             # st_name and st_shndx of Elf64_Sym (24 bytes) or Elf32_Sym (16 bytes)
             entry, layout = (24, order + "I2xH") if elf.elfclass == 64 else (16, order + "I10xH")
@@ -232,6 +384,59 @@ class SymbolTable:
         return missing
 
 
+def _version_names(data_needed: bytes, data_defined: bytes, order: str, text: Callable[[int], str]) -> dict[int, str]:
+    """Version index to version name, from .gnu.version_r (needed) and .gnu.version_d (defined).
+
+    Offsets only move forward, and the walk stops after as many steps as 8-byte records fit
+    the sections: a zero vna_next repeated 65,535 times per entry would otherwise cost seconds.
+    """
+    names: dict[int, str] = {}
+    budget = (len(data_needed) + len(data_defined)) // 8 + 1
+    at = 0
+    while at + 16 <= len(data_needed) and budget > 0:
+        _ver, count, _file, aux, following = struct.unpack_from(order + "HHIII", data_needed, at)
+        here = at + aux
+        for _ in range(min(count, budget)):
+            _hash, _flags, other, name, step = struct.unpack_from(order + "IHHII", data_needed, here)
+            names[other] = text(name)
+            here += step
+            budget -= 1
+        if not following:
+            break
+        at += following
+    at = 0
+    while at + 20 <= len(data_defined) and budget > 0:
+        _ver, _flags, index, _count, _hash, aux, following = struct.unpack_from(order + "HHHHIII", data_defined, at)
+        names[index] = text(struct.unpack_from(order + "I", data_defined, at + aux)[0])
+        budget -= 1
+        if not following:
+            break
+        at += following
+    return names
+
+
+def _symbols(data: bytes, versym: bytes, elf_class: int, order: str, names_of_index: dict[int, str],
+             text: Callable[[int], str], only_needed: frozenset[str] | None) -> SymbolTable:
+    entry, layout = (24, order + "I2xH") if elf_class == 64 else (16, order + "I10xH")
+    needed: dict[str, set[str]] = {}
+    defined: dict[str, set[str | None]] = {}
+    for number, offset in enumerate(range(0, len(data) - entry + 1, entry)):
+        name_at, section_index = struct.unpack_from(layout, data, offset)
+        if not name_at:
+            continue
+        index = struct.unpack_from(order + "H", versym, number * 2)[0] & 0x7FFF if versym else 0
+        version = names_of_index.get(index) if index >= 2 else None
+        if only_needed is not None and (section_index != 0 or version not in only_needed):
+            continue
+        if section_index == 0:
+            if version is not None:
+                needed.setdefault(version, set()).add(text(name_at))
+        else:
+            defined.setdefault(text(name_at), set()).add(version)
+    return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
+                       bool(versym))
+
+
 def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> SymbolTable:
     """Read .dynsym with .gnu.version, .gnu.version_r and .gnu.version_d (unpacked with struct).
 
@@ -244,64 +449,25 @@ def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> Symbo
 
     empty = SymbolTable({}, {}, False)
     try:
-        with open(path, "rb") as stream:
+        with _open_regular(path) as stream:
             elf = ELFFile(stream)
             types = _section_types(stream, elf)
             if _SHT_DYNSYM not in types:
                 return empty
             order = "<" if elf.little_endian else ">"
-            symtab = elf.get_section(types.index(_SHT_DYNSYM))
-            strings = elf.get_section(symtab["sh_link"]).data()
+            strings = _bounded_data(stream, elf, elf.get_section(types.index(_SHT_DYNSYM))["sh_link"])
 
             def text(at: int) -> str:
                 return strings[at:strings.find(b"\0", at)].decode("utf-8", "replace")
 
-            names_of_index: dict[int, str] = {}
-            if _SHT_GNU_VERNEED in types:
-                data = elf.get_section(types.index(_SHT_GNU_VERNEED)).data()
-                at = 0
-                while at + 16 <= len(data):
-                    _ver, count, _file, aux, following = struct.unpack_from(order + "HHIII", data, at)
-                    here = at + aux
-                    for _ in range(count):
-                        _hash, _flags, other, name, step = struct.unpack_from(order + "IHHII", data, here)
-                        names_of_index[other] = text(name)
-                        here += step
-                    if not following:
-                        break
-                    at += following
-            if _SHT_GNU_VERDEF in types:
-                data = elf.get_section(types.index(_SHT_GNU_VERDEF)).data()
-                at = 0
-                while at + 20 <= len(data):
-                    _ver, _flags, index, _count, _hash, aux, following = struct.unpack_from(order + "HHHHIII", data, at)
-                    names_of_index[index] = text(struct.unpack_from(order + "I", data, at + aux)[0])
-                    if not following:
-                        break
-                    at += following
-            versym = (elf.get_section(types.index(_SHT_GNU_VERSYM)).data()
-                      if _SHT_GNU_VERSYM in types else b"")
-            data = symtab.data()
-            entry, layout = (24, order + "I2xH") if elf.elfclass == 64 else (16, order + "I10xH")
-            needed: dict[str, set[str]] = {}
-            defined: dict[str, set[str | None]] = {}
-            for number, offset in enumerate(range(0, len(data) - entry + 1, entry)):
-                name_at, section_index = struct.unpack_from(layout, data, offset)
-                if not name_at:
-                    continue
-                index = struct.unpack_from(order + "H", versym, number * 2)[0] & 0x7FFF if versym else 0
-                version = names_of_index.get(index) if index >= 2 else None
-                if only_needed is not None and (section_index != 0 or version not in only_needed):
-                    continue
-                if section_index == 0:
-                    if version is not None:
-                        needed.setdefault(version, set()).add(text(name_at))
-                else:
-                    defined.setdefault(text(name_at), set()).add(version)
+            def data_of(sh_type: int) -> bytes:
+                return _bounded_data(stream, elf, types.index(sh_type)) if sh_type in types else b""
+
+            names_of_index = _version_names(data_of(_SHT_GNU_VERNEED), data_of(_SHT_GNU_VERDEF), order, text)
+            return _symbols(data_of(_SHT_DYNSYM), data_of(_SHT_GNU_VERSYM), elf.elfclass, order, names_of_index,
+                            text, only_needed)
     except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
         return empty
-    return SymbolTable({k: frozenset(v) for k, v in needed.items()}, {k: frozenset(v) for k, v in defined.items()},
-                       bool(versym))
 
 
 _PT_INTERP = 3

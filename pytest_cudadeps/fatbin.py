@@ -18,13 +18,18 @@ about 317 MiB in torch's ``libtorch_cuda.so``.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .findings import Finding, failed, passed
+from .safe_io import open_regular
+
+if TYPE_CHECKING:
+    from .elf import SectionHeader
 
 CHECK = "arch"
 MAGIC = 0xBA55ED50
@@ -32,6 +37,7 @@ SECTION = ".nv_fatbin"
 KIND_PTX, KIND_CUBIN = 1, 2
 _CONTAINER = struct.Struct("<IHHQ")
 _ENTRY = struct.Struct("<HHIQ12xI")  # kind, ?, header size, payload size, (skipped), sm at offset 28
+_SHT_NOBITS = 8
 
 
 class FatbinError(ValueError):
@@ -103,18 +109,48 @@ def sm_name(sm: int) -> str:
 
 
 def section_extent(path: Path, name: str = SECTION) -> tuple[int, int] | None:
-    """(file offset, size) of the section, from the ELF section headers (pyelftools); None when absent."""
+    """(file offset, size) of the section, from the ELF section headers; None when absent.
+
+    The headers and their names are read with the bounded readers of :mod:`.elf` (a header
+    table or a section past the end of the file is refused before anything is allocated),
+    not by building a pyelftools section per header.
+    """
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    with open(path, "rb") as stream:
+    from .elf import DamagedElf, check_extent, section_headers
+
+    with os.fdopen(open_regular(path), "rb") as stream:
         try:  # a truncated or non-ELF file in the root (its elf[...] item says so too)
-            section = ELFFile(stream).get_section_by_name(name)
-        except ELFError as exc:
+            elf = ELFFile(stream)
+            file_size = os.fstat(stream.fileno()).st_size
+            headers = section_headers(stream, elf, file_size)
+            wanted = name.encode()
+            names = _section_names(stream, headers, elf["e_shstrndx"], file_size)
+        except (ELFError, DamagedElf, struct.error) as exc:
             raise FatbinError(f"{path}: not a readable ELF file ({exc})") from exc
-        if section is None or section["sh_type"] == "SHT_NOBITS":
-            return None
-        return int(section["sh_offset"]), int(section["sh_size"])
+        for header in headers:
+            if names.get(header.name) == wanted and header.type != _SHT_NOBITS:
+                try:
+                    check_extent(header, file_size, name)
+                except DamagedElf as exc:
+                    raise FatbinError(f"{path}: {exc}") from exc
+                return header.offset, header.size
+        return None
+
+
+def _section_names(stream: BinaryIO, headers: Sequence[SectionHeader], index: int,
+                   file_size: int) -> dict[int, bytes]:
+    """Section name by its offset in the section-name string table (read once, bounded by the file)."""
+    from .elf import check_extent
+
+    if index >= len(headers):
+        return {}
+    table = headers[index]
+    check_extent(table, file_size, "section-name string table")
+    stream.seek(table.offset)
+    data = stream.read(table.size)
+    return {h.name: data[h.name:data.find(b"\0", h.name)] for h in headers if h.name < len(data)}
 
 
 def read_architectures(path: Path) -> Architectures:
@@ -122,7 +158,7 @@ def read_architectures(path: Path) -> Architectures:
     extent = section_extent(path)
     if extent is None:
         return Architectures(path, frozenset())
-    with open(path, "rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:
         return _walk(stream, path, *extent)
 
 
@@ -141,6 +177,8 @@ def _walk(stream: BinaryIO, path: Path, start: int, size: int) -> Architectures:
                 offset += 8
                 continue
             raise FatbinError(f"{path}: no fatbin magic at section offset {offset - start:#x} (found {magic:#010x})")
+        if header_size < _CONTAINER.size:  # 0 would never advance: the walk would loop forever
+            raise FatbinError(f"{path}: container at section offset {offset - start:#x} has a header size of {header_size}")
         containers += 1
         variant: set[tuple[int, int]] = set()
         entry, container_end = offset + header_size, offset + header_size + body

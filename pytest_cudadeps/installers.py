@@ -7,6 +7,8 @@ running ``pip`` in a uv- or poetry-managed environment is undone by the next syn
 
 from __future__ import annotations
 
+import shlex
+
 _COMMANDS: dict[str, str] = {
     "pip": "pip install {spec}",
     "uv": "uv pip install {spec}",
@@ -22,7 +24,14 @@ _NOTES: dict[str, str] = {
 
 
 def quote(spec: str) -> str:
-    return f"'{spec}'"
+    """``spec`` as one inert shell word, always in single quotes: ``'nvidia-cublas==13.1.1.3.*'``.
+
+    Requirement text comes from METADATA files that anyone can write: a Requires-Dist with
+    backticks or ``$(...)`` must not run a command when the fix line is pasted into a shell.
+    shlex.quote leaves "safe" words bare; we quote those too, so every fix looks alike.
+    """
+    quoted = shlex.quote(spec)
+    return quoted if quoted.startswith("'") else f"'{spec}'"
 
 
 def install_command(installer: str, spec: str) -> str:
@@ -35,8 +44,8 @@ def install_command(installer: str, spec: str) -> str:
 def uninstall_command(installer: str, name: str) -> str:
     key = installer.strip().lower() or "pip"
     if key == "uv":
-        return f"uv pip uninstall {name}"
-    return f"pip uninstall -y {name}"
+        return f"uv pip uninstall {shlex.quote(name)}"
+    return f"pip uninstall -y {shlex.quote(name)}"  # a plain name stays bare; anything odd is quoted
 
 
 def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:

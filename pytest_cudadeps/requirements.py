@@ -70,12 +70,38 @@ class Closure:
         return grouped
 
 
+# Bounds on what packaging is asked to parse.  Real Requires-Dist lines are under 300 characters
+# and nest parentheses two or three deep; packaging's parser recurses once per parenthesis and
+# raised RecursionError (an INTERNALERROR) for a marker with hundreds of them.
+MAX_REQUIREMENT_LENGTH = 4096
+MAX_MARKER_DEPTH = 32
+
+
+def _paren_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
+
+
 @cache
 def _parse(raw: str) -> Requirement | str:
+    """The requirement, or why it is not one (in words; bounded in length and nesting before packaging sees it)."""
+    if len(raw) > MAX_REQUIREMENT_LENGTH:
+        return f"it is {len(raw)} characters long; at most {MAX_REQUIREMENT_LENGTH} are read"
+    depth = _paren_depth(raw)
+    if depth > MAX_MARKER_DEPTH:
+        return f"it nests parentheses {depth} deep; at most {MAX_MARKER_DEPTH} are read"
     try:
         return Requirement(raw)
     except InvalidRequirement as exc:
         return str(exc).splitlines()[0]
+    except RecursionError:  # not reached within the bounds above; kept so that no input can crash the walk
+        return "it is nested too deeply to parse"
 
 
 def _marker_true(marker: Marker | None, extra: str) -> bool:
@@ -88,15 +114,23 @@ def _applies(raw: str, extra: str) -> bool:
 
     Cached by the requirement's text: torch's closure is walked once per root and once to
     choose the roots, and packaging rebuilds the marker environment on every evaluation.
+    Evaluation recurses once per nesting level, which :func:`_parse` bounded already; a
+    RecursionError all the same is reported as a marker that cannot be evaluated.
     """
     req = _parse(raw)
     assert isinstance(req, Requirement)
-    if not extra:
-        return _marker_true(req.marker, "")
-    return _marker_true(req.marker, extra) and not _marker_true(req.marker, "")
+    try:
+        if not extra:
+            return _marker_true(req.marker, "")
+        return _marker_true(req.marker, extra) and not _marker_true(req.marker, "")
+    except RecursionError:
+        raise UndefinedComparison("the marker is nested too deeply to evaluate") from None
 
 
-_GATE_AT_END = re.compile(r"""(?:^|\s+and\s+)extra\s*==\s*['"]([^'"]+)['"]\s*$""")
+# The gate itself; what precedes it is checked without a regular expression, because
+# `(?:^|\s+and\s+)extra...` searched from every position was quadratic in runs of spaces
+# (0.44 s for a line with 8,000).
+_GATE_AT_END = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]\s*$""")
 
 
 def _has_top_level_or(text: str) -> bool:
@@ -108,6 +142,17 @@ def _has_top_level_or(text: str) -> bool:
     return False
 
 
+def _before_gate(marker: str, start: int) -> str | None:
+    """A of ``A and extra == "x"`` ("" when the marker is the gate alone); None when the gate does not end an ``and``."""
+    before = marker[:start]
+    if not before:
+        return ""
+    stripped = before.rstrip()
+    if stripped == before or not stripped.endswith("and") or not stripped[:-3][-1:].isspace():
+        return None
+    return stripped[:-3]
+
+
 @cache
 def _extra_gate(raw: str) -> str | None:
     """The extra a requirement belongs to when its marker is ``extra == "x"`` or ``A and extra == "x"``
@@ -117,11 +162,14 @@ def _extra_gate(raw: str) -> str | None:
     parsing it (fsspec alone has 60 such lines); any other marker is parsed and evaluated.
     """
     _, semicolon, marker = raw.partition(";")
-    if not semicolon or "extra" not in marker:
-        return None
+    if not semicolon or "extra" not in marker or len(raw) > MAX_REQUIREMENT_LENGTH:
+        return None  # an over-long line is refused by _parse
     marker = marker.strip()
     match = _GATE_AT_END.search(marker)
-    if match is None or _has_top_level_or(marker[:match.start()]):
+    if match is None:
+        return None
+    before = _before_gate(marker, match.start())
+    if before is None or _has_top_level_or(before):
         return None
     return canonicalize_name(match.group(1))
 

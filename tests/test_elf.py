@@ -222,7 +222,7 @@ def test_truncated_library(built: Built, tmp_path: Path) -> None:
     cut = tmp_path / "libcut.so"
     cut.write_bytes(built.foo.read_bytes()[:100])
     message = problem(cut)
-    assert message.startswith("damaged ELF file (")
+    assert message.startswith("damaged ELF file")
 
 
 def test_directory_named_like_a_library(tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(timeout=10)
         pytest.fail("read_elf blocked on a FIFO")
-    assert result == [ElfProblem(fifo, "not a regular file")]
+    assert result == [ElfProblem(fifo, "not a regular file (a FIFO)")]
 
 
 def test_unreadable_file(built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

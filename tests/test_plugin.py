@@ -274,7 +274,7 @@ def test_no_roots_is_a_skip_with_the_reason(pytester: pytest.Pytester) -> None:
 
 
 BAD_METADATA = {
-    "metadata-is-a-folder": (None, "cannot be read: [Errno 21] Is a directory"),
+    "metadata-is-a-folder": (None, "cannot be read: not a regular file (a directory)"),
     "not-utf8": (b"Metadata-Version: 2.1\nName: broken\nVersion: 1.0\nSummary: \xff\n", "cannot be read: not UTF-8 text"),
     "garbled-headers": (b"Metadata-Version: 2.1\nName: broken\nno colon here\nVersion: 1.0\n", "garbled headers"),
     "no-name": (b"Metadata-Version: 2.1\nVersion: 1.0\n", "has no Name field"),

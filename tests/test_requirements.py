@@ -368,7 +368,7 @@ def test_bad_metadata_becomes_a_failing_finding(tmp_path: Path, content: bytes, 
 def test_metadata_that_is_a_folder_becomes_a_failing_finding(tmp_path: Path) -> None:
     _, found = _env_with_bad(tmp_path, "broken-1.dist-info", lambda p: p.mkdir())
     assert found["metadata[broken-1.dist-info]"].outcome is Outcome.FAIL
-    assert "cannot be read: [Errno 21] Is a directory" in found["metadata[broken-1.dist-info]"].message
+    assert "cannot be read: not a regular file (a directory)" in found["metadata[broken-1.dist-info]"].message
 
 
 @pytest.mark.parametrize(("line", "problem"), [

@@ -1,0 +1,55 @@
+"""The fatbin walk ends on any input, and reads only sections that lie inside the file."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.fatbin import MAGIC, FatbinError, read_architectures, section_extent
+from pytest_cudadeps.safe_io import UnsafeFile
+from tests.bounds import within
+from tests.test_fatbin import CUBIN, container, elf_with_fatbin, entry
+
+
+def test_a_container_with_a_zero_header_size_ends_the_walk(gcc: str, tmp_path: Path) -> None:
+    stuck = struct.pack("<IHHQ", MAGIC, 1, 0, 0)  # header size 0, body 0: the offset never moved
+    lib = elf_with_fatbin(gcc, tmp_path / "libstuck.so", container(entry(CUBIN, 80, b"\x01" * 8)) + stuck)
+    with within(5), pytest.raises(FatbinError, match="has a header size of 0"):
+        read_architectures(lib)
+
+
+def test_a_huge_section_header_table_is_refused_unread(gcc: str, tmp_path: Path) -> None:
+    lib = elf_with_fatbin(gcc, tmp_path / "libhuge.so", container(entry(CUBIN, 80, b"\x01" * 8)))
+    with open(lib, "r+b") as stream:
+        stream.seek(0x3A)
+        stream.write(struct.pack("<HH", 0xFFFF, 0xFFFF))  # e_shentsize, e_shnum
+        stream.truncate(5 << 30)  # sparse
+    with within(2), pytest.raises(FatbinError, match="section headers of 65535 bytes, not the 64"):
+        section_extent(lib)
+
+
+def test_a_fatbin_section_past_the_end_of_the_file_is_refused(gcc: str, tmp_path: Path) -> None:
+    lib = elf_with_fatbin(gcc, tmp_path / "libpast.so", container(entry(CUBIN, 80, b"\x01" * 8)))
+    offset, _ = section_extent(lib) or (0, 0)
+    with open(lib, "rb") as stream:
+        stream.seek(0x28)
+        shoff = struct.unpack("<Q", stream.read(8))[0]
+        stream.seek(0x3C)
+        shnum = struct.unpack("<H", stream.read(2))[0]
+        stream.seek(shoff)
+        table = stream.read(shnum * 64)
+    index = next(i for i in range(shnum) if struct.unpack_from("<Q", table, i * 64 + 24)[0] == offset)
+    with open(lib, "r+b") as stream:
+        stream.seek(shoff + index * 64 + 32)
+        stream.write(struct.pack("<Q", 1 << 40))  # sh_size
+    with pytest.raises(FatbinError, match=r"the .nv_fatbin section \(1099511627776 bytes at offset"):
+        read_architectures(lib)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "libtorch_cuda.so")
+    with within(5), pytest.raises(UnsafeFile, match="a FIFO"):
+        read_architectures(tmp_path / "libtorch_cuda.so")
