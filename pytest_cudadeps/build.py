@@ -49,7 +49,10 @@ def read_build(env: Environment, dist: Distribution) -> Build | str:
         return f"{version_file} cannot be read: {exc}"
     if "cuda" not in values:
         return f"{version_file} has no `cuda = ...` line"
-    return Build(dist, version_file, values["cuda"])
+    cuda = values["cuda"]
+    if cuda is not None and not re.fullmatch(r"\d+\.\d+", cuda):
+        return f"{version_file} has cuda = {cuda!r}, not a CUDA version such as '13.0'"
+    return Build(dist, version_file, cuda)
 
 
 def cuda_major_of(dist: Distribution) -> int | None:

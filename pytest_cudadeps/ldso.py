@@ -37,6 +37,7 @@ from functools import cache
 from pathlib import Path
 
 from .elf import ElfInfo, ElfProblem, read_elf, read_header
+from .safe_io import LD_SO_CACHE_LIMIT, is_dir, is_regular, read_regular
 
 LD_SO_CACHE = Path("/etc/ld.so.cache")
 _NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -46,7 +47,7 @@ _OLD_MAGIC = b"ld.so-1.7.0"
 def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, tuple[Path, ...]]:
     """soname -> library paths listed in the binary ld.so.cache, in its order (both formats)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, LD_SO_CACHE_LIMIT, "ld.so.cache")
     except OSError:
         return {}
     start = 0
@@ -83,16 +84,16 @@ def default_dirs() -> tuple[Path, ...]:
     multiarch = f"{machine}-linux-gnu"
     dirs = [Path("/lib") / multiarch, Path("/usr/lib") / multiarch, Path("/lib64"), Path("/usr/lib64"),
             Path("/lib"), Path("/usr/lib")]
-    return tuple(d for d in dirs if d.is_dir())
+    return tuple(d for d in dirs if is_dir(d))
 
 
 @cache
 def lib_token() -> str:
     """What ``$LIB`` expands to: the multiarch folder where it exists, else lib64/lib."""
     multiarch = Path("/lib") / f"{platform.machine()}-linux-gnu"
-    if multiarch.is_dir():
+    if is_dir(multiarch):
         return f"lib/{multiarch.name}"
-    return "lib64" if Path("/lib64").is_dir() and struct.calcsize("P") == 8 else "lib"
+    return "lib64" if is_dir(Path("/lib64")) and struct.calcsize("P") == 8 else "lib"
 
 
 def expand(entry: str, origin: Path) -> Path:
@@ -205,7 +206,7 @@ class LoaderModel:
 
     def _acceptable(self, candidate: Path, wanted: tuple[int, str], soname: str) -> tuple[bool, str | None]:
         """(take it, problem): wrong class/machine is skipped; a non-ELF file stops the search."""
-        if not candidate.is_file():
+        if not is_regular(candidate):  # as ld.so: a folder it cannot search or a name too long is skipped
             return False, None
         header = read_header(candidate)
         if header is None:
@@ -254,7 +255,7 @@ class LoaderModel:
             return Resolution(soname, needed_by, path, Via(Step.PRELOAD if path in self.preloaded else Step.LOADED), ())
         if "/" in soname:
             path = expand(soname, needed_by.parent)
-            return Resolution(soname, needed_by, path if path.is_file() else None, Via(Step.PATH),
+            return Resolution(soname, needed_by, path if is_regular(path) else None, Via(Step.PATH),
                               (Searched(Via(Step.PATH), path),))
         obj = self.info(needed_by)
         if isinstance(obj, ElfProblem):
@@ -282,7 +283,7 @@ class LoaderModel:
                 path = self.resolve(entry, self.executable).path
             else:
                 path = None
-            if path is None or not path.is_file():
+            if path is None or not is_regular(path):
                 continue  # ld.so prints "cannot be preloaded ... ignored" and goes on
             info = self.info(path)
             if isinstance(info, ElfInfo) and info.soname:

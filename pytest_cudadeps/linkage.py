@@ -8,6 +8,7 @@ The findings about the result are in :mod:`pytest_cudadeps.linkage_rules`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +85,10 @@ def root_objects(env: Environment, root: Distribution) -> tuple[Path, ...]:
         first = [lib / "libtorch_global_deps.so"]
         extensions = sorted(package.glob("_C*.so"))
         rest = sorted(p for p in lib.glob("*.so*") if p not in first)
-        candidates = [p for p in (*first, *extensions, *rest) if p.is_file() or p.is_symlink()]
+        # anything at those names: a FIFO, a folder or a dangling link there is the elf[...] item's to report
+        candidates = [p for p in (*first, *extensions, *rest) if os.path.lexists(p)]
     else:
-        candidates = sorted(p for p, _ in root.files() if is_shared_object_name(p.name))
+        candidates = sorted(p for p, _ in root.owned_files() if is_shared_object_name(p.name))
     return tuple(dict.fromkeys(candidates))
 
 

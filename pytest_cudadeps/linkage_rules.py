@@ -13,6 +13,7 @@ first problem is the item's message; the wheel and the fix come from
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from .findings import Finding, failed, passed, skipped
 from .installers import reinstall_command
 from .ldso import Resolution, Step, Via
 from .linkage import Linkage, ResolvedLibrary
-from .owners import Owners
+from .owners import Owners, is_shared_object_name
 from .providers import DRIVER_SONAMES, ProviderResolver, Provision
 from .requirements import Closure
+from .safe_io import open_regular
 
 CHECK = "linkage"
 _NVJITLINK_SYMBOL = r"__nvJitLink\w*_\d+_\d+$"
@@ -96,7 +98,20 @@ def own_object_findings(env: Environment, linkage: Linkage) -> list[Finding]:
                 f"it is one of {root}'s own shared objects; loading it fails with `{obj}: {problem.problem}`",
                 fix=reinstall_command(root.installer, f"{root.name}=={root.version}"),
             ))
+    findings += _missing_own_objects(env, linkage)
     return findings
+
+
+def _missing_own_objects(env: Environment, linkage: Linkage) -> list[Finding]:
+    """The root's shared objects its RECORD lists but that are gone: its import would fail on them."""
+    root = linkage.root
+    gone = sorted({path for path, _ in root.owned_files(".so")
+                   if is_shared_object_name(path.name) and not os.path.lexists(path)})
+    return [failed(
+        "elf", f"{root.key}>{path.name}", f"{_relative(path, env)}: listed in {root}'s RECORD but missing",
+        f"loading it fails with `{path.name}: cannot open shared object file: No such file or directory`",
+        fix=reinstall_command(root.installer, f"{root.name}=={root.version}"),
+    ) for path in gone]
 
 
 def library_finding(case: _Library) -> Finding:
@@ -270,7 +285,7 @@ def _hash_of(path: Path) -> str:
     import hashlib  # only when two RECORDs claim a file, or with --cuda-deps-verify-hashes
 
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:  # never blocks on a FIFO
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()

@@ -29,12 +29,12 @@ class Owners:
         for dist in env.distributions:
             if env.get(dist.key) is not dist:
                 continue
-            base = str(dist.location)
-            for entry in dist.record_entries(".so"):
+            # only files inside its own site-packages: a RECORD line naming /usr/local/cuda/... owns nothing
+            for path, entry in dist.owned_files(".so"):
                 if ".so" in entry.path:
-                    key = os.path.normpath(os.path.join(base, entry.path))
+                    key = str(path)
                     self._index.setdefault(key, []).append((dist, entry))
-                    self._by_name.setdefault(os.path.basename(key), []).append((Path(key), dist))
+                    self._by_name.setdefault(path.name, []).append((path, dist))
 
     def of(self, path: Path) -> list[tuple[Distribution, RecordEntry]]:
         """The distributions whose RECORD lists ``path`` (as written, else as its links resolve)."""

@@ -231,9 +231,9 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     steps: list[LoadStep] = []
     dist = root.dist
     if root.key == "torch" and root.cuda:
-        package = snapshot.env.package_dir(dist, "torch")
-        if package is not None and (package / "lib" / "libtorch_cuda.so").exists():
-            steps += torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
+        # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
+        package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
+        steps += torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
     libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen]
     seen.update(lib.soname for lib in libraries)
     resolver = snapshot.resolver(root)

@@ -201,14 +201,14 @@ def closure(env: Environment, root: Distribution) -> Closure:
             req = _parse(raw)
             if isinstance(req, str):
                 problems[(dist.key, raw)] = MetadataProblem(
-                    meta_file, f"Requires-Dist {raw!r} is not a valid requirement: {req}"
+                    meta_file, f"Requires-Dist {_shown(raw)} is not a valid requirement: {req}"
                 )
                 continue
             try:
                 wanted = _applies(raw, extra)
             except (UndefinedEnvironmentName, UndefinedComparison) as exc:
                 problems[(dist.key, raw)] = MetadataProblem(
-                    meta_file, f"Requires-Dist {raw!r} has a marker that cannot be evaluated: {exc}"
+                    meta_file, f"Requires-Dist {_shown(raw)} has a marker that cannot be evaluated: {exc}"
                 )
                 continue
             if not wanted:
@@ -221,6 +221,11 @@ def closure(env: Environment, root: Distribution) -> Closure:
                 if (target.key, wanted_extra) not in visited:
                     queue.append((target, wanted_extra, here))
     return Closure(root, tuple(demands), tuple(problems.values()))
+
+
+def _shown(raw: str, limit: int = 200) -> str:
+    """A requirement as a message quotes it: a 100,000-character line is cut, not printed whole."""
+    return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}... ({len(raw)} characters)"
 
 
 def requires_cuda(dist: Distribution) -> bool:

@@ -154,6 +154,13 @@ def non_utf8_folder(site: Path) -> None:
     (info / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: broken\n\n")
 
 
+def listed_but_deleted(site: Path) -> None:
+    """torch's RECORD lists torch/lib/libtorch_cuda.so, and the file is gone (a half-finished uninstall)."""
+    with open(site / TORCH_INFO / "RECORD", "a", encoding="utf-8") as record:
+        record.write("torch/lib/libtorch_cuda.so,,\n")
+    (site / "torch" / "lib" / "libtorch_cuda.so").unlink()
+
+
 def nothing(site: Path) -> None:
     pass
 
@@ -176,8 +183,6 @@ FIFO = "cannot be read: not a regular file (a FIFO)"
 FOLDER = "cannot be read: not a regular file (a directory)"
 VERSION_PY = "cannot tell which CUDA torch 2.14.1 was built for: {site}/torch/version.py cannot be read: "
 NESTED = "cuda = " + "-" * 200_000 + "1\n"
-LINKAGE_DROPS = ("linkage.py: lead wires it (root_objects keeps only `p.is_file() or p.is_symlink()`, so torch's own "
-                 "library that is a FIFO or a folder is silently dropped: a static false pass)")
 TIMEOUT = "must be a number of seconds above 0 and at most 3600, not "
 
 CASES: dict[str, Case] = {
@@ -191,9 +196,9 @@ CASES: dict[str, Case] = {
                               f"legacy-1.0.egg-info/requires.txt: {FIFO}"),
     "fifo-version.py": Case(replace("torch/version.py", "fifo"), 1, VERSION_PY + "not a regular file (a FIFO)"),
     "fifo-libtorch_cuda.so": Case(replace("torch/lib/libtorch_cuda.so", "fifo"), 1,
-                                  "torch/lib/libtorch_cuda.so: not a regular file (a FIFO)", xfail=LINKAGE_DROPS),
+                                  "torch/lib/libtorch_cuda.so: not a regular file (a FIFO)"),
     "folder-libtorch_cuda.so": Case(replace("torch/lib/libtorch_cuda.so", "dir"), 1,
-                                    "torch/lib/libtorch_cuda.so: is a directory", xfail=LINKAGE_DROPS),
+                                    "torch/lib/libtorch_cuda.so: is a directory"),
     # folders where files belong
     "folder-METADATA": Case(replace(f"{TORCH_INFO}/METADATA", "dir"), 1, f"{TORCH_INFO}/METADATA: {FOLDER}"),
     "folder-RECORD": Case(replace(f"{TORCH_INFO}/RECORD", "dir"), 1, f"{TORCH_INFO}/RECORD: {FOLDER}"),
@@ -234,7 +239,7 @@ CASES: dict[str, Case] = {
                                     "is not a valid requirement: it nests parentheses 1500 deep; at most 32 are read"),
     "requirement-100k-characters": Case(
         app("nvidia-curand; os_name == 'a'" + " " * 50_000 + "and" + " " * 50_000 + "extra == 'b' c"), 1,
-        "is not a valid requirement: it is 100046 characters long; at most 4096 are read"),
+        "... (100046 characters) is not a valid requirement: it is 100046 characters long; at most 4096 are read"),
     "version.py-nested-unary": Case(version_py(NESTED), 1,
                                     VERSION_PY + "an expression is nested too deeply for Python's parser (MemoryError)"),
     # Python 3.11+ builds the AST recursively (RecursionError); 3.9 and 3.10 parse the chain, which is no literal
@@ -244,10 +249,10 @@ CASES: dict[str, Case] = {
                                        "{site}/torch/version.py has no `cuda = ...` line"),
     "version.py-syntax-error": Case(version_py("cuda = (\n"), 1, VERSION_PY),  # the wording is Python's own
     "version.py-cuda-abc": Case(version_py("cuda = 'abc'\n"), 1, VERSION_PY.replace(" cannot be read: ", " has ") +
-                                "cuda = 'abc', not a CUDA version such as '13.0'", xfail=(
-        "build.py: lead wires it (Build.cuda_major raises ValueError on int('abc'); read_build must refuse a "
-        "cuda value that is not MAJOR.MINOR)")),
+                                "cuda = 'abc', not a CUDA version such as '13.0'"),
     # ELF headers that contradict the file's size
+    "libtorch_cuda.so-in-RECORD-but-deleted": Case(listed_but_deleted, 1,
+                                                   "torch/lib/libtorch_cuda.so: listed in torch 2.14.1's RECORD but missing"),
     "ELF-65535-sections-on-1MB": Case(elf_patch(0x3C, "H", 0xFFFF, size=1 << 20), 1,
                                       "libtorch_cuda.so: damaged ELF file: 65535 section headers of 64 bytes at offset "),
     "ELF-section-header-size-65535": Case(elf_patch(0x3A, "HH", 0xFFFF, 0xFFFF, size=1 << 20), 1,

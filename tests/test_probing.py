@@ -505,9 +505,10 @@ def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
         "load[libcublas.so.13]", "load[libcuda.so.1]", "load[libcudart.so.13]",  # CUDA sonames only, not libc
         "load[torch-cuda]", "load[torch-global-deps]", "smoke[all-reduce]", "smoke[matmul]",
     ]
-    # without libtorch_cuda.so torch is loaded as its libraries only; with no roots there is nothing to probe
+    # without libtorch_cuda.so a CUDA build still gets its item (which fails to load it: never a silent
+    # drop); with no roots there is nothing to probe
     (site / "torch/lib/libtorch_cuda.so").unlink()
-    assert "load[torch-cuda]" not in runtime_checks(snapshot)
+    assert "load[torch-cuda]" in runtime_checks(snapshot)
     assert runtime_checks(replace(snapshot, roots=())) == {}
 
 
@@ -548,7 +549,8 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     assert loaded == []
     assert checks["load[libcudart.so.13]"]().outcome is Outcome.PASS
     assert checks["load[libcublas.so.13]"]().message == f"{site / CU13_LIB / 'libcublas.so.13'} (opened)"
-    assert loaded == [["libcublas.so.13", "libcuda.so.1", "libcudart.so.13"]]  # one child run for all of them
+    # one child run for all of them, torch's own libraries first
+    assert loaded == [["torch-global-deps", "torch-cuda", "libcublas.so.13", "libcuda.so.1", "libcudart.so.13"]]
     checks["smoke[matmul]"]()
     assert len(loaded) == 1  # the same child answers the smoke items
     assert asked == []
@@ -579,4 +581,4 @@ def test_one_torch_child_serves_both_smoke_items_and_honours_the_ld_cache_settin
             checks[name]()
     # one torch child for the smoke and the load items: torch is imported once per run
     assert [(steps, kw["inhibit_ld_cache"], kw["timeout"]) for steps, kw in asked] == [
-        (["libcublas.so.13", "libcuda.so.1", "libcudart.so.13"], True, 3.0)]
+        (["torch-global-deps", "torch-cuda", "libcublas.so.13", "libcuda.so.1", "libcudart.so.13"], True, 3.0)]
