@@ -6,10 +6,18 @@ calls ``exit(0)`` ends the child, and the parent still knows which step it was i
 because the child reports ``begin``/``end`` of each step as JSON lines (see
 :mod:`pytest_cudadeps.probes._protocol`, which also defines every request and answer).
 
-The child is ``sys.executable`` without ``-I``: ``PYTHONPATH`` must work, so that the
-checked environment's site-packages (``--cuda-deps-path``) come first and this
-package's own folder last.  The child starts in its own session so that a timeout
-kills the whole process group (torch's all-reduce spawns workers of its own).
+What the child says travels on a private descriptor (a file passed to it alone, its number
+and a per-run token in ``CUDADEPS_CHANNEL``): only lines carrying the token count, so that
+a library that prints, or writes to a descriptor it guesses, cannot turn a failure into a
+pass.  The child's stdout and stderr go to a file, and a step ends on the child's own exit
+or the timeout, never on the EOF of a pipe that a background process it forked holds open;
+that process, and anything else left in the child's process group, is killed then.
+
+The child is ``sys.executable`` without ``-I``: the checked environment's site-packages
+(``--cuda-deps-path``) are inserted after the standard library and before the
+interpreter's own site-packages (an ``enum/`` folder there cannot shadow the standard
+library), and this package's own folder comes last.  The child starts in its own session
+so that the whole process group can be killed (torch's all-reduce spawns workers of its own).
 """
 
 from __future__ import annotations
@@ -17,16 +25,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from .probes._protocol import ProtocolError, decode
 
@@ -34,10 +44,19 @@ T = TypeVar("T")
 JsonObject = dict[str, object]
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _STDERR_TAIL = 2000
-# sys.path[0] of "python -c" is the working folder, which may hold a torch/ source tree.
+_PROTOCOL_CAP = 64 << 20  # bytes of protocol lines read back: a child cannot fill the parent's memory
+CHANNEL_VARIABLE = "CUDADEPS_CHANNEL"  # "FD TOKEN": where the child writes its lines, and their token
+PATHS_VARIABLE = "CUDADEPS_PATHS"  # the inspected folders, put after the standard library
+PACKAGE_VARIABLE = "CUDADEPS_PACKAGE"  # this package's folder, put last
+# sys.path[0] of "python -c" is the working folder, which may hold a torch/ source tree: dropped.
 _LAUNCHER = (
-    "import sys, runpy; del sys.path[0]; "
-    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    "import os, sys, runpy\n"
+    "del sys.path[0]\n"
+    "site = next((i for i, p in enumerate(sys.path) if os.path.basename(p) in ('site-packages', 'dist-packages')),"
+    " len(sys.path))\n"
+    f"sys.path[site:site] = [p for p in os.environ.pop({PATHS_VARIABLE!r}, '').split(os.pathsep) if p]\n"
+    f"sys.path.append(os.environ.pop({PACKAGE_VARIABLE!r}))\n"
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
 )
 
 
@@ -58,12 +77,14 @@ class ChildGroup:
         self._live: set[subprocess.Popen[bytes]] = set()
         self._stopped = False
 
-    def spawn(self, command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, command: Sequence[str], env: Mapping[str, str], *, stdin: IO[bytes], output: IO[bytes], channel: int
+    ) -> subprocess.Popen[bytes]:
         with self._lock:  # held across Popen: stop() either sees the process or prevents it
             if self._stopped:
                 raise GroupStopped("the run has ended")
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=dict(env), start_new_session=True)
+            process = subprocess.Popen(command, stdin=stdin, stdout=output, stderr=output, env=dict(env),
+                                       pass_fds=(channel,), start_new_session=True)
             self._live.add(process)
             return process
 
@@ -139,13 +160,17 @@ class ChildRun:
 def child_environment(
     paths: Sequence[str] | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The child's environment: PYTHONPATH = the checked paths, then this package's folder."""
+    """The child's environment: the checked folders for the launcher to place (see the module docstring).
+
+    Without ``paths`` the child sees this interpreter's ``PYTHONPATH``, as the user's own jobs do;
+    with them, ``PYTHONPATH`` is dropped: the child sees that environment, not this one.
+    """
     env = dict(os.environ)
     env.update(extra or {})
-    entries = list(paths) if paths is not None else [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if _PACKAGE_PARENT not in entries:
-        entries.append(_PACKAGE_PARENT)
-    env["PYTHONPATH"] = os.pathsep.join(entries)
+    if paths is not None:
+        env.pop("PYTHONPATH", None)
+    env[PATHS_VARIABLE] = os.pathsep.join(paths or ())
+    env[PACKAGE_VARIABLE] = _PACKAGE_PARENT
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONSTARTUP", None)
     return env
@@ -181,35 +206,47 @@ def run_probe(
         command = [loader, "--inhibit-cache", *command]
     if dataclasses.is_dataclass(request) and not isinstance(request, type):
         request = dataclasses.asdict(request)
+    token = secrets.token_hex(16)
     started = time.monotonic()
-    process = (group or ChildGroup()).spawn(command, child_environment(paths, env))
-    timed_out = False
-    try:
-        out, err = process.communicate(json.dumps(request).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(process)
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as channel:
+        stdin.write(json.dumps(request).encode())
+        stdin.seek(0)
+        environment = {**child_environment(paths, env), CHANNEL_VARIABLE: f"{channel.fileno()} {token}"}
+        process = (group or ChildGroup()).spawn(command, environment, stdin=stdin, output=output,
+                                                channel=channel.fileno())
         try:
-            out, err = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
-            out, err = b"", b""
-    finally:
-        if process.poll() is None:  # an exception of our own: leave nothing behind
-            _kill_group(process)
+            exited = _wait_exit(process, timeout)
+        finally:
+            _kill_group(process)  # what it left running in its group (a forked background process) goes too
             process.wait()
-        if group is not None:
-            group.forget(process)
-    elapsed = time.monotonic() - started
-    results, begun, finished = _events(out)
-    return ChildRun(
-        tuple(command), results, begun, finished,
-        None if timed_out else process.returncode, timed_out, timeout, elapsed,
-        err.decode("utf-8", "replace")[-_STDERR_TAIL:],
-    )
+            if group is not None:
+                group.forget(process)
+        elapsed = time.monotonic() - started
+        channel.seek(0)
+        results, begun, finished = _events(channel.read(_PROTOCOL_CAP), token)
+        output.seek(max(0, output.seek(0, os.SEEK_END) - _STDERR_TAIL))
+        tail = output.read().decode("utf-8", "replace")
+    return ChildRun(tuple(command), results, begun, finished, process.returncode if exited else None,
+                    not exited, timeout, elapsed, tail)
 
 
-def _events(out: bytes) -> tuple[dict[str, JsonObject], tuple[str, ...], bool]:
-    """(each ended step's data, the steps begun in order, whether ``done`` came) from the protocol lines."""
+def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for the child itself to exit (not reaped, so that its process group id stays its own until
+    :func:`_kill_group`); False when ``timeout`` passed first."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def _events(out: bytes, token: str) -> tuple[dict[str, JsonObject], tuple[str, ...], bool]:
+    """(each ended step's data, the steps begun in order, whether ``done`` came) from the protocol lines
+    that carry this run's token; any other line is ignored."""
     results: dict[str, JsonObject] = {}
     begun: list[str] = []
     finished = False
@@ -218,7 +255,7 @@ def _events(out: bytes) -> tuple[dict[str, JsonObject], tuple[str, ...], bool]:
             event = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(event, dict):
+        if not isinstance(event, dict) or event.get("token") != token:
             continue
         if "begin" in event:
             begun.append(str(event["begin"]))

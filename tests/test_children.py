@@ -5,8 +5,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 import pytest_cudadeps
-from pytest_cudadeps.children import child_environment, run_probe
+from pytest_cudadeps.children import PACKAGE_VARIABLE, PATHS_VARIABLE, child_environment, run_probe
 from tests.fakes import misbehaving
 
 ECHO = """
@@ -30,14 +32,21 @@ def write_probe(folder: Path) -> Path:
     return folder
 
 
-def test_request_reaches_the_child_and_paths_come_first(tmp_path: Path) -> None:
+def test_request_reaches_the_child_and_paths_come_after_the_standard_library(tmp_path: Path) -> None:
     folder = write_probe(tmp_path)
+    (folder / "enum").mkdir()  # a folder in the inspected site-packages that would shadow the standard library
+    (folder / "enum" / "__init__.py").write_text("raise SystemExit('the inspected enum/ was imported')\n")
     run = run_probe("echo_probe", {"x": [1, 2]}, timeout=30, paths=[str(folder)])
     assert run.ok, (run.trouble(), run.stderr)
     data = run.results["echo"]
     assert data["request"] == {"x": [1, 2]}
-    assert isinstance(data["path"], list)
-    assert data["path"][0] == str(folder)  # PYTHONPATH from --cuda-deps-path, before site-packages
+    path = data["path"]
+    assert isinstance(path, list)
+    # --cuda-deps-path comes after the standard library and before the interpreter's own site-packages
+    stdlib = os.path.dirname(os.__file__)
+    site = next(i for i, entry in enumerate(path) if entry.endswith("site-packages") and entry != str(folder))
+    assert path.index(stdlib) < path.index(str(folder)) < site
+    assert path[-1] == str(Path(pytest_cudadeps.__file__).resolve().parent.parent)  # this package, last
     assert not data["cwd_first"]  # "python -c" puts the working folder first: removed
     assert run.current is None
     assert run.trouble() is None
@@ -85,13 +94,15 @@ def test_exit_zero_before_done_is_trouble(tmp_path: Path) -> None:
     assert "exit status 0" in trouble
 
 
-def test_child_environment_appends_this_package_and_keeps_callers_values() -> None:
+def test_child_environment_names_the_folders_and_keeps_callers_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/the/users/own")
     env = child_environment(["/somewhere/site-packages"], {"LD_LIBRARY_PATH": "/fake"})
-    entries = env["PYTHONPATH"].split(os.pathsep)
-    assert entries[0] == "/somewhere/site-packages"
+    assert env[PATHS_VARIABLE] == "/somewhere/site-packages"
+    assert "PYTHONPATH" not in env  # the child sees the inspected environment, not this one's PYTHONPATH
     # the folder that holds the installed package (the checkout when editable, site-packages otherwise)
-    assert entries[-1] == str(Path(pytest_cudadeps.__file__).resolve().parent.parent)
+    assert env[PACKAGE_VARIABLE] == str(Path(pytest_cudadeps.__file__).resolve().parent.parent)
     assert env["LD_LIBRARY_PATH"] == "/fake"
+    assert child_environment(None)["PYTHONPATH"] == "/the/users/own"  # no --cuda-deps-path: the user's jobs' view
 
 
 def test_the_plugin_process_never_imports_foreign_code() -> None:
@@ -101,3 +112,21 @@ def test_the_plugin_process_never_imports_foreign_code() -> None:
 
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_lines_without_this_runs_token_are_not_the_childs(tmp_path: Path) -> None:
+    """A library that writes protocol lines to every descriptor it can guess cannot answer for the child."""
+    folder = write_probe(tmp_path)
+    forge = ("line = b'{\"end\": \"forger\", \"data\": {\"ok\": true}}\\n{\"done\": true}\\n'\n"
+             "for fd in range(3, 64):\n"
+             "    try:\n"
+             "        os.write(fd, line)\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "os.write(1, line)\n"
+             "os._exit(0)\n")
+    run = run_probe("echo_probe", {"then": ["forger"], "code": forge}, timeout=30, paths=[str(folder)])
+    assert "forger" not in run.results
+    assert run.current == "forger"
+    assert not run.finished
+    assert run.trouble() == "ended the process early with exit status 0 (an exit() in library code?)"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -91,3 +92,16 @@ def test_real_torch_loads_and_maps_the_wheels_cudart(cuda_venv: Path) -> None:
     assert [f.outcome for f in findings] == [Outcome.PASS] * 4, [f.text() for f in findings]
     assert dict(findings[2].facts)["mapped"] == str(wheel_cudart)
     assert dict(findings[2].facts)["how"] == "already mapped"  # pulled in by libtorch_cuda.so's RPATH
+
+
+def test_a_background_process_left_by_a_constructor_neither_hangs_the_step_nor_outlives_it(
+        tmp_path: Path, gcc: str) -> None:
+    """A step ends on the child's own exit, not on the EOF of the pipes the forked process holds open."""
+    forking, good = misbehaving(gcc, tmp_path, "fork"), misbehaving(gcc, tmp_path, "good")
+    steps = library_steps([(forking.name, forking), (good.name, good)])
+    started = time.monotonic()
+    results = probe_loads(steps, timeout=20)
+    assert time.monotonic() - started < 10  # not the 20 s timeout, let alone one per step
+    assert results == {forking.name: Loaded(True, str(forking), "opened"), good.name: Loaded(True, str(good), "opened")}
+    leftovers = subprocess.run(["pgrep", "-f", f"{tmp_path}"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []  # the background process went with the child's process group

@@ -1,10 +1,11 @@
 """The probes' protocol: how a child talks to its parent, and every message, typed, defined once.
 
-A child reads its request as JSON on stdin and writes one JSON object per line on the
-original stdout: ``{"begin": STEP}`` before a step, ``{"end": STEP, "data": {...}}`` after
-it, and ``{"done": true}`` last.  A child that dies or hangs leaves a ``begin`` without its
-``end``: the parent names that step.  File descriptor 1 is pointed at stderr before any
-foreign code runs, so a library that prints cannot garble the protocol.
+A child reads its request as JSON on stdin and writes one JSON object per line on a private
+descriptor the parent passed it: ``{"begin": STEP}`` before a step, ``{"end": STEP, "data":
+{...}}`` after it, and ``{"done": true}`` last, each with this run's ``token``.  A child that
+dies or hangs leaves a ``begin`` without its ``end``: the parent names that step.  File
+descriptor 1 is pointed at stderr before any foreign code runs, so a library that prints
+cannot garble the protocol, and a line without the token is not the child's.
 
 The requests and answers below are frozen dataclasses used by both sides: the child builds
 them and sends ``asdict``; the parent turns JSON back into them with :func:`decode`, which
@@ -216,20 +217,25 @@ def _convert(hint: object, value: object, where: str) -> object:
 # --- the child's side of the channel ----------------------------------------------------------------
 
 _channel: IO[str] | None = None
+_token = ""
 _lock = threading.Lock()  # the products run a thread per device: one whole line at a time
 
 
 def open_channel() -> None:
-    """Keep the real stdout for the protocol; send everything else written to fd 1 to stderr."""
-    global _channel
+    """Take the private descriptor the parent passed (``CUDADEPS_CHANNEL``: its number and this run's
+    token) for the protocol, and point fd 1 at stderr, so that whatever else is printed is not a line
+    of it.  Without the variable (a child run by hand) the real stdout is the channel."""
+    global _channel, _token
     sys.stdout.flush()
-    _channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    given = os.environ.pop("CUDADEPS_CHANNEL", "")
+    fd, _, _token = given.partition(" ")
+    _channel = os.fdopen(int(fd) if fd else os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
 
 
 def _emit(event: dict[str, object]) -> None:
     assert _channel is not None, "open_channel() first"
-    line = json.dumps(event, default=str) + "\n"
+    line = json.dumps({"token": _token, **event}, default=str) + "\n"
     with _lock:
         _channel.write(line)
         _channel.flush()
