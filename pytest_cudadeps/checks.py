@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from .companions import companion_findings
 from .declared import declared_findings
 from .findings import Finding, Pending
+from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency, linkage and companion findings: metadata and ELF files only, nothing run."""
+    """The declared-dependency, linkage, companion and lazily-opened-library findings: metadata and ELF files only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
@@ -22,7 +23,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     torch = snapshot.torch
     if torch is not None and torch.linkage is not None:  # the ELF view was asked for
         findings += companion_findings(snapshot.env, known=torch.linkage.infos)
-    return findings
+    return findings + lazy_findings(snapshot)
 
 
 def collect_checks(settings: Settings) -> dict[str, Pending]:
