@@ -239,3 +239,18 @@ def test_torchvision_built_for_this_torch_passes(scenario: Callable[..., Path], 
     assert outcomes(out) == dict.fromkeys(("companion[torchvision>build]", "companion[torchvision>symbols]",
                                            "companion[torchvision>torch-pin]"), "PASSED")
     assert "symbols that torchvision 0.29.1's 2 extension(s) import from it" in out
+
+
+def test_a_missing_cudnn_sub_library_fails_its_lazy_item(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario()
+    site = venvs.site_packages(venv)
+    (site / "nvidia/cudnn/lib/libcudnn_cnn.so.9").unlink()  # a hard link: the cached venv keeps its copy
+    code, out = run(site, tmp_path, "--cuda-deps-no-probes", "-k", "lazy")
+    got = outcomes(out)
+    assert code == 1
+    assert {k for k, v in got.items() if v == "FAILED"} == {"lazy[torch>libcudnn.so.9>libcudnn_cnn.so.9]"}
+    assert len(got) >= 17  # cuDNN's nine, nvrtc's builtins, and what cuDNN, cuBLASLt, cuFFT, cuSPARSELt open
+    text = failure_text(out, "lazy[torch>libcudnn.so.9>libcudnn_cnn.so.9]")
+    assert ("`Unable to load any of {libcudnn_cnn.so.9.24.0, libcudnn_cnn.so.9.24, libcudnn_cnn.so.9, "
+            "libcudnn_cnn.so}`") in text
+    assert "fix: pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'" in text
