@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .companions import companion_findings
 from .declared import declared_findings
 from .findings import Finding, Pending
+from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
@@ -16,13 +18,16 @@ if TYPE_CHECKING:
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency and linkage findings: metadata and ELF files only, nothing run."""
+    """The declared-dependency, linkage, companion and lazily-opened-library findings: metadata and ELF files only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
             findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
                                          verify_hashes=snapshot.settings.verify_hashes)
-    return findings
+    torch = snapshot.torch
+    if torch is not None and torch.linkage is not None:  # the ELF view was asked for
+        findings += companion_findings(snapshot.env, known=torch.linkage.infos)
+    return findings + lazy_findings(snapshot)
 
 
 def collect_checks(

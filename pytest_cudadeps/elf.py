@@ -12,7 +12,7 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -502,3 +502,100 @@ def program_interpreter(path: Path) -> str | None:
     except (OSError, struct.error):
         return None
     return None
+
+
+_STB_WEAK = 2
+
+
+def _dynsym_entries(path: Path) -> Iterator[tuple[bytes, int, int]]:
+    """(name, binding, section index) of every named entry of ``.dynsym``, unpacked with struct.
+
+    Raises on a damaged file; the callers turn that into "no symbols" (read_elf reports the damage).
+    """
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as stream:
+        elf = ELFFile(stream)
+        types = _section_types(stream, elf)
+        if _SHT_DYNSYM not in types:
+            return
+        symtab = elf.get_section(types.index(_SHT_DYNSYM))
+        strings = elf.get_section(symtab["sh_link"]).data()
+        data = symtab.data()
+        order = "<" if elf.little_endian else ">"
+        # st_name, st_info and st_shndx of Elf64_Sym (24 bytes) or Elf32_Sym (16 bytes)
+        entry, layout = (24, order + "IBxH") if elf.elfclass == 64 else (16, order + "I8xBxH")
+        find = strings.find
+        for name_at, info, section_index in struct.iter_unpack(layout + "x" * (entry - struct.calcsize(layout)), data):
+            if name_at:
+                yield strings[name_at:find(b"\0", name_at)], info >> 4, section_index
+
+
+def imported_symbols(path: Path, pattern: str) -> frozenset[str]:
+    """The undefined, non-weak names of ``.dynsym`` that match ``pattern``: what loading ``path`` must find.
+
+    Weak references (``_ZTH...`` thread-local initialisers, for one) may stay unresolved without
+    an error, so they are left out: ld.so reports only strong ones as ``undefined symbol``.
+    """
+    wanted = re.compile(pattern.encode())
+    try:
+        return frozenset(name.decode("utf-8", "replace") for name, binding, section in _dynsym_entries(path)
+                         if section == 0 and binding != _STB_WEAK and wanted.match(name))
+    except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
+        return frozenset()
+
+
+def defined_among(path: Path, names: frozenset[str]) -> frozenset[str]:
+    """Which of ``names`` ``path`` defines in ``.dynsym`` (any version): one pass, only those names decoded."""
+    wanted = {name.encode() for name in names}
+    try:
+        return frozenset(name.decode() for name, _binding, section in _dynsym_entries(path)
+                         if section != 0 and name in wanted)
+    except Exception:  # a damaged file is reported by read_elf; here it simply has no symbols
+        return frozenset()
+
+
+_PT_LOAD, _PT_DYNAMIC, _DT_NEEDED, _DT_STRTAB = 1, 2, 1, 5
+
+
+def needed_names(path: Path) -> tuple[str, ...]:
+    """DT_NEEDED of an ELF file through its program headers alone, with struct; () for anything unreadable.
+
+    A few small reads per file, where pyelftools builds the section table first: used to sift a
+    whole environment's shared objects (mypyc builds hundreds) for the few that link torch.
+    """
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+                return ()
+            order, wide = ("<" if head[5] == 1 else ">"), head[4] == 2
+            # e_phoff, e_phentsize, e_phnum; then p_type, p_offset, p_vaddr, p_filesz of each header
+            phoff = struct.unpack_from(order + ("Q" if wide else "I"), head, 32 if wide else 28)[0]
+            entsize, count = struct.unpack_from(order + "HH", head, 54 if wide else 42)
+            layout = order + ("I4xQQ8xQ" if wide else "IIIxxxxI")
+            if entsize < struct.calcsize(layout) or count > 4096:
+                return ()
+            stream.seek(phoff)
+            table = stream.read(entsize * count)
+            headers = [struct.unpack_from(layout, table, i * entsize) for i in range(len(table) // entsize)]
+            loads = [(vaddr, offset, size) for kind, offset, vaddr, size in headers if kind == _PT_LOAD]
+            dynamic = next(((offset, size) for kind, offset, _v, size in headers if kind == _PT_DYNAMIC), None)
+            if dynamic is None:
+                return ()
+            stream.seek(dynamic[0])
+            pair = order + ("qQ" if wide else "iI")
+            entries = list(struct.iter_unpack(pair, stream.read(dynamic[1] - dynamic[1] % struct.calcsize(pair))))
+            strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
+            base = next((offset + strtab - vaddr for vaddr, offset, size in loads
+                         if strtab is not None and vaddr <= strtab < vaddr + size), None)
+            if base is None:
+                return ()
+            names = []
+            for tag, value in entries:
+                if tag == _DT_NEEDED:
+                    stream.seek(base + value)
+                    names.append(stream.read(256).split(b"\0", 1)[0].decode("utf-8", "replace"))
+            return tuple(names)
+    except (OSError, struct.error):
+        return ()

@@ -208,3 +208,49 @@ def test_a_preloaded_fake_cudart_is_predicted_as_the_import_fails(cuda_venv: Pat
     assert real.returncode != 0
     assert "version libcudart.so.13" in real.stderr
     assert "undefined symbol" in real.stderr
+
+
+def test_torchvision_built_for_another_torch_fails_with_the_loader_symbol(
+        scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario()
+    installed = venvs.pip(venv, "install", "--no-deps", "-q", "torchvision==0.28.0")  # built for torch 2.13.0
+    assert installed.returncode == 0, installed.stderr
+    site = venvs.site_packages(venv)
+    code, out = run(site, tmp_path, "--cuda-deps-no-probes", "-k", "companion")
+    got = outcomes(out)
+    assert code == 1
+    assert got == {"companion[torchvision>build]": "PASSED", "companion[torchvision>symbols]": "FAILED",
+                   "companion[torchvision>torch-pin]": "FAILED"}
+    pin = failure_text(out, "companion[torchvision>torch-pin]")
+    assert "torchvision 0.28.0 requires torch==2.13.0, but torch 2.14.1 is installed" in pin
+    assert "fix: pip install 'torchvision==0.29.*'" in pin
+    # the very text the loader prints when torch is imported first (measured in this venv)
+    symbol = "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb"
+    assert f"`{site}/torchvision/_C.so: undefined symbol: {symbol}`" in failure_text(
+        out, "companion[torchvision>symbols]")
+
+
+def test_torchvision_built_for_this_torch_passes(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario()
+    installed = venvs.pip(venv, "install", "--no-deps", "-q", "torchvision==0.29.1")
+    assert installed.returncode == 0, installed.stderr
+    code, out = run(venvs.site_packages(venv), tmp_path, "--cuda-deps-no-probes", "-k", "companion", "-v")
+    assert code == 0, out[-3000:]
+    assert outcomes(out) == dict.fromkeys(("companion[torchvision>build]", "companion[torchvision>symbols]",
+                                           "companion[torchvision>torch-pin]"), "PASSED")
+    assert "symbols that torchvision 0.29.1's 2 extension(s) import from it" in out
+
+
+def test_a_missing_cudnn_sub_library_fails_its_lazy_item(scenario: Callable[..., Path], tmp_path: Path) -> None:
+    venv = scenario()
+    site = venvs.site_packages(venv)
+    (site / "nvidia/cudnn/lib/libcudnn_cnn.so.9").unlink()  # a hard link: the cached venv keeps its copy
+    code, out = run(site, tmp_path, "--cuda-deps-no-probes", "-k", "lazy")
+    got = outcomes(out)
+    assert code == 1
+    assert {k for k, v in got.items() if v == "FAILED"} == {"lazy[torch>libcudnn.so.9>libcudnn_cnn.so.9]"}
+    assert len(got) >= 17  # cuDNN's nine, nvrtc's builtins, and what cuDNN, cuBLASLt, cuFFT, cuSPARSELt open
+    text = failure_text(out, "lazy[torch>libcudnn.so.9>libcudnn_cnn.so.9]")
+    assert ("`Unable to load any of {libcudnn_cnn.so.9.24.0, libcudnn_cnn.so.9.24, libcudnn_cnn.so.9, "
+            "libcudnn_cnn.so}`") in text
+    assert "fix: pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'" in text
