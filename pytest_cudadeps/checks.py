@@ -24,9 +24,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
         if root.linkage is not None:
             findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
                                          verify_hashes=snapshot.settings.verify_hashes)
-    torch = snapshot.torch
-    if torch is not None and torch.linkage is not None:  # the ELF view was asked for
-        findings += companion_findings(snapshot.env, known=torch.linkage.infos)
+    findings += companion_findings(snapshot.env, snapshot.companions)
     return findings + lazy_findings(snapshot)
 
 

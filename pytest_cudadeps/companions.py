@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,13 +130,10 @@ def torch_side(env: Environment) -> TorchSide | None:
     return TorchSide(torch, full, tuple(p for p in libraries if p.is_file()))
 
 
-def companion_findings(env: Environment, known: Mapping[Path, ElfInfo | ElfProblem] | None = None) -> list[Finding]:
+def companion_findings(env: Environment, companions: Sequence[Companion]) -> list[Finding]:
     """The three items per companion; nothing when torch or every companion is absent."""
     torch = torch_side(env)
-    if torch is None or not torch.libraries:  # nothing to link against (a torch without lib/ fails elsewhere)
-        return []
-    companions = find_companions(env, known=known)
-    if not companions:
+    if torch is None or not torch.libraries or not companions:  # a torch without lib/ fails elsewhere
         return []
     wanted = {c.dist.key: _imports(c) for c in companions}
     needed: frozenset[str] = frozenset().union(*(names for per_file in wanted.values() for names in per_file.values()))
@@ -380,3 +377,52 @@ def _extensions_text(companion: Companion, limit: int = 3) -> str:
              for e in companion.extensions[:limit]]
     more = f" and {len(companion.extensions) - limit} more" if len(companion.extensions) > limit else ""
     return ", ".join(names) + more
+
+
+# --- the import, in the torch child ----------------------------------------------------------------
+
+
+def import_names(companion: Companion) -> tuple[str, ...]:
+    """The modules to import for a companion: the top-level packages that hold its extensions."""
+    return tuple(folder.name for folder in companion.package_dirs())
+
+
+def import_finding(env: Environment, companion: Companion, errors: Mapping[str, str | None]) -> Finding:
+    """``companion[NAME>import]``: each of its packages imports beside torch, in the child that imported torch.
+
+    ``errors`` maps each module to the exception its import raised (None: it imported).
+    """
+    subject = f"{companion.dist.key}>import"
+    names = import_names(companion)
+    failed_ones = [(name, errors[name]) for name in names if errors.get(name)]
+    torch = torch_side(env)
+    if failed_ones:
+        name, error = failed_ones[0]
+        fix = _missing_requirements_fix(env, companion.dist, error or "")
+        if fix is None:
+            fix = _rebuild_fix(companion.dist, torch) if torch is not None else f"reinstall {companion.dist.name}"
+        return failed(CHECK, subject, f"import {name} fails beside torch: {error}",
+                      *(f"import {other}: {text}" for other, text in failed_ones[1:]), fix=fix)
+    shown = ", ".join(f"import {name}" for name in names)
+    return passed(CHECK, subject, f"{shown} works beside torch {torch.full_version if torch else ''}".rstrip())
+
+
+def _missing_requirements_fix(env: Environment, dist: Distribution, error: str) -> str | None:
+    """``No module named 'numpy'``: dependencies left out (``pip install --no-deps``), not a wrong build.
+
+    The fix installs, in one command, every requirement of the companion that applies here and is
+    not installed, as it declares them: the module named is one of them (``PIL`` is pillow's).
+    """
+    if not error.startswith("ModuleNotFoundError:"):
+        return None
+    missing = []
+    for raw in dist.requires:
+        try:
+            requirement = Requirement(raw)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        if env.get(requirement.name) is None:
+            missing.append(f"{requirement.name}{requirement.specifier}")
+    return install_command(dist.installer, *missing) if missing else None

@@ -34,11 +34,11 @@ def quote(spec: str) -> str:
     return quoted if quoted.startswith("'") else f"'{spec}'"
 
 
-def install_command(installer: str, spec: str) -> str:
-    """``pip install 'nvidia-cuda-runtime==13.0.96.*'`` and the like."""
+def install_command(installer: str, spec: str, *more: str) -> str:
+    """``pip install 'nvidia-cuda-runtime==13.0.96.*'`` and the like; several specs install in one command."""
     key = installer.strip().lower() or "pip"
     template = _COMMANDS.get(key, _COMMANDS["pip"])
-    return template.format(spec=quote(spec)) + _NOTES.get(key, "")
+    return template.format(spec=" ".join(quote(s) for s in (spec, *more))) + _NOTES.get(key, "")
 
 
 def uninstall_command(installer: str, name: str) -> str:

@@ -259,14 +259,11 @@ def lazy_findings(snapshot: Snapshot) -> list[Finding]:
     return [lazy_finding(snapshot, root, lazy) for root in snapshot.roots for lazy in lazy_resolutions(snapshot, root)]
 
 
-def lazy_load_targets(snapshot: Snapshot) -> dict[str, list[tuple[str, Path | None, str]]]:
-    """Per root key, (soname, predicted path, fix) for each lazily opened library: what the load child opens.
+def lazy_load_targets(snapshot: Snapshot, root: Root) -> list[tuple[str, Path | None, str]]:
+    """(soname, predicted path, fix) for each library ``root``'s libraries open lazily: what the load probe opens.
 
-    The predicted path is None where nothing would be found (the child then opens the bare soname
-    and reports dlopen's error).  Give them to :func:`pytest_cudadeps.load.library_steps` after the
-    root's own steps, so that they are opened in the process the root's import made.
+    The predicted path is None where nothing would be found: the static ``lazy[...]`` item says so,
+    and the probe skips it (a bare name opened from the probe would search another object's paths).
+    The probe opens them after the root's own steps, in the process the root's import made.
     """
-    return {
-        root.key: [(lazy.soname, lazy.path, _fix(snapshot, root, lazy)) for lazy in lazy_resolutions(snapshot, root)]
-        for root in snapshot.roots
-    }
+    return [(lazy.soname, lazy.path, _fix(snapshot, root, lazy)) for lazy in lazy_resolutions(snapshot, root)]

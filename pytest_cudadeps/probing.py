@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable, Generic, Protocol, TypeVar
 
 from .build import Build
-from .children import ChildGroup
+from .children import Blame, ChildGroup
+from .companions import Companion, import_finding, import_names
 from .driver import (
     DriverInfo,
     gpus_or_reason,
@@ -40,6 +41,7 @@ from .host import (
     visible_devices_finding,
 )
 from .installers import reinstall_command
+from .lazy import lazy_load_targets
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from .probes._protocol import LibcudaAnswer
 from .smoke import SmokeRun, TorchRun, all_reduce_finding, matmul_finding, probe_torch
@@ -115,9 +117,10 @@ class Probes:
         self._wanted: list[_Startable] = [self.driver]  # the children start() starts
 
     def torch_child(self, steps: Sequence[LoadStep] = ()) -> Once[TorchRun]:
-        """The one child that imports torch, loading ``steps`` first (made on first ask)."""
+        """The one child that imports torch, loading ``steps`` first and the companions last (made on first ask)."""
         if self._torch is None:
-            self._torch = Once(lambda: probe_torch(steps, timeout=self.timeout, paths=self.paths,
+            imports = [name for companion in self.snapshot.companions for name in import_names(companion)]
+            self._torch = Once(lambda: probe_torch(steps, imports=imports, timeout=self.timeout, paths=self.paths,
                                                    inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
             self._wanted.append(self._torch)
         return self._torch
@@ -127,7 +130,7 @@ class Probes:
 
     def loads_for(self, root: Root, steps: Sequence[LoadStep]) -> Callable[[], dict[str, LoadResult]]:
         """The answers to a root's load steps (one child run for all of them)."""
-        if root.key == "torch" and root.cuda:
+        if root.key == "torch" and (root.cuda or self.snapshot.companions):
             torch = self.torch_child(steps)
             return lambda: torch().loads
         if root.key not in self._loads:
@@ -168,8 +171,10 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
     if torch is not None:
         cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
-        if cpu_reason is None:
+        if cpu_reason is None or snapshot.companions:
             probes.torch_child()  # made with the torch root's load steps above, or now without any
+        for companion in snapshot.companions:
+            items[f"companion[{companion.dist.key}>import]"] = _import_item(snapshot, probes, companion)
         items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
                                          lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
         items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
@@ -239,6 +244,12 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     resolver = snapshot.resolver(root)
     steps += library_steps([(lib.soname, lib.path) for lib in libraries],
                            {lib.soname: resolver.fix(lib.soname, lib.path) for lib in libraries})
+    # then what the libraries open by name at run time (cuDNN's sub-libraries...), each by the path their
+    # opener's search predicts; one predicted nowhere is the static lazy[...] item's to explain
+    lazy = {soname: (path, fix) for soname, path, fix in lazy_load_targets(snapshot, root)
+            if path is not None and soname not in seen}
+    seen.update(lazy)
+    steps += library_steps([(soname, path) for soname, (path, _) in lazy.items()], {s: f for s, (_, f) in lazy.items()})
     return steps
 
 
@@ -254,6 +265,15 @@ def _cudart(snapshot: Snapshot) -> Path | None:
 
 def _load_item(loads: Callable[[], dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
     return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
+
+
+def _import_item(snapshot: Snapshot, probes: Probes, companion: Companion) -> Pending:
+    def check() -> Finding:
+        answers = probes.torch_child()().imports
+        errors = {name: answer.trouble if isinstance(answer, Blame) else answer.error for name, answer in answers.items()}
+        return import_finding(snapshot.env, companion, errors)
+
+    return check
 
 
 def _unless(reason: str | None, check: str, subject: str, run: Pending) -> Pending:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .children import ChildGroup, ChildRun, JsonObject, run_probe, run_steps
+from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_probe, run_steps
 from .findings import Finding, failed, passed, skipped, unavailable
 from .load import LoadResult, LoadStep, load_request
-from .probes._protocol import AllReduceAnswer, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
+from .probes._protocol import AllReduceAnswer, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 CHECK = "smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
@@ -51,15 +51,18 @@ class SmokeRun:
 
 @dataclass(frozen=True)
 class TorchRun:
-    """The torch child's answers: each library it loaded before importing torch, and the smoke run."""
+    """The torch child's answers: each library it loaded before importing torch, the smoke run, and each
+    companion package imported beside torch (its exception, None when it worked, or how the child died)."""
 
     loads: dict[str, LoadResult]
     smoke: SmokeRun
+    imports: dict[str, Imported | Blame]
 
 
 def probe_torch(
     steps: Sequence[LoadStep],
     *,
+    imports: Sequence[str] = (),
     timeout: float,
     devices: Sequence[str] | None = None,
     backend: str = "nccl",
@@ -75,12 +78,17 @@ def probe_torch(
     loads = load_request(steps)
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
-        return SmokeRequest("all", tuple(devices) if devices else None, backend, loads=loads(pending, done))
+        return SmokeRequest("all", tuple(devices) if devices else None, backend, loads=loads(pending, done),
+                            imports=tuple(imports))
 
     runs = run_steps("pytest_cudadeps.probes.smoke", [step.name for step in steps], request, timeout=timeout,
                      paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group, then=True)
-    assert runs.last is not None  # then=True: a child always ran for torch
-    return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(runs.last))
+    last = runs.last
+    assert last is not None  # then=True: a child always ran for torch
+    answered = {name: decoded(Imported, f"import {name}", last.results,
+                              {last.current: Blame(last.trouble() or "", last.stderr_tail())} if last.current else {})
+                for name in imports}
+    return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(last), answered)
 
 
 def probe_smoke(

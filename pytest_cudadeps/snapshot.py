@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .build import Build, read_build
+from .companions import Companion, find_companions
 from .distributions import Distribution, Environment, scan
 from .linkage import Linkage, analyze
 from .owners import Owners
@@ -62,6 +63,7 @@ class Snapshot:
     owners: Owners
     roots: tuple[Root, ...]
     unknown_roots: tuple[str, ...] = ()  # named with --cuda-deps-root but not installed
+    companions: tuple[Companion, ...] = ()  # distributions with extensions linked against torch (ELF view only)
 
     @property
     def torch(self) -> Root | None:
@@ -95,4 +97,6 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True) -> Snapshot:
         return snapshot
     linked = tuple(replace(root, linkage=analyze(env, root.dist, use_ld_cache=not settings.no_ld_cache, owners=owners))
                    for root in roots)
-    return replace(snapshot, roots=linked)
+    torch = next((root for root in linked if root.key == "torch"), None)
+    companions = find_companions(env, known=torch.linkage.infos) if torch is not None and torch.linkage else ()
+    return replace(snapshot, roots=linked, companions=companions)

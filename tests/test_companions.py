@@ -57,6 +57,12 @@ def gxx() -> str:
     return found
 
 
+def findings_of(site: Path) -> list[Finding]:
+    """The companion findings of a tree, its companions found as the snapshot finds them."""
+    env = scan([site])
+    return companion_findings(env, find_companions(env))
+
+
 def compile_cxx(gxx: str, target: Path, source: str, *flags: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     source_file = target.parent / f".{target.name}.cc"
@@ -113,7 +119,7 @@ def companion(name: str, version: str, *requires: str, files: dict[str, str] | N
 def test_a_matching_extension_passes_all_three(tmp_path: Path, gxx: str) -> None:
     site = site_with(tmp_path, gxx, (companion("torchvision", "0.29.1", "torch>=2.14.0", files={
         "torchvision/version.py": "__version__ = '0.29.1+cu130'\n"}), USES_CURRENT, ()))
-    found = by_name(companion_findings(scan([site])))
+    found = by_name(findings_of(site))
     assert sorted(found) == ["companion[torchvision>build]", "companion[torchvision>symbols]",
                              "companion[torchvision>torch-pin]"]
     assert {f.outcome for f in found.values()} == {Outcome.PASS}
@@ -123,7 +129,7 @@ def test_a_matching_extension_passes_all_three(tmp_path: Path, gxx: str) -> None
 def test_version_skew_names_the_undefined_symbol_as_the_loader_prints_it(tmp_path: Path, gxx: str) -> None:
     site = site_with(tmp_path, gxx, (companion("torchvision", "0.28.0", "torch (==2.13.0)"), USES_OLDER, ()),
                      linked_against=OLDER_TORCH_SOURCE)
-    found = by_name(companion_findings(scan([site])))
+    found = by_name(findings_of(site))
     pin = found["companion[torchvision>torch-pin]"]
     assert pin.outcome is Outcome.FAIL
     assert pin.message.startswith("torchvision 0.28.0 requires torch==2.13.0, but torch 2.14.1 is installed")
@@ -139,7 +145,7 @@ def test_version_skew_names_the_undefined_symbol_as_the_loader_prints_it(tmp_pat
 def test_the_cxx11_abi_flip_is_told_apart_from_version_skew(tmp_path: Path, gxx: str) -> None:
     site = site_with(tmp_path, gxx, (companion("flash-attn", "2.8.3", "torch"), USES_CURRENT,
                                      ("-D_GLIBCXX_USE_CXX11_ABI=0",)))
-    symbols = by_name(companion_findings(scan([site])))["companion[flash-attn>symbols]"]
+    symbols = by_name(findings_of(site))["companion[flash-attn>symbols]"]
     assert symbols.outcome is Outcome.FAIL
     assert "undefined symbol: _ZN3c106detail5checkERKSs`" in symbols.message
     assert "_GLIBCXX_USE_CXX11_ABI=0" in symbols.message
@@ -150,13 +156,13 @@ def test_a_weak_reference_is_not_a_missing_symbol(tmp_path: Path, gxx: str) -> N
     site = site_with(tmp_path, gxx, (companion("myext", "1.0", "torch"), USES_WEAK, ()))
     ext = site / "myext" / "_C.so"
     assert "_ZN3c104cuda4goneEv" not in imported_symbols(ext, r"_Z")
-    assert by_name(companion_findings(scan([site])))["companion[myext>symbols]"].outcome is Outcome.PASS
+    assert by_name(findings_of(site))["companion[myext>symbols]"].outcome is Outcome.PASS
 
 
 def test_local_tags_of_another_build_fail(tmp_path: Path, gxx: str) -> None:
     site = site_with(tmp_path, gxx, (companion("torchvision", "0.29.1+cpu", "torch>=2.14.0", files={
         "torchvision/version.py": "__version__ = '0.29.1+cpu'\n"}), USES_CURRENT, ()))
-    build = by_name(companion_findings(scan([site])))["companion[torchvision>build]"]
+    build = by_name(findings_of(site))["companion[torchvision>build]"]
     assert build.outcome is Outcome.FAIL
     assert build.message == ("torchvision 0.29.1+cpu is a CPU-only (+cpu) build, but torch 2.14.1+cu130 is a "
                              "CUDA 13.0 (+cu130) build")
@@ -167,7 +173,7 @@ def test_xformers_build_record_names_the_torch_it_was_built_for(tmp_path: Path, 
     record = json.dumps({"version": {"torch": "2.13.0+cu130", "cuda": 1300, "python": "3.11.9"}, "env": {}})
     site = site_with(tmp_path, gxx, (companion("xformers", "0.0.34", "torch>=2.13", files={
         "xformers/cpp_lib.json": record}), USES_CURRENT, ()))
-    build = by_name(companion_findings(scan([site])))["companion[xformers>build]"]
+    build = by_name(findings_of(site))["companion[xformers>build]"]
     assert build.outcome is Outcome.FAIL
     assert build.message.startswith("xformers 0.0.34 was built for torch 2.13.0+cu130, but torch 2.14.1+cu130")
     assert build.details == (f"recorded in: {site / 'xformers' / 'cpp_lib.json'}",)
@@ -175,10 +181,10 @@ def test_xformers_build_record_names_the_torch_it_was_built_for(tmp_path: Path, 
 
 def test_no_companion_and_no_torch_library_give_no_items(tmp_path: Path, gxx: str) -> None:
     plain = sb.torch_2_14_1(tmp_path / "plain")
-    assert companion_findings(scan([plain])) == []  # torch without lib/: nothing is read
+    assert findings_of(plain) == []  # torch without lib/: nothing is read
     site = site_with(tmp_path, gxx)
     assert find_companions(scan([site])) == ()
-    assert companion_findings(scan([site])) == []
+    assert findings_of(site) == []
 
 
 def test_needed_names_agrees_with_pyelftools(tmp_path: Path, gxx: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -53,6 +54,9 @@ def test_intact_venv_passes_every_check(cuda_venv: Path, tmp_path: Path) -> None
     linkage = {k: v for k, v in got.items() if k.startswith("linkage[")}
     assert len(linkage) >= 15
     assert {k for k, v in linkage.items() if v != "PASSED"} <= {"linkage[torch>libcuda.so.1]"}
+    # the libraries opened by name at run time load too, in the torch child, from the predicted files
+    assert got["load[libcudnn_cnn.so.9]"] == "PASSED"
+    assert got["load[libnvrtc-builtins.so.13.0]"] == "PASSED"
 
 
 def test_intact_venv_verbose_answers_which_library_torch_loads(cuda_venv: Path, tmp_path: Path) -> None:
@@ -228,16 +232,30 @@ def test_torchvision_built_for_another_torch_fails_with_the_loader_symbol(
     symbol = "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb"
     assert f"`{site}/torchvision/_C.so: undefined symbol: {symbol}`" in failure_text(
         out, "companion[torchvision>symbols]")
+    # and in the torch child, where it is imported beside torch, it fails as the user's job would
+    code, out = run(site, tmp_path, "-k", "companion")
+    assert outcomes(out)["companion[torchvision>import]"] == "FAILED"
+    text = failure_text(out, "companion[torchvision>import]")
+    assert text.startswith("import torchvision fails beside torch: RuntimeError: operator torchvision::nms does not exist")
 
 
 def test_torchvision_built_for_this_torch_passes(scenario: Callable[..., Path], tmp_path: Path) -> None:
     venv = scenario()
     installed = venvs.pip(venv, "install", "--no-deps", "-q", "torchvision==0.29.1")
     assert installed.returncode == 0, installed.stderr
-    code, out = run(venvs.site_packages(venv), tmp_path, "--cuda-deps-no-probes", "-k", "companion", "-v")
+    site = venvs.site_packages(venv)
+    # installed with --no-deps: numpy and pillow, which torchvision imports at once, are missing: one command
+    code, out = run(site, tmp_path, "-k", "companion")
+    text = failure_text(out, "companion[torchvision>import]")
+    assert text.startswith("import torchvision fails beside torch: ModuleNotFoundError: No module named 'numpy'")
+    fix = text.splitlines()[-1].removeprefix("  fix: ")
+    assert fix == "pip install 'numpy' 'pillow!=8.3.*,>=5.3.0'"
+    assert venvs.pip(venv, "install", "-q", *shlex.split(fix)[2:]).returncode == 0  # the fix, as pasted
+    code, out = run(site, tmp_path, "-k", "companion", "-v")
     assert code == 0, out[-3000:]
-    assert outcomes(out) == dict.fromkeys(("companion[torchvision>build]", "companion[torchvision>symbols]",
-                                           "companion[torchvision>torch-pin]"), "PASSED")
+    assert outcomes(out) == dict.fromkeys(("companion[torchvision>build]", "companion[torchvision>import]",
+                                           "companion[torchvision>symbols]", "companion[torchvision>torch-pin]"),
+                                          "PASSED")
     assert "symbols that torchvision 0.29.1's 2 extension(s) import from it" in out
 
 

@@ -127,8 +127,9 @@ def test_a_full_version_name_on_ld_library_path_wins_over_the_wheel(
 def test_load_targets_carry_the_prediction_and_the_fix(tmp_path: Path, gcc: str) -> None:
     site = cudnn_tree(tmp_path, gcc)
     (site / CUDNN / "libcudnn_cnn.so.9").unlink()
-    targets = {name: (path, fix) for name, path, fix in
-               lazy_load_targets(take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)))["torch"]}
+    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True))
+    assert snapshot.torch is not None
+    targets = {name: (path, fix) for name, path, fix in lazy_load_targets(snapshot, snapshot.torch)}
     assert targets["libcudnn_ops.so.9"] == (site / CUDNN / "libcudnn_ops.so.9",
                                            "pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'")
     assert targets["libcudnn_cnn.so.9"][0] is None

@@ -539,7 +539,7 @@ def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path,
     def probe_torch(steps: list[LoadStep], **kwargs: object) -> TorchRun:
         loaded.append([step.name for step in steps])
         loads: dict[str, LoadResult] = {step.name: Loaded(True, step.target, "opened") for step in steps}
-        return TorchRun(loads, SmokeRun.from_run(ChildRun((), {}, (), True, 0, False, 7.0, 0.1)))
+        return TorchRun(loads, SmokeRun.from_run(ChildRun((), {}, (), True, 0, False, 7.0, 0.1)), {})
 
     loaded: list[list[str]] = []
     monkeypatch.setattr(probing, "probe_driver", probe_driver)

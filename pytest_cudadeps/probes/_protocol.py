@@ -113,6 +113,7 @@ class SmokeRequest:
     backend: str = "nccl"
     size: int = 1024
     loads: Optional[LoadRequest] = None  # the root's libraries, loaded one by one before torch is imported
+    imports: tuple[str, ...] = ()  # companion packages imported last, beside torch ("import torchvision")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,13 @@ class TorchFacts:
     nccl: Optional[str] = None
     device_count: int = 0
     no_gpu_reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Imported:
+    """``import NAME`` after torch: the exception it raised, as Python prints its last line; None when it worked."""
+
+    error: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Callable
 
 from . import _protocol
-from ._protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
+from ._protocol import AllReduceAnswer, Imported, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
 from .load import load_all
 
 # Largest |result - reference| / max |reference| accepted, per dtype (TF32 fits under float32's).
@@ -194,7 +194,18 @@ def main() -> None:
     # the all-reduce's two workers each import torch again: only where there are two devices to join
     if request.mode == "all-reduce" or (request.mode == "all" and (len(request.devices or ()) or facts.device_count) >= 2):
         run_all_reduce(torch, request)
+    for name in request.imports:  # last: a companion that crashes its import costs nothing above
+        _protocol.begin(f"import {name}")
+        _protocol.end(f"import {name}", import_one(name))
     _protocol.done()
+
+
+def import_one(name: str) -> Imported:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from a package's import are its failure too
+        return Imported(f"{type(exc).__name__}: {exc}"[:1000])
+    return Imported()
 
 
 if __name__ == "__main__":
