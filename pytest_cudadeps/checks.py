@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .declared import declared_findings
 from .findings import Finding, Pending
@@ -21,7 +22,17 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     return findings
 
 
-def collect_checks(settings: Settings) -> dict[str, Pending]:
+@dataclass(frozen=True)
+class Plan:
+    """One run's checks: the snapshot, its static findings (the causes are computed from them), and
+    every item's pending finding by name."""
+
+    snapshot: Snapshot
+    static: tuple[Finding, ...]
+    items: dict[str, Pending]
+
+
+def plan_checks(settings: Settings) -> Plan:
     """Item name to its pending finding. Names are unique (a repeat gets ``#2``) and depend on files only,
     never on a GPU, so that every xdist worker collects the same list."""
     snapshot = take_snapshot(settings)
@@ -30,8 +41,14 @@ def collect_checks(settings: Settings) -> dict[str, Pending]:
         from .probing import Probes, probe_checks
 
         items.update(probe_checks(snapshot, Probes(snapshot)))
-    _add(items, static_findings(snapshot))
-    return items
+    static = static_findings(snapshot)
+    _add(items, static)
+    return Plan(snapshot, tuple(static), items)
+
+
+def collect_checks(settings: Settings) -> dict[str, Pending]:
+    """The items of :func:`plan_checks` alone."""
+    return plan_checks(settings).items
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:
