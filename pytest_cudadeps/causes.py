@@ -259,11 +259,17 @@ class Causes:
             cause = next((c for c in self._static.values() if c.id == f"shadowed[{folder}]"), None)
             if cause is not None:
                 return cause
-        for soname in _SONAME.findall("\n".join((finding.message, *finding.details))):
-            if soname in DRIVER_SONAMES:
-                continue
-            owner = self._soname_root.get(soname)
-            cause = self._static.get(f"linkage[{owner.key}>{soname}]") if owner is not None else None
-            if cause is not None:
+        return self._named_library_cause("\n".join((finding.message, *finding.details)))
+
+    def _named_library_cause(self, text: str) -> Cause | None:
+        """The cause of the first failed library the text names: by soname (``libcudnn.so.9: cannot open``),
+        else by its stem, as torch's own loader words it (``libcudart.so.*[0-9] not found in the system path``)."""
+        failed = {soname: self._static[f"linkage[{root.key}>{soname}]"] for soname, root in self._soname_root.items()
+                  if f"linkage[{root.key}>{soname}]" in self._static and soname not in DRIVER_SONAMES}
+        for soname in _SONAME.findall(text):
+            if soname in failed:
+                return failed[soname]
+        for soname, cause in sorted(failed.items()):
+            if re.search(re.escape(soname.split(".so")[0]) + r"\.so(?![\w-])", text):
                 return cause
         return None

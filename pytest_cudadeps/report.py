@@ -273,7 +273,7 @@ def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> 
     inside = {location.name for location in snapshot.env.paths}
     lines: list[tuple[str, Markup]] = [(f"CUDA libraries (folders under {', '.join(sorted(inside)) or '/'}/ or absolute):", {})]
     for lib in found:
-        head = f"  {lib.soname:<{soname_width}}  {lib.status:<{status_width}}  {lib.owner or '-':<{owner_width}}  "
+        head = f"  {lib.soname:<{soname_width}} {lib.status:<{status_width}} {lib.owner or '-':<{owner_width}} "
         where = _folder(Path(lib.path).parent, snapshot) if lib.path else "-"
         room = max(width - len(head), 12)
         if len(where) > room:

@@ -71,7 +71,7 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
     check = venvs.pip(venv, "check")
     assert check.returncode == 0
     assert "No broken requirements found." in check.stdout
-    code, out = run(site, tmp_path)
+    code, out = run(site, tmp_path, "-v")
     assert code == 1
     text = failure_text(out, "requires[torch>nvidia-cuda-runtime]")
     assert text.splitlines()[0] == "nvidia-cuda-runtime is not installed"
@@ -83,11 +83,22 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
         assert f"resolves to {SYSTEM_CUDART} (via ld.so.cache, owned by no installed distribution)" in linkage
         assert "nvidia-cuda-runtime (not installed)" in linkage
     # a clean container sees no cache: the loader cannot find libcudart at all
-    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache", "-v")
     linkage = failure_text(out, "linkage[torch>libcudart.so.13]")
     assert linkage.startswith("libcudart.so.13 is not found: loading torch fails with "
                               "`OSError: libcudart.so.13: cannot open shared object file")
     assert "declared: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*" in linkage
+    assert "  root cause: requires[torch>nvidia-cuda-runtime]\n" in linkage
+    # by default: the missing wheel is the one root cause; the linkage and load items name it in one line
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    failed = [k for k, v in outcomes(out).items() if v == "FAILED"]
+    assert {"requires[torch>nvidia-cuda-runtime]", "linkage[torch>libcudart.so.13]", "load[libcudart.so.13]"} <= set(failed)
+    assert failure_text(out, "load[libcudart.so.13]").strip().endswith(
+        "[root cause: requires[torch>nvidia-cuda-runtime]; its fix is in the cudadeps summary]")
+    assert out.splitlines()[-3:-1] == [
+        f"[1] requires[torch>nvidia-cuda-runtime]: {len(failed)} failed checks: nvidia-cuda-runtime is not installed",
+        "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
+    ]
 
 
 def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
@@ -103,7 +114,7 @@ def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
 
 def test_cublas_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
     venv = scenario("nvidia-cublas")
-    code, out = run(venvs.site_packages(venv), tmp_path)
+    code, out = run(venvs.site_packages(venv), tmp_path, "-v")
     assert code == 1
     assert failure_text(out, "requires[torch>nvidia-cublas]").startswith("nvidia-cublas is not installed")
     linkage = failure_text(out, "linkage[torch>libcublas.so.13]")
@@ -114,7 +125,7 @@ def test_cublas_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> No
 
 def test_nvjitlink_uninstalled_names_cusparse(scenario: Callable[..., Path], tmp_path: Path) -> None:
     venv = scenario("nvidia-nvjitlink")
-    code, out = run(venvs.site_packages(venv), tmp_path)
+    code, out = run(venvs.site_packages(venv), tmp_path, "-v")
     assert code == 1
     linkage = failure_text(out, "linkage[torch>libnvJitLink.so.13]")
     assert linkage.startswith("libnvJitLink.so.13 is not found")
@@ -129,7 +140,7 @@ def test_metadata_without_cuda_requirements(scenario: Callable[..., Path], tmp_p
     lines = metadata.read_text().splitlines(keepends=True)
     venvs.replace_file(metadata, "".join(line for line in lines
                                          if not re.match(r"Requires-Dist: (nvidia-|cuda-)", line)))
-    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache", "-v")
     assert code == 1
     assert "requires[torch>nvidia-cuda-runtime]" not in outcomes(out)  # the metadata no longer asks for it
     text = failure_text(out, "linkage[torch>libcudart.so.13]")
@@ -208,3 +219,28 @@ def test_a_preloaded_fake_cudart_is_predicted_as_the_import_fails(cuda_venv: Pat
     assert real.returncode != 0
     assert "version libcudart.so.13" in real.stderr
     assert "undefined symbol" in real.stderr
+
+
+def test_torch_without_its_wheels_is_one_root_cause_in_at_most_150_lines(
+        scenario: Callable[..., Path], cuda_venv: Path, tmp_path: Path) -> None:
+    """The seed's state (astral-sh/uv#14237: torch installed with --no-deps): every nvidia-*/cuda-* distribution
+    uninstalled. The whole default output fits in 150 lines and ends with the one cause and its one fix."""
+    wheels = sorted(re.sub(r"-[^-]+\.dist-info$", "", meta.name).replace("_", "-")
+                    for meta in venvs.site_packages(cuda_venv).glob("*.dist-info")
+                    if meta.name.startswith(("nvidia_", "cuda_")))
+    assert len(wheels) >= 15, wheels
+    venv = scenario(*wheels)
+    result = venvs.run_plugin(venvs.site_packages(venv), cwd=tmp_path)  # the default output: no -r, no -v
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert len(lines) <= 150, len(lines)
+    failed = int(re.search(r"= (\d+) failed", lines[-1]).group(1))  # type: ignore[union-attr]
+    assert failed >= 30
+    verdict = lines.index(f"cudadeps: {failed} failed checks from 1 root cause")
+    assert lines[verdict + 1].startswith(f"[1] missing[torch]: {failed} failed checks: torch 2.14.1 is installed "
+                                         f"without ")
+    fix = lines[-2]
+    assert fix.startswith("    fix: pip install 'cuda-bindings"), fix
+    for wanted in ("'nvidia-cudnn-cu13==9.24.0.43'", "'nvidia-nccl-cu13==2.30.7'", "cuda-toolkit[cublas,cudart,"):
+        assert wanted in fix
+    assert "Traceback" not in result.stdout
