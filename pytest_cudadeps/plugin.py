@@ -125,8 +125,10 @@ class CudaDepsPlugin:
             from .causes import Causes
             from .checks import plan_checks
 
-            self._plan = plan_checks(self.settings)
-            self._causes = Causes(self._plan.snapshot, self._plan.static)
+            self._plan = plan = plan_checks(self.settings)
+            if self.settings.compare_path:
+                plan = self._plan = _with_drift(plan, self.settings.compare_path)
+            self._causes = Causes(plan.snapshot, plan.static)
         return self._plan, self._causes
 
     def cuda_env(self) -> CudaEnv:
@@ -232,6 +234,23 @@ class CudaDepsPlugin:
             terminal.write_line(self.report_error, red=True)
         for text, markup in summary_lines(self.snapshot(), results):
             terminal.write_line(text, **markup)
+        self._github(terminal, results)
+
+    def _github(self, terminal: pytest.TerminalReporter, results: Any) -> None:
+        import os
+
+        from . import github
+
+        if not github.active(os.environ):
+            return
+        for line in github.error_annotations(results):
+            terminal.write_line(line)
+        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_file:
+            try:
+                github.append_step_summary(summary_file, results)
+            except OSError as exc:
+                terminal.write_line(f"cudadeps: cannot append to GITHUB_STEP_SUMMARY {summary_file}: {exc}", red=True)
 
     def snapshot(self) -> Any:
         """The snapshot of this process: the collector's, or (on the xdist controller) one taken now."""
@@ -255,6 +274,19 @@ class CudaDepsPlugin:
             return "passed", ".", "PASSED"
         summary = dict(report.user_properties).get("summary")
         return "passed", ".", (f"PASSED  {summary}" if summary else "PASSED", {"green": True})
+
+
+def _with_drift(plan: Plan, baseline: str) -> Plan:
+    """The plan with the ``drift[...]`` items of --cuda-deps-compare (their list from files only)."""
+    from dataclasses import replace
+
+    from .compare import drift_items
+    from .report import driver, environment
+
+    def driver_now() -> dict[str, Any]:
+        return driver({name: plan.items[name]() for name in ("driver[libcuda]", "driver[nvml]") if name in plan.items})
+
+    return replace(plan, items={**plan.items, **drift_items(baseline, environment(plan.snapshot, {}), driver_now)})
 
 
 class CudaDepsCollector(pytest.Collector):
