@@ -6,6 +6,7 @@ Each scenario is a hard-link copy of the cached venv, broken the way users break
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -244,3 +245,39 @@ def test_torch_without_its_wheels_is_one_root_cause_in_at_most_150_lines(
     for wanted in ("'nvidia-cudnn-cu13==9.24.0.43'", "'nvidia-nccl-cu13==2.30.7'", "cuda-toolkit[cublas,cudart,"):
         assert wanted in fix
     assert "Traceback" not in result.stdout
+
+
+def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
+        scenario: Callable[..., Path], cuda_venv: Path, tmp_path: Path) -> None:
+    """The JSON of real runs (with the probes, under -n 2) against the schema; the exit statuses of
+    python -m pytest_cudadeps; what compare and --cuda-deps-compare say between the two."""
+    import jsonschema
+
+    from pytest_cudadeps.report import schema
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    result = venvs.run_plugin(venvs.site_packages(cuda_venv), "-n", "2", f"--cuda-deps-json={good}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    good_report = json.loads(good.read_text())
+    jsonschema.validate(good_report, schema())
+    assert good_report["verdict"] == "healthy"
+    assert any(f["id"].startswith("load[") for f in good_report["findings"])  # the workers' probe findings came back
+    site = venvs.site_packages(scenario("nvidia-nccl-cu13"))
+    command = [sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={site}"]
+    broken = subprocess.run([*command, f"--cuda-deps-json={bad}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode == 1, broken.stdout[-3000:]
+    first = broken.stdout.splitlines()[0]
+    assert re.fullmatch(r"cudadeps: \d+ failed checks from 1 root cause: requires\[torch>nvidia-nccl-cu13\]", first), first
+    jsonschema.validate(json.loads(bad.read_text()), schema())
+    fleet = subprocess.run([sys.executable, "-m", "pytest_cudadeps", "compare", str(good), str(bad)], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert fleet.returncode == 1
+    assert "dist:nvidia-nccl-cu13\n  2.30.7: " in fleet.stdout
+    assert "lib:libnccl.so.2\n  site-packages/nvidia/nccl/lib/libnccl.so.2 (nvidia-nccl-cu13 2.30.7): " in fleet.stdout
+    assert "dist:torch" not in fleet.stdout  # the venvs live in other folders: paths are compared relative to them
+    drift = subprocess.run([*command, f"--cuda-deps-compare={good}", "-k", "drift"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert drift.returncode == 1
+    assert "cudadeps::drift[dist:nvidia-nccl-cu13]" in drift.stdout
+    assert "cudadeps::drift[lib:libnccl.so.2]" in drift.stdout
