@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .companions import companion_findings
@@ -28,9 +29,17 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     return findings + lazy_findings(snapshot)
 
 
-def collect_checks(
-    settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None
-) -> dict[str, Pending]:
+@dataclass(frozen=True)
+class Plan:
+    """One run's checks: the snapshot, its static findings (the causes are computed from them), and
+    every item's pending finding by name."""
+
+    snapshot: Snapshot
+    static: tuple[Finding, ...]
+    items: dict[str, Pending]
+
+
+def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None) -> Plan:
     """Item name to its pending finding. Names are unique (a repeat gets ``#2``) and depend on files only,
     never on a GPU, so that every xdist worker collects the same list.
 
@@ -47,8 +56,16 @@ def collect_checks(
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()
-    _add(items, static_findings(snapshot))
-    return items
+    static = static_findings(snapshot)
+    _add(items, static)
+    return Plan(snapshot, tuple(static), items)
+
+
+def collect_checks(
+    settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None
+) -> dict[str, Pending]:
+    """The items of :func:`plan_checks` alone."""
+    return plan_checks(settings, start_probes=start_probes, group=group).items
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:

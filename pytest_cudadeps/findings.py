@@ -50,6 +50,9 @@ class Finding:
     ``facts`` are (key, value) pairs kept for reports: they become the item's
     ``user_properties`` (and so junitxml properties); a fact named ``summary``
     is shown beside PASSED in ``-v`` output.
+    ``cause`` is the id of the root cause a failure follows from (:mod:`pytest_cudadeps.causes`):
+    its own name when it is a root cause itself, another finding's name or a group's id
+    (``missing[torch]``) when it is a consequence, empty until the causes are attached.
     """
 
     check: str
@@ -59,6 +62,7 @@ class Finding:
     details: tuple[str, ...] = ()
     fix: str = ""
     facts: tuple[tuple[str, str], ...] = field(default=())
+    cause: str = ""  # last, with a default: positional construction keeps working
 
     def __post_init__(self) -> None:
         # Escaped once here, so every face (terminal, junitxml, a JSON report) gets safe text.
@@ -80,6 +84,7 @@ class Finding:
 
 
 Pending = Callable[[], "Finding"]  # an item's work: computes its finding when the item runs
+REQUIRE_GPU = ", but --cuda-deps-require-gpu asks for a GPU"  # ends the message of a failure of unavailable()
 
 
 def passed(check: str, subject: str, summary: str, **facts: str) -> Finding:
@@ -103,5 +108,5 @@ def skipped(check: str, subject: str, reason: str, **facts: str) -> Finding:
 def unavailable(check: str, subject: str, reason: str, *, require_gpu: bool, fix: str, **facts: str) -> Finding:
     """No driver or GPU to check: a skip with the reason, or a failure under --cuda-deps-require-gpu."""
     if require_gpu:
-        return failed(check, subject, f"{reason}, but --cuda-deps-require-gpu asks for a GPU", fix=fix)
+        return failed(check, subject, f"{reason}{REQUIRE_GPU}", fix=fix)
     return skipped(check, subject, reason, **facts)

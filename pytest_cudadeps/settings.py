@@ -35,6 +35,8 @@ class Settings:
     verify_hashes: bool = False
     probes: bool = True  # False: static checks only, no child process
     host_root: str = "/"  # where /proc and /dev are read (the tests give a fake tree)
+    json_path: str | None = None  # --cuda-deps-json: where the report goes
+    compare_path: str | None = None  # --cuda-deps-compare: a report of a known-good host
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -58,6 +60,8 @@ class Settings:
             verify_hashes=bool(value("cuda_deps_verify_hashes")),
             probes=not value("cuda_deps_no_probes"),
             host_root=os.path.join(str(config.invocation_params.dir), value("cuda_deps_host_root") or "/"),
+            json_path=_given_path(config, value("cuda_deps_json")),
+            compare_path=_given_path(config, value("cuda_deps_compare")),
         )
 
     def describe(self) -> str:
@@ -133,3 +137,8 @@ def folder_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot be listed: {exc.strerror or exc}"
     return None
+
+
+def _given_path(config: pytest.Config, given: str | None) -> str | None:
+    """A report path as given, relative to where pytest was started."""
+    return os.path.join(str(config.invocation_params.dir), given) if given else None

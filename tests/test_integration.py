@@ -6,6 +6,7 @@ Each scenario is a hard-link copy of the cached venv, broken the way users break
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -75,7 +76,7 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
     check = venvs.pip(venv, "check")
     assert check.returncode == 0
     assert "No broken requirements found." in check.stdout
-    code, out = run(site, tmp_path)
+    code, out = run(site, tmp_path, "-v")
     assert code == 1
     text = failure_text(out, "requires[torch>nvidia-cuda-runtime]")
     assert text.splitlines()[0] == "nvidia-cuda-runtime is not installed"
@@ -87,11 +88,22 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
         assert f"resolves to {SYSTEM_CUDART} (via ld.so.cache, owned by no installed distribution)" in linkage
         assert "nvidia-cuda-runtime (not installed)" in linkage
     # a clean container sees no cache: the loader cannot find libcudart at all
-    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache", "-v")
     linkage = failure_text(out, "linkage[torch>libcudart.so.13]")
     assert linkage.startswith("libcudart.so.13 is not found: loading torch fails with "
                               "`OSError: libcudart.so.13: cannot open shared object file")
     assert "declared: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*" in linkage
+    assert "  root cause: requires[torch>nvidia-cuda-runtime]\n" in linkage
+    # by default: the missing wheel is the one root cause; the linkage and load items name it in one line
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    failed = [k for k, v in outcomes(out).items() if v == "FAILED"]
+    assert {"requires[torch>nvidia-cuda-runtime]", "linkage[torch>libcudart.so.13]", "load[libcudart.so.13]"} <= set(failed)
+    assert failure_text(out, "load[libcudart.so.13]").strip().endswith(
+        "[root cause: requires[torch>nvidia-cuda-runtime]; its fix is in the cudadeps summary]")
+    assert out.splitlines()[-3:-1] == [
+        f"[1] requires[torch>nvidia-cuda-runtime]: {len(failed)} failed checks: nvidia-cuda-runtime is not installed",
+        "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
+    ]
 
 
 def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
@@ -107,7 +119,7 @@ def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
 
 def test_cublas_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> None:
     venv = scenario("nvidia-cublas")
-    code, out = run(venvs.site_packages(venv), tmp_path)
+    code, out = run(venvs.site_packages(venv), tmp_path, "-v")
     assert code == 1
     assert failure_text(out, "requires[torch>nvidia-cublas]").startswith("nvidia-cublas is not installed")
     linkage = failure_text(out, "linkage[torch>libcublas.so.13]")
@@ -118,7 +130,7 @@ def test_cublas_uninstalled(scenario: Callable[..., Path], tmp_path: Path) -> No
 
 def test_nvjitlink_uninstalled_names_cusparse(scenario: Callable[..., Path], tmp_path: Path) -> None:
     venv = scenario("nvidia-nvjitlink")
-    code, out = run(venvs.site_packages(venv), tmp_path)
+    code, out = run(venvs.site_packages(venv), tmp_path, "-v")
     assert code == 1
     linkage = failure_text(out, "linkage[torch>libnvJitLink.so.13]")
     assert linkage.startswith("libnvJitLink.so.13 is not found")
@@ -133,7 +145,7 @@ def test_metadata_without_cuda_requirements(scenario: Callable[..., Path], tmp_p
     lines = metadata.read_text().splitlines(keepends=True)
     venvs.replace_file(metadata, "".join(line for line in lines
                                          if not re.match(r"Requires-Dist: (nvidia-|cuda-)", line)))
-    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache")
+    code, out = run(site, tmp_path, "--cuda-deps-no-ld-cache", "-v")
     assert code == 1
     assert "requires[torch>nvidia-cuda-runtime]" not in outcomes(out)  # the metadata no longer asks for it
     text = failure_text(out, "linkage[torch>libcudart.so.13]")
@@ -272,3 +284,64 @@ def test_a_missing_cudnn_sub_library_fails_its_lazy_item(scenario: Callable[...,
     assert ("`Unable to load any of {libcudnn_cnn.so.9.24.0, libcudnn_cnn.so.9.24, libcudnn_cnn.so.9, "
             "libcudnn_cnn.so}`") in text
     assert "fix: pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'" in text
+
+
+def test_torch_without_its_wheels_is_one_root_cause_in_at_most_150_lines(
+        scenario: Callable[..., Path], cuda_venv: Path, tmp_path: Path) -> None:
+    """The seed's state (astral-sh/uv#14237: torch installed with --no-deps): every nvidia-*/cuda-* distribution
+    uninstalled. The whole default output fits in 150 lines and ends with the one cause and its one fix."""
+    wheels = sorted(re.sub(r"-[^-]+\.dist-info$", "", meta.name).replace("_", "-")
+                    for meta in venvs.site_packages(cuda_venv).glob("*.dist-info")
+                    if meta.name.startswith(("nvidia_", "cuda_")))
+    assert len(wheels) >= 15, wheels
+    venv = scenario(*wheels)
+    result = venvs.run_plugin(venvs.site_packages(venv), cwd=tmp_path)  # the default output: no -r, no -v
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert len(lines) <= 150, len(lines)
+    failed = int(re.search(r"= (\d+) failed", lines[-1]).group(1))  # type: ignore[union-attr]
+    assert failed >= 30
+    verdict = lines.index(f"cudadeps: {failed} failed checks from 1 root cause")
+    assert lines[verdict + 1].startswith(f"[1] missing[torch]: {failed} failed checks: torch 2.14.1 is installed "
+                                         f"without ")
+    fix = lines[-2]
+    assert fix.startswith("    fix: pip install 'cuda-bindings"), fix
+    for wanted in ("'nvidia-cudnn-cu13==9.24.0.43'", "'nvidia-nccl-cu13==2.30.7'", "cuda-toolkit[cublas,cudart,"):
+        assert wanted in fix
+    assert "Traceback" not in result.stdout
+
+
+def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
+        scenario: Callable[..., Path], cuda_venv: Path, tmp_path: Path) -> None:
+    """The JSON of real runs (with the probes, under -n 2) against the schema; the exit statuses of
+    python -m pytest_cudadeps; what compare and --cuda-deps-compare say between the two."""
+    import jsonschema
+
+    from pytest_cudadeps.report import schema
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    result = venvs.run_plugin(venvs.site_packages(cuda_venv), "-n", "2", f"--cuda-deps-json={good}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    good_report = json.loads(good.read_text())
+    jsonschema.validate(good_report, schema())
+    assert good_report["verdict"] == "healthy"
+    assert any(f["id"].startswith("load[") for f in good_report["findings"])  # the workers' probe findings came back
+    site = venvs.site_packages(scenario("nvidia-nccl-cu13"))
+    command = [sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={site}"]
+    broken = subprocess.run([*command, f"--cuda-deps-json={bad}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode == 1, broken.stdout[-3000:]
+    first = broken.stdout.splitlines()[0]
+    assert re.fullmatch(r"cudadeps: \d+ failed checks from 1 root cause: requires\[torch>nvidia-nccl-cu13\]", first), first
+    jsonschema.validate(json.loads(bad.read_text()), schema())
+    fleet = subprocess.run([sys.executable, "-m", "pytest_cudadeps", "compare", str(good), str(bad)], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert fleet.returncode == 1
+    assert "dist:nvidia-nccl-cu13\n  2.30.7: " in fleet.stdout
+    assert "lib:libnccl.so.2\n  site-packages/nvidia/nccl/lib/libnccl.so.2 (nvidia-nccl-cu13 2.30.7): " in fleet.stdout
+    assert "dist:torch" not in fleet.stdout  # the venvs live in other folders: paths are compared relative to them
+    drift = subprocess.run([*command, f"--cuda-deps-compare={good}", "-k", "drift"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert drift.returncode == 1
+    assert "cudadeps::drift[dist:nvidia-nccl-cu13]" in drift.stdout
+    assert "cudadeps::drift[lib:libnccl.so.2]" in drift.stdout

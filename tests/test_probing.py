@@ -280,9 +280,14 @@ def test_no_driver_fails_the_gpu_items_when_a_gpu_is_required(pytester: pytest.P
     assert {name: run.items[name][0] for name in GPU_ITEMS} == dict.fromkeys(GPU_ITEMS, "failed")
     assert run.items["smoke[all-reduce]"][0] == "skipped"  # needs 2 GPUs: a 1-GPU runner is not a failure
     for name in ("driver[libcuda]", "driver[nvml]", "driver[runtime-compat]", "arch[torch]"):
-        first, *_, fix = run.message(name).splitlines()
-        assert first.endswith(", but --cuda-deps-require-gpu asks for a GPU"), first
-        assert fix == "  fix: install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
+        # one root cause for all of them: each item names it in one line, the summary gives the fix once
+        assert run.message(name).endswith(", but --cuda-deps-require-gpu asks for a GPU [root cause: no-driver; "
+                                          "its fix is in the cudadeps summary]"), run.message(name)
+    failed = sum(state == "failed" for state, _ in run.items.values())
+    assert failed > len(GPU_ITEMS)
+    assert f"cudadeps: {failed} failed checks from 1 root cause\n" in run.output
+    assert run.output.count("fix: install the NVIDIA driver, or start the container with the GPU runtime "
+                            "(docker run --gpus all)") == 1
     assert run.message("driver[libcuda]").startswith("libcuda.so.1 not found (libcuda.so.1: cannot open shared object")
     assert run.message("smoke[matmul]").startswith(
         f"torch 2.14.1+cu130 (CUDA 13.0) sees 0 GPU: {NO_DRIVER_TORCH}")
