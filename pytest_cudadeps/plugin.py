@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from .children import ChildGroup
     from .findings import Finding, Pending
     from .fixture import CudaEnv
+    from .report import Results
     from .settings import Settings
+    from .snapshot import Snapshot
 
 COLLECTOR_NAME = "cudadeps"
 MARKER = "cudadeps"
@@ -247,7 +249,7 @@ class CudaDepsPlugin:
             terminal.write_line(text, **markup)
         self._github(terminal, results)
 
-    def _github(self, terminal: pytest.TerminalReporter, results: Any) -> None:
+    def _github(self, terminal: pytest.TerminalReporter, results: Results) -> None:
         import os
 
         from . import github
@@ -263,7 +265,7 @@ class CudaDepsPlugin:
             except OSError as exc:
                 terminal.write_line(f"cudadeps: cannot append to GITHUB_STEP_SUMMARY {summary_file}: {exc}", red=True)
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> Snapshot:
         """The snapshot of this process: the collector's, or (on the xdist controller) one taken now."""
         if self._plan is not None:
             return self._plan.snapshot
@@ -271,7 +273,7 @@ class CudaDepsPlugin:
 
         return take_snapshot(self.settings)
 
-    def results(self) -> Any:
+    def results(self) -> Results:
         from .report import results_from_payloads
 
         return results_from_payloads(self.payloads)
