@@ -34,6 +34,7 @@ import pytest
 from tests import nobody
 from tests import sitebuilder as sb
 from tests.conftest import build_so
+from tests.elfpatch import SH_SIZE, of_type, patch_section
 
 BOUND = 20.0  # seconds a run may take; the slowest case takes about 1 s
 TORCH_INFO = "torch-2.14.1.dist-info"
@@ -136,16 +137,7 @@ def elf_patch(offset: int, fmt: str, *values: int, size: int = 0) -> Callable[[P
 
 
 def dynamic_section_past_the_end(site: Path) -> None:
-    with open(site / "torch" / "lib" / "libtorch_cuda.so", "r+b") as stream:
-        stream.seek(0x28)
-        shoff = struct.unpack("<Q", stream.read(8))[0]
-        stream.seek(0x3C)
-        shnum = struct.unpack("<H", stream.read(2))[0]
-        stream.seek(shoff)
-        table = stream.read(shnum * 64)
-        index = next(i for i in range(shnum) if struct.unpack_from("<I", table, i * 64 + 4)[0] == 6)
-        stream.seek(shoff + index * 64 + 32)
-        stream.write(struct.pack("<Q", 1 << 40))
+    patch_section(site / "torch" / "lib" / "libtorch_cuda.so", of_type(6), SH_SIZE, 1 << 40)  # SHT_DYNAMIC
 
 
 def non_utf8_folder(site: Path) -> None:

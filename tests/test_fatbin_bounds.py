@@ -11,6 +11,7 @@ import pytest
 from pytest_cudadeps.fatbin import MAGIC, FatbinError, read_architectures, section_extent
 from pytest_cudadeps.safe_io import UnsafeFile
 from tests.bounds import within
+from tests.elfpatch import SH_SIZE, at_offset, patch_section
 from tests.test_fatbin import CUBIN, container, elf_with_fatbin, entry
 
 
@@ -34,17 +35,7 @@ def test_a_huge_section_header_table_is_refused_unread(gcc: str, tmp_path: Path)
 def test_a_fatbin_section_past_the_end_of_the_file_is_refused(gcc: str, tmp_path: Path) -> None:
     lib = elf_with_fatbin(gcc, tmp_path / "libpast.so", container(entry(CUBIN, 80, b"\x01" * 8)))
     offset, _ = section_extent(lib) or (0, 0)
-    with open(lib, "rb") as stream:
-        stream.seek(0x28)
-        shoff = struct.unpack("<Q", stream.read(8))[0]
-        stream.seek(0x3C)
-        shnum = struct.unpack("<H", stream.read(2))[0]
-        stream.seek(shoff)
-        table = stream.read(shnum * 64)
-    index = next(i for i in range(shnum) if struct.unpack_from("<Q", table, i * 64 + 24)[0] == offset)
-    with open(lib, "r+b") as stream:
-        stream.seek(shoff + index * 64 + 32)
-        stream.write(struct.pack("<Q", 1 << 40))  # sh_size
+    patch_section(lib, at_offset(offset), SH_SIZE, 1 << 40)
     with pytest.raises(FatbinError, match=r"the .nv_fatbin section \(1099511627776 bytes at offset"):
         read_architectures(lib)
 
