@@ -25,7 +25,7 @@ def command(args: Sequence[str]) -> list[str]:
     if setpriv is None:
         pytest.skip("running as root without setpriv: cannot drop to an unprivileged user")
     probe = subprocess.run([setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                            sys.executable, "-c", "import pytest_cudadeps"], capture_output=True, cwd=REPO)
+                            sys.executable, "-c", "import pytest, pytest_cudadeps"], capture_output=True, cwd=REPO)
     if probe.returncode != 0:
         pytest.skip(f"nobody cannot run this interpreter and checkout: {probe.stderr.decode()[-200:]}")
     return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *args]

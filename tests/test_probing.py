@@ -463,7 +463,8 @@ def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pyteste
     items = collected(pytester, site)
     run = run_plugin(pytester, site, "-n", "2")
     assert "Different tests were collected" not in run.output
-    assert "created: 2/2 workers" in run.output
+    # xdist >= 3.3 announces its workers as "created: 2/2 workers", older ones as "gw0 I / gw1 I"
+    assert "created: 2/2 workers" in run.output or "gw0 I / gw1 I" in run.output
     assert sorted(f"cudadeps::{name}" for name in run.items) == items
     # each worker runs the probes its items need, with the same answers as one process
     assert run.runtime() == {
