@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .companions import companion_findings
@@ -12,13 +14,15 @@ from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
+from .triton import TOOLS, find_triton, ptxas_finding, static_triton_findings
 
 if TYPE_CHECKING:
     from .children import ChildGroup
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency, linkage, companion and lazily-opened-library findings: metadata and ELF files only, nothing run."""
+    """The declared-dependency, linkage, companion, Triton and lazily-opened-library findings: metadata, ELF files and the
+    environment variables only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
@@ -27,6 +31,9 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     torch = snapshot.torch
     if torch is not None and torch.linkage is not None:  # the ELF view was asked for
         findings += companion_findings(snapshot.env, known=torch.linkage.infos)
+    settings = snapshot.settings
+    findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
+                                       host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
     return findings + lazy_findings(snapshot)
 
 
@@ -49,8 +56,22 @@ def collect_checks(
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()
+        items.update(_ptxas_items(snapshot))
     _add(items, static_findings(snapshot))
     return items
+
+
+def _ptxas_items(snapshot: Snapshot) -> dict[str, Pending]:
+    """``triton[ptxas]``, ``triton[ptxas-blackwell]``: the bundled tools run (foreign code: a child each, when the item runs)."""
+    triton = find_triton(snapshot.env)
+    if triton is None:
+        return {}
+    timeout = snapshot.settings.timeout
+
+    def item(name: str) -> Pending:
+        return lambda: ptxas_finding(triton, name, os.environ, timeout)
+
+    return {f"triton[{name}]": item(name) for name in TOOLS}
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:
