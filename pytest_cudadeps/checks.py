@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .companions import companion_findings
 from .declared import declared_findings
 from .findings import Finding, Pending
+from .frameworks import framework_findings, shared_findings
 from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
@@ -26,8 +27,10 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
-            findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
-                                         verify_hashes=snapshot.settings.verify_hashes)
+            found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
+                                     verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
+            findings += framework_findings(snapshot, root, found)
+    findings += shared_findings(snapshot)
     torch = snapshot.torch
     if torch is not None and torch.linkage is not None:  # the ELF view was asked for
         findings += companion_findings(snapshot.env, known=torch.linkage.infos)
