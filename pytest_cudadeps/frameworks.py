@@ -318,7 +318,7 @@ def major_findings(roots: Sequence[Root]) -> list[Finding]:
         if len(keys) < 2:
             continue
         if len(sonames) == 1:
-            findings.append(passed("shared", base, f"{', '.join(keys)} all need {next(iter(sonames))}"))
+            findings.append(passed("shared", base, f"{' and '.join(keys)} need the same {next(iter(sonames))}"))
             continue
         who = "; ".join(f"{soname}: {', '.join(sorted(set(k)))}" for soname, k in sorted(sonames.items()))
         findings.append(failed(
@@ -348,7 +348,7 @@ def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
         except InvalidVersion:
             continue  # the requires[...] items name it
         refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-        specs = "; ".join(f"{d.chain[0]} wants {d.wanted()}" for d in demands)
+        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
         if refused:
             findings.append(failed(
                 "shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "

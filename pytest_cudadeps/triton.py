@@ -200,10 +200,15 @@ def compiler_finding(triton: Triton, environ: Mapping[str, str]) -> Finding:
     """``triton[compiler]``: the C compiler triton builds its launcher with."""
     program, how, problem = find_compiler(environ)
     if problem is not None or program is None:
+        fallback = find_compiler({k: v for k, v in environ.items() if k != "CC"})[0]
+        if "CC" in environ:
+            fix = f"unset CC (triton then takes {fallback})" if fallback else "unset CC and install gcc"
+            fix += ", or export CC=<the path of a C compiler>"
+        else:
+            fix = "install a C compiler (`apt-get install gcc`, `dnf install gcc`) or export CC=/path/to/gcc"
         return failed(CHECK, "compiler", f"{problem}; torch.compile cannot build triton's launcher",
                       f"chosen as {triton.dist}'s runtime/build.py _find_compiler does: CC, then gcc, then clang",
-                      f"PATH: {environ.get('PATH', '(unset)')}",
-                      fix="install a C compiler (`apt-get install gcc`, `dnf install gcc`) or export CC=/path/to/gcc")
+                      f"PATH: {environ.get('PATH', '(unset)')}", fix=fix)
     return passed(CHECK, "compiler", f"{program} ({how})", path=program, via=how)
 
 

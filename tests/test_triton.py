@@ -126,6 +126,7 @@ def test_cc_pointing_nowhere_fails(tmp_path: Path, cc: str) -> None:
     found = compiler_finding(triton, {"PATH": str(executable(tmp_path / "bin", "gcc").parent), "CC": cc})
     assert found.outcome is Outcome.FAIL
     assert found.message.startswith(f"CC={cc!r} is not a program on PATH")
+    assert found.fix == f"unset CC (triton then takes {tmp_path / 'bin' / 'gcc'}), or export CC=<the path of a C compiler>"
 
 
 def test_python_h_missing_from_the_include_folder_fails(tmp_path: Path) -> None:
