@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .companions import companion_findings
 from .declared import declared_findings
 from .findings import Finding, Pending
+from .frameworks import framework_findings, shared_findings
 from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
+from .triton import TOOLS, find_triton, ptxas_finding, static_triton_findings
 
 if TYPE_CHECKING:
     from .children import ChildGroup
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency, linkage, companion and lazily-opened-library findings: metadata and ELF files only, nothing run."""
+    """The declared-dependency, linkage, companion, Triton and lazily-opened-library findings: metadata, ELF files and the
+    environment variables only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
-            findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
-                                         verify_hashes=snapshot.settings.verify_hashes)
+            found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
+                                     verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
+            findings += framework_findings(snapshot, root, found)
+    findings += shared_findings(snapshot)
     findings += companion_findings(snapshot.env, snapshot.companions)
+    settings = snapshot.settings
+    findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
+                                       host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
     return findings + lazy_findings(snapshot)
 
 
@@ -56,6 +66,7 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()
+        items.update(_ptxas_items(snapshot))
     static = static_findings(snapshot)
     _add(items, static)
     return Plan(snapshot, tuple(static), items)
@@ -66,6 +77,19 @@ def collect_checks(
 ) -> dict[str, Pending]:
     """The items of :func:`plan_checks` alone."""
     return plan_checks(settings, start_probes=start_probes, group=group).items
+
+
+def _ptxas_items(snapshot: Snapshot) -> dict[str, Pending]:
+    """``triton[ptxas]``, ``triton[ptxas-blackwell]``: the bundled tools run (foreign code: a child each, when the item runs)."""
+    triton = find_triton(snapshot.env)
+    if triton is None:
+        return {}
+    timeout = snapshot.settings.timeout
+
+    def item(name: str) -> Pending:
+        return lambda: ptxas_finding(triton, name, os.environ, timeout)
+
+    return {f"triton[{name}]": item(name) for name in TOOLS}
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:

@@ -69,10 +69,14 @@ def linkage_findings(
     *,
     owners: Owners | None = None,
     verify_hashes: bool = False,
+    resolver: ProviderResolver | None = None,
 ) -> list[Finding]:
-    """One finding per needed CUDA library of the root, plus one per own object the loader would refuse."""
+    """One finding per needed CUDA library of the root, plus one per own object the loader would refuse.
+
+    ``resolver``: the snapshot's, which also knows what the root's extras declare.
+    """
     owners = owners or Owners(env)
-    resolver = ProviderResolver(env, linkage.root, declared.by_key(), owners, cuda)
+    resolver = resolver or ProviderResolver(env, linkage.root, declared.by_key(), owners, cuda)
     findings = own_object_findings(env, linkage)
     for lib in linkage.cuda_libraries():
         case = _Library(env, linkage, lib, resolver, resolver.declared(lib.soname, lib.path),

@@ -123,9 +123,11 @@ class ProviderResolver:
 
     def __init__(
         self, env: Environment, root: Distribution, demands: Mapping[str, Sequence[Demand]], owners: Owners,
-        cuda: str | None,
+        cuda: str | None, extras: Mapping[str, Sequence[Demand]] | None = None,
     ) -> None:
         self.env, self.root, self.demands, self.owners, self.cuda = env, root, demands, owners, cuda
+        # what only the root's own extras declare (onnxruntime-gpu[cuda]): declared, and the fix installs the extras
+        self.extras = extras or {}
         self.cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
 
     def table_provider(self, soname: str) -> Provider | None:
@@ -156,6 +158,9 @@ class ProviderResolver:
             return Provision(canonicalize_name(provider.distribution),
                              f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
                              f"{provider.distribution})", toolkit.wanted(), None)
+        by_extra = self._from_extras([*keys, *sorted({d.key for _, d in self.owners.files_named(soname)})])
+        if by_extra is not None:
+            return by_extra
         if provider is not None:
             return None  # the table is authoritative: a wheel that ships its own copy elsewhere (triton) does not count
         for key in sorted({d.key for _, d in self.owners.files_named(soname)}):
@@ -185,6 +190,17 @@ class ProviderResolver:
             return (f"install the distribution that provides {soname}, or reinstall {self.root.name} from the "
                     f"index that matches this platform")
         return provision.fix(self.root.installer)
+
+    def _from_extras(self, keys: Sequence[str]) -> Provision | None:
+        """A wheel one of the root's extras declares: reinstall it when installed, else install the root's extras."""
+        from .frameworks import extras_spec  # frameworks imports the resolver's users; imported when asked
+
+        for key in keys:
+            if key in self.extras:
+                demand, installed = self.extras[key][0], self.env.get(key)
+                wanted = demand.wanted() if installed is not None else extras_spec(self.root.name, self.extras)
+                return Provision(key, demand.describe(), wanted, installed)
+        return None
 
     def _toolkit_demand(self, provider: Provider | None) -> Demand | None:
         """The demand on cuda-toolkit whose extras include the provider's, when cuda-toolkit is not installed."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .build import Build, read_build
 from .companions import Companion, find_companions
 from .distributions import Distribution, Environment, scan
+from .frameworks import cuda_of_linkage, elf_roots, extra_demands
 from .linkage import Linkage, analyze
 from .owners import Owners
 from .providers import ProviderResolver
@@ -36,6 +37,7 @@ class Root:
     build: Build | str | None
     linkage: Linkage | None
     demands: dict[str, list[Demand]] = field(compare=False)
+    extras: dict[str, list[Demand]] = field(default_factory=dict, compare=False)  # behind the root's own extras
 
     @property
     def key(self) -> str:
@@ -43,8 +45,11 @@ class Root:
 
     @property
     def cuda(self) -> str | None:
-        """The CUDA version the root was built for (torch's ``cuda = '13.0'``), None for CPU or unknown."""
-        return self.build.cuda if isinstance(self.build, Build) else None
+        """The CUDA version the root was built for (torch's ``cuda = '13.0'``; another framework's major from the
+        libcudart its binaries need, ``13``), None for CPU or unknown."""
+        if isinstance(self.build, Build):
+            return self.build.cuda
+        return cuda_of_linkage(self.linkage) if self.build is None else None
 
     @property
     def build_source(self) -> str:
@@ -70,7 +75,7 @@ class Snapshot:
         return next((root for root in self.roots if root.key == "torch"), None)
 
     def resolver(self, root: Root) -> ProviderResolver:
-        return ProviderResolver(self.env, root.dist, root.demands, self.owners, root.cuda)
+        return ProviderResolver(self.env, root.dist, root.demands, self.owners, root.cuda, root.extras)
 
 
 def choose_roots(env: Environment, names: tuple[str, ...], closures: Closures) -> tuple[list[Distribution], list[str]]:
@@ -87,11 +92,13 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True) -> Snapshot:
     closures = Closures(env)
     owners = Owners(env)
     dists, unknown = choose_roots(env, settings.roots, closures)
+    if not settings.roots and with_linkage:
+        dists += elf_roots(env, dists, closures)  # a framework that needs CUDA but requires no nvidia-* wheel
     roots = []
     for dist in dists:
         found = closures.of(dist)
         build = read_build(env, dist) if dist.key == "torch" else None
-        roots.append(Root(dist, found, build, None, found.by_key()))
+        roots.append(Root(dist, found, build, None, found.by_key(), extra_demands(dist)))
     snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
     if not with_linkage:
         return snapshot

@@ -311,9 +311,11 @@ def test_unusable_metadata_is_a_failing_item(pytester: pytest.Pytester, case: st
 def test_a_bad_requirement_is_a_failing_item(pytester: pytest.Pytester, line: str, problem: str) -> None:
     app = sb.Dist("my-cuda-app", "1.0", ("nvidia-cufft", line))
     site = cuda_site(pytester, extra=[app])
-    result = run_only(pytester, site)
+    result = run_only(pytester, site, "-rA")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(passed=len(expected_items_2_14_1()) + 2, failed=1)
+    # + requires[my-cuda-app>nvidia-cufft] and [>nvidia-nvjitlink]; + shared[...] of both: torch asks for them too
+    result.assert_outcomes(passed=len(expected_items_2_14_1()) + 4, failed=1)
+    result.stdout.fnmatch_lines([lit("PASSED cudadeps::shared[nvidia-cufft]")])
     section = failure_section(result, "cudadeps::metadata[my_cuda_app-1.0.dist-info]")
     meta = site / "my_cuda_app-1.0.dist-info" / "METADATA"
     assert section[0].startswith(f"{meta}: Requires-Dist {line!r} {problem}")

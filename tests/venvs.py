@@ -38,6 +38,26 @@ def base_venv(torch_version: str) -> Path:
     return venv
 
 
+def wheel(name: str, version: str) -> Path:
+    """A wheel from the registry, downloaded once (``pip download --no-deps``) into the cache; never installed there."""
+    folder = CACHE / "wheels"
+    prefix = f"{name.replace('-', '_')}-{version}-"
+    found = sorted(folder.glob(f"{prefix}*.whl"))
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock-wheels", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = sorted(folder.glob(f"{prefix}*.whl"))
+        if not found:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                            "--python-version", "3.11", "--only-binary", ":all:", f"{name}=={version}", "-d",
+                            str(folder)], check=True)
+            found = sorted(folder.glob(f"{prefix}*.whl"))
+    assert found, f"no wheel of {name} {version} in {folder}"
+    return found[0]
+
+
 def site_packages(venv: Path) -> Path:
     found = sorted((venv / "lib").glob("python3*/site-packages"))
     assert found, f"no site-packages in {venv}"
