@@ -16,7 +16,7 @@ from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
-from .triton import TOOLS, find_triton, ptxas_finding, static_triton_findings
+from .triton import static_triton_findings
 
 if TYPE_CHECKING:
     from .children import ChildGroup
@@ -66,7 +66,6 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()
-        items.update(_ptxas_items(snapshot))
     static = static_findings(snapshot)
     _add(items, static)
     return Plan(snapshot, tuple(static), items)
@@ -77,19 +76,6 @@ def collect_checks(
 ) -> dict[str, Pending]:
     """The items of :func:`plan_checks` alone."""
     return plan_checks(settings, start_probes=start_probes, group=group).items
-
-
-def _ptxas_items(snapshot: Snapshot) -> dict[str, Pending]:
-    """``triton[ptxas]``, ``triton[ptxas-blackwell]``: the bundled tools run (foreign code: a child each, when the item runs)."""
-    triton = find_triton(snapshot.env)
-    if triton is None:
-        return {}
-    timeout = snapshot.settings.timeout
-
-    def item(name: str) -> Pending:
-        return lambda: ptxas_finding(triton, name, os.environ, timeout)
-
-    return {f"triton[{name}]": item(name) for name in TOOLS}
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:

@@ -9,6 +9,7 @@ collects the same list.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,7 @@ from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads
 from .probes._protocol import LibcudaAnswer
 from .smoke import SmokeRun, TorchRun, all_reduce_finding, matmul_finding, probe_torch
 from .snapshot import Root, Snapshot
+from .triton import TOOLS, find_triton, ptxas_arch_finding, ptxas_finding
 
 T = TypeVar("T")
 
@@ -179,6 +181,24 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
                                          lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
         items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
     items.update(host_items(snapshot, probes))
+    items.update(triton_items(snapshot, probes))
+    return items
+
+
+def triton_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
+    """``triton[ptxas]``, ``triton[ptxas-blackwell]``: the bundled tools run (foreign code: a child each);
+    ``triton[ptxas-arch]``: the ptxas triton picks for each GPU the driver reports knows its architecture."""
+    triton = find_triton(snapshot.env)
+    if triton is None:
+        return {}
+    timeout, need = snapshot.settings.timeout, snapshot.settings.require_gpu
+
+    def tool(name: str) -> Pending:
+        return lambda: ptxas_finding(triton, name, os.environ, timeout)
+
+    items = {f"triton[{name}]": tool(name) for name in TOOLS}
+    items["triton[ptxas-arch]"] = lambda: ptxas_arch_finding(
+        triton, [gpu.capability for gpu in probes.driver().gpus], os.environ, timeout, require_gpu=need)
     return items
 
 

@@ -345,3 +345,20 @@ def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
     assert drift.returncode == 1
     assert "cudadeps::drift[dist:nvidia-nccl-cu13]" in drift.stdout
     assert "cudadeps::drift[lib:libnccl.so.2]" in drift.stdout
+
+
+def test_triton_ptxas_knows_the_architecture_of_the_gpu_the_driver_reports(
+        cuda_venv: Path, tmp_path: Path, gcc: str) -> None:
+    """triton[ptxas-arch] asks the driver child for the GPUs, then the bundled ptxas for their architecture."""
+    if os.geteuid() != 0:
+        pytest.skip("the fake host's device nodes need root (os.mknod)")
+    driver = fake_driver(gcc, tmp_path / "driver", driver="580.65.06", cuda=13000,
+                         gpus=(("NVIDIA H100 80GB HBM3", 9, 0, 80, 0),))
+    host = fake_host(tmp_path / "host", driver="580.65.06", gpus=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = venvs.run_plugin(venvs.site_packages(cuda_venv), "-rA", "-v", f"--cuda-deps-host-root={host}",
+                              "-k", "ptxas-arch", cwd=work, env={"LD_LIBRARY_PATH": str(driver)})
+    out = result.stdout + result.stderr
+    assert outcomes(out) == {"triton[ptxas-arch]": "PASSED"}, out[-3000:]
+    assert "sm_90a" in out
