@@ -36,8 +36,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .driver import INSTALL_DRIVER
-from .findings import REQUIRE_GPU, Finding, Outcome
+from .findings import INSTALL_DRIVER, REQUIRE_GPU, Finding, Outcome
 from .installers import install_command, quote
 from .ldso import Step
 from .linkage import ResolvedLibrary

@@ -21,11 +21,10 @@ from .driver_table import (
     torch_build_for,
     version_tuple,
 )
-from .findings import Finding, failed, passed, skipped, unavailable
+from .findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
 from .probes._protocol import CudartAnswer, DriverRequest, LibcudaAnswer, NvmlAnswer
 
 CHECK = "driver"
-INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
 NVML_LIBRARY_NOT_FOUND = 12  # NVML_ERROR_LIBRARY_NOT_FOUND: libnvidia-ml.so.1 is missing
 
 

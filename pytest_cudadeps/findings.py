@@ -84,6 +84,8 @@ class Finding:
 
 
 Pending = Callable[[], "Finding"]  # an item's work: computes its finding when the item runs
+# the fix of every "no driver here" item: the driver items, the load of libcuda, the host items, the causes
+INSTALL_DRIVER = "install the NVIDIA driver, or start the container with the GPU runtime (docker run --gpus all)"
 REQUIRE_GPU = ", but --cuda-deps-require-gpu asks for a GPU"  # ends the message of a failure of unavailable()
 
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .driver import INSTALL_DRIVER
 from .driver_table import MAJOR_MINIMUM, TORCH_CUDA_BUILDS, torch_build_for
-from .findings import Finding, failed, passed, skipped, unavailable
+from .findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
 from .installers import torch_index_install_command
 
 if TYPE_CHECKING:

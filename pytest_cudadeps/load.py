@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Union
 
 from .children import Blame, ChildGroup, JsonObject, run_steps
-from .driver import INSTALL_DRIVER
-from .findings import Finding, failed, passed, unavailable
+from .findings import INSTALL_DRIVER, Finding, failed, passed, unavailable
 from .probes._protocol import Loaded, LoadRequest, LoadTarget
 from .providers import DRIVER_SONAMES  # missing one means "no driver", not "broken wheel"
 
