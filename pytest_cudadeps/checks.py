@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .declared import declared_findings
 from .findings import Finding, Pending
 from .linkage_rules import linkage_findings
+from .security import security_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
 
@@ -16,13 +17,13 @@ if TYPE_CHECKING:
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency and linkage findings: metadata and ELF files only, nothing run."""
+    """The declared-dependency, linkage and security findings: metadata, ELF files and stat only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
             findings += linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
                                          verify_hashes=snapshot.settings.verify_hashes)
-    return findings
+    return findings + security_findings(snapshot)
 
 
 def collect_checks(

@@ -273,7 +273,7 @@ CASES: dict[str, Case] = {
                            "ERROR: --cuda-deps-path: '{site}' is not a folder (it is a regular file)"),
     "path-relative-missing": Case(nothing, 4, "ERROR: --cuda-deps-path: 'site' ({cwd}/site) does not exist",
                                   ("--cuda-deps-path=site",)),
-    "path-relative-to-the-working-folder": Case(nothing, 0, "3 passed", ("--cuda-deps-path=../tree/site",)),
+    "path-relative-to-the-working-folder": Case(nothing, 0, "7 passed", ("--cuda-deps-path=../tree/site",)),
     "path-unlistable": Case(lambda site: site.chmod(0o711), 4,
                             "ERROR: --cuda-deps-path: '{site}' cannot be listed: Permission denied", as_nobody=True),
     **{f"timeout-{text}": Case(nothing, 4, f"ERROR: --cuda-deps-timeout / cuda_deps_timeout {TIMEOUT}{text!r}",
