@@ -175,8 +175,8 @@ def _watch_reads() -> None:
             return _Watched(raw)
         return stream
 
-    builtins.open = watched_open  # type: ignore[assignment]  # open() itself, with reads watched
-    os.fdopen = watched_open  # os.fdopen is open() on a descriptor
+    builtins.open = watched_open
+    os.fdopen = watched_open  # type: ignore[assignment]  # os.fdopen is open() on a descriptor
 
 
 def _timed(problems: list[str], name: str, call: Callable[[], object], allowed: tuple[type[BaseException], ...] = ()) -> object:
