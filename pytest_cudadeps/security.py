@@ -44,7 +44,7 @@ import pwd
 import shlex
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +56,7 @@ from .ldso import default_dirs, expand, is_relative_entry, ld_library_path_entri
 from .safe_io import stat_or_reason
 
 if TYPE_CHECKING:
+    from .distributions import Distribution
     from .linkage import Linkage
     from .owners import Owners
     from .snapshot import Snapshot
@@ -72,7 +73,7 @@ def security_findings(snapshot: Snapshot) -> list[Finding]:
     return [
         ld_library_path_finding(loader),
         ld_preload_finding(loader),
-        rpath_finding(objects, snapshot.owners),
+        rpath_finding(objects, snapshot.owners, {obj: lk.root for lk in linkages for obj in lk.objects}),
         writable_finding(search_folders(linkages, loader, objects), library_files(linkages, loader), os.geteuid(),
                          loader),
     ]
@@ -183,8 +184,11 @@ def _search_list(info: ElfInfo) -> tuple[str, tuple[str, ...]]:
     return ("DT_RUNPATH", info.runpath) if info.runpath else ("DT_RPATH", info.rpath)
 
 
-def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners) -> Finding:
-    """``security[rpath]``: DT_RPATH/DT_RUNPATH entries that are neither absolute nor ``$ORIGIN``-based."""
+def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[Path, Distribution]) -> Finding:
+    """``security[rpath]``: DT_RPATH/DT_RUNPATH entries that are neither absolute nor ``$ORIGIN``-based.
+
+    The fix reinstalls the distribution whose RECORD lists the object, or else the root it is an own object of.
+    """
     details: list[str] = []
     fixes: dict[str, None] = {}
     cwd = Path(os.getcwd())
@@ -194,7 +198,7 @@ def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners) -> Finding:
         if not bad:
             continue
         owned = owners.of(path)
-        owner = owned[0][0] if owned else None
+        owner = owned[0][0] if owned else roots.get(path)
         details += [f"{path} ({f'of {owner}' if owner else 'of no installed distribution'}): {tag} entry {entry!r}: "
                     f"{_from_cwd(entry, cwd)}" for entry in bad]
         fixes[reinstall_command(owner.installer, f"{owner.name}=={owner.version}") if owner else
@@ -313,7 +317,7 @@ def _others_can_write(found: os.stat_result, euid: int, *, sticky_protects: bool
         if not mode & stat.S_ISVTX:
             return "world-writable without the sticky bit"
     if found.st_uid not in (0, euid):
-        return f"owned by {_user(found.st_uid)}"
+        return "owned by another user"  # who: in the mode and owner shown beside it
     return None
 
 

@@ -179,7 +179,7 @@ def test_the_folder_of_the_resolved_cudart_owned_by_another_user_fails(site: Pat
     finding = security(site, monkeypatch)["security[writable-folders]"]
     assert finding.outcome is Outcome.FAIL
     assert finding.details == (
-        f"{folder} is owned by nobody ({NOBODY}) (mode 0755, owner nobody ({NOBODY})); matters as: DT_RUNPATH of "
+        f"{folder} is owned by another user (mode 0755, owner nobody ({NOBODY})); matters as: DT_RUNPATH of "
         f"libtorch_cuda.so; holds libcudart.so.13 (resolved for torch)",
     )
     assert finding.fix == f"chown root {folder}"
@@ -235,4 +235,6 @@ def test_a_folder_reached_through_a_link_is_judged_where_it_lies(site: Path, mon
     (tmp_path / "link").symlink_to(elsewhere / "lib")
     finding = security(site, monkeypatch, ld_library_path=str(tmp_path / "link"))["security[writable-folders]"]
     assert finding.outcome is Outcome.FAIL
-    assert finding.details[0].startswith(f"{elsewhere} (a parent of {tmp_path / 'link'}) is owned by nobody ({NOBODY})")
+    assert finding.details[0].startswith(f"{elsewhere} (a parent of {tmp_path / 'link'}) is owned by another user: "
+                                         f"another user can move the folder below it away and put their own in its place "
+                                         f"(mode 0755, owner nobody ({NOBODY}))")
