@@ -187,10 +187,14 @@ def _search_list(info: ElfInfo) -> tuple[str, tuple[str, ...]]:
 def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[Path, Distribution]) -> Finding:
     """``security[rpath]``: DT_RPATH/DT_RUNPATH entries that are neither absolute nor ``$ORIGIN``-based.
 
-    The fix reinstalls the distribution whose RECORD lists the object, or else the root it is an own object of.
+    The object is named with the distribution whose RECORD lists it (or the root it is an own
+    object of).  A reinstall helps only if the file was changed after install; when the wheel ships
+    the entry (nvidia-cusparselt-cu13 0.8.1's libcusparseLt.so.0 has DT_RUNPATH ``$ORIGIN:``), the
+    fix is to drop it with patchelf, and to tell the wheel's project.
     """
     details: list[str] = []
     fixes: dict[str, None] = {}
+    shipped_by: dict[str, None] = {}
     cwd = Path(os.getcwd())
     for path, info in objects.items():
         tag, entries = _search_list(info)
@@ -201,19 +205,30 @@ def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[P
         owner = owned[0][0] if owned else roots.get(path)
         details += [f"{path} ({f'of {owner}' if owner else 'of no installed distribution'}): {tag} entry {entry!r}: "
                     f"{_from_cwd(entry, cwd)}" for entry in bad]
-        fixes[reinstall_command(owner.installer, f"{owner.name}=={owner.version}") if owner else
-              f"rebuild {path.name} with $ORIGIN-based {tag} entries"] = None
+        fixes[_patchelf(path, tag, [entry for entry in entries if entry not in bad])] = None
+        shipped_by[f"{owner} ({reinstall_command(owner.installer, f'{owner.name}=={owner.version}')} puts the "
+                   f"entries back if the wheel ships them)" if owner else f"{path.name}: no distribution"] = None
     if not details:
         return passed(CHECK, "rpath", f"the DT_RPATH and DT_RUNPATH entries of the {len(objects)} objects read are "
                                       f"absolute or $ORIGIN-based")
     return failed(
         CHECK, "rpath",
         f"{_count(len(details), 'DT_RPATH/DT_RUNPATH entry', 'DT_RPATH/DT_RUNPATH entries')} of the loaded objects "
-        f"{'is' if len(details) == 1 else 'are'} looked up from the working directory, wherever the process starts",
+        f"{'is' if len(details) == 1 else 'are'} looked up from the working directory: a library of the needed name "
+        f"there (a cloned repository, a shared scratch folder) is loaded",
         *details,
-        fix="; ".join(fixes) + "  (a wheel's entries should start with $ORIGIN; report it to the project if a "
-                               "reinstall keeps it)",
+        f"from: {'; '.join(shipped_by)}; report it to the project that builds the file: its entries should start "
+        f"with $ORIGIN",
+        fix="; ".join(fixes),
     )
+
+
+def _patchelf(path: Path, tag: str, kept: Sequence[str]) -> str:
+    """The command that leaves only ``kept`` in the object's list (patchelf writes DT_RUNPATH unless told otherwise)."""
+    if not kept:
+        return f"patchelf --remove-rpath {shlex.quote(str(path))}"
+    force = " --force-rpath" if tag == "DT_RPATH" else ""
+    return f"patchelf{force} --set-rpath {shlex.quote(':'.join(kept))} {shlex.quote(str(path))}"
 
 
 def _count(number: int, one: str, many: str) -> str:

