@@ -14,6 +14,7 @@ from .findings import Finding, Pending
 from .frameworks import framework_findings, shared_findings
 from .lazy import lazy_findings
 from .linkage_rules import linkage_findings
+from .security import security_findings
 from .settings import Settings
 from .snapshot import Snapshot, take_snapshot
 from .triton import static_triton_findings
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency, linkage, companion, Triton and lazily-opened-library findings: metadata, ELF files and the
-    environment variables only, nothing run."""
+    """The declared-dependency, linkage, companion, Triton, lazily-opened-library and security findings: metadata,
+    ELF files, stat and the environment variables only, nothing run."""
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
@@ -36,7 +37,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     settings = snapshot.settings
     findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
                                        host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
-    return findings + lazy_findings(snapshot)
+    return findings + lazy_findings(snapshot) + security_findings(snapshot)
 
 
 @dataclass(frozen=True)

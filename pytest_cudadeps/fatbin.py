@@ -162,6 +162,32 @@ def read_architectures(path: Path) -> Architectures:
         return _walk(stream, path, *extent)
 
 
+_PADDING_BLOCK = 1 << 20
+
+
+def _past_padding(stream: BinaryIO, offset: int, end: int) -> int:
+    """The first 8-aligned offset from ``offset`` on whose u32 is not zero (``end`` if none).
+
+    Padding is read a block at a time: eight bytes at a time, a section of zeros (a damaged or
+    zero-filled file) cost one seek and read per word, 1.8 s for 64 MiB and 9 s at torch's 317 MiB.
+    """
+    offset += -offset % 8
+    while offset < end:
+        stream.seek(offset)
+        block = stream.read(min(_PADDING_BLOCK, end - offset))
+        if not block:
+            return end
+        at = 0
+        while at < len(block):
+            rest = block[at:]
+            at += len(rest) - len(rest.lstrip(b"\0"))  # the first byte that is not zero
+            if at < len(block) and at % 8 < 4:  # it lies in a word's u32: a container may start there
+                return offset + at - at % 8
+            at += -at % 8  # in the upper half of a word whose u32 is zero: padding still
+        offset += len(block)
+    return end
+
+
 def _walk(stream: BinaryIO, path: Path, start: int, size: int) -> Architectures:
     variants: set[frozenset[tuple[int, int]]] = set()
     containers = entries = 0
@@ -170,11 +196,8 @@ def _walk(stream: BinaryIO, path: Path, start: int, size: int) -> Architectures:
         stream.seek(offset)
         magic, _, header_size, body = _CONTAINER.unpack(stream.read(_CONTAINER.size))
         if magic != MAGIC:
-            if magic == 0 and offset % 8:  # padding between containers
-                offset += 8 - offset % 8
-                continue
-            if magic == 0:
-                offset += 8
+            if magic == 0:  # padding between containers: on to the next 8-aligned word that is not zero
+                offset = _past_padding(stream, offset + 1, end)
                 continue
             raise FatbinError(f"{path}: no fatbin magic at section offset {offset - start:#x} (found {magic:#010x})")
         if header_size < _CONTAINER.size:  # 0 would never advance: the walk would loop forever

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import os
 import platform
+import re
 import struct
 import sys
 from collections import deque
@@ -96,14 +97,42 @@ def lib_token() -> str:
     return "lib64" if is_dir(Path("/lib64")) and struct.calcsize("P") == 8 else "lib"
 
 
+def substitute(entry: str, origin: Path) -> str:
+    """One path-list entry with $ORIGIN, $LIB, $PLATFORM replaced, not yet made absolute."""
+    if "$" in entry:
+        for token, value in (("ORIGIN", str(origin)), ("LIB", lib_token()), ("PLATFORM", _machine())):
+            entry = entry.replace("${" + token + "}", value).replace("$" + token, value)
+    return entry
+
+
+def is_relative_entry(entry: str, origin: Path) -> bool:
+    """Whether ld.so looks for this entry from the working directory: empty, ``.``, ``lib``, ``./x``.
+
+    ``$ORIGIN/../lib`` is not: it is the needing object's own folder wherever the process runs.
+    """
+    return not os.path.isabs(substitute(entry, origin))
+
+
 def expand(entry: str, origin: Path) -> Path:
     """One path-list entry with $ORIGIN, $LIB, $PLATFORM expanded; "" is the current folder."""
     if not entry:
         return Path(os.getcwd())
-    if "$" in entry:
-        for token, value in (("ORIGIN", str(origin)), ("LIB", lib_token()), ("PLATFORM", _machine())):
-            entry = entry.replace("${" + token + "}", value).replace("$" + token, value)
+    entry = substitute(entry, origin)
     return Path(os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.getcwd(), entry)))
+
+
+def ld_library_path_entries(value: str) -> tuple[str, ...]:
+    """LD_LIBRARY_PATH's entries as glibc splits them: on ``:`` and ``;`` (elf/dl-load.c, _dl_init_paths).
+
+    An unset or empty variable has no entry; an empty entry (``a::b``, a leading or trailing
+    ``:``) stays, because ld.so searches the working directory for it.
+    """
+    return tuple(re.split("[:;]", value)) if value else ()
+
+
+def ld_preload_entries(value: str) -> tuple[str, ...]:
+    """LD_PRELOAD's entries: separated by spaces or colons (elf/rtld.c, handle_preload_list); empty ones dropped."""
+    return tuple(entry for entry in re.split("[ :]", value) if entry)
 
 
 class Step(enum.Enum):
@@ -192,9 +221,8 @@ class LoaderModel:
         value = os.environ.get("LD_LIBRARY_PATH", "") if ld_library_path is None else ld_library_path
         preload = os.environ.get("LD_PRELOAD", "") if ld_preload is None else ld_preload
         exe = Path(os.path.realpath(sys.executable)) if sys.executable else None
-        return cls(tuple(value.split(":")) if value else (), use_cache, exe,
-                   read_ld_so_cache() if use_cache else {},
-                   descend=descend, preload=tuple(e for e in preload.replace(":", " ").split() if e))
+        return cls(ld_library_path_entries(value), use_cache, exe, read_ld_so_cache() if use_cache else {},
+                   descend=descend, preload=ld_preload_entries(preload))
 
     def info(self, path: Path) -> ElfInfo | ElfProblem:
         if path not in self.infos:

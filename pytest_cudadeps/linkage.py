@@ -50,6 +50,10 @@ class Linkage:
     libraries: tuple[ResolvedLibrary, ...]  # sorted by soname
     infos: Mapping[Path, ElfInfo | ElfProblem] = field(default_factory=lambda: MappingProxyType({}))
     executable: Path | None = None
+    # the loader's environment the walk used, for the security findings
+    ld_library_path: tuple[str, ...] = ()  # LD_LIBRARY_PATH's entries, "" ones kept
+    preload: tuple[str, ...] = ()  # LD_PRELOAD's entries
+    preloaded: tuple[Path, ...] = ()  # the files LD_PRELOAD mapped (a bare name is searched for)
 
     def cuda_libraries(self) -> tuple[ResolvedLibrary, ...]:
         return tuple(lib for lib in self.libraries if is_cuda_soname(lib.soname))
@@ -125,4 +129,5 @@ def analyze(
             tuple(dict.fromkeys(r.needed_by for r in resolutions)),
             owned[0][0].name if owned else None, first,
         ))
-    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable)
+    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
+                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)))

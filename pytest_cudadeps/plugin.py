@@ -7,6 +7,7 @@ or ``--cuda-deps-only`` turns the plugin on.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,6 +324,11 @@ class CudaDepsCollector(pytest.Collector):
         return self.path, None, COLLECTOR_NAME
 
 
+class CudaDepsWarning(pytest.PytestWarning):
+    """A check that passed with a risk to know about (a wheel that ships a search path entry meaning the
+    working directory); ``-W error::pytest_cudadeps.plugin.CudaDepsWarning`` makes it fail a gate."""
+
+
 class CudaDepsFailure(Exception):
     """Raised by an item whose finding failed; shown as the finding's text, not a traceback.
 
@@ -363,6 +369,9 @@ class CudaDepsItem(pytest.Item):
         self.cause = self._causes.cause_of(finding)
         self.finding = finding = replace(finding, cause=self.cause.id) if self.cause is not None else finding
         self.user_properties.extend(finding.facts)
+        warning = dict(finding.facts).get("warning")
+        if warning:  # a risk worth knowing that fails nothing (-W error::pytest_cudadeps.plugin.CudaDepsWarning: it does)
+            warnings.warn(CudaDepsWarning(f"{self.name}: {warning}"), stacklevel=1)
         if finding.outcome is Outcome.SKIP:
             pytest.skip(finding.message)
         if finding.outcome is Outcome.FAIL:

@@ -50,6 +50,7 @@ class Case:
     args: tuple[str, ...] = ()
     as_nobody: bool = False
     xfail: str = ""
+    env: tuple[tuple[str, str], ...] = ()  # variables for the run; "{site}", "{tree}" and "{cwd}" are filled in
 
 
 # --- building and breaking the tree -------------------------------------------------------------
@@ -169,6 +170,65 @@ def version_py(source: str) -> Callable[[Path], None]:
     return replace("torch/version.py", "file", source.encode())
 
 
+def folder(rel: str, mode: int) -> Callable[[Path], None]:
+    """A folder beside site-packages (``tree/rel``) with ``mode``: a place named on LD_LIBRARY_PATH."""
+
+    def make(site: Path) -> None:
+        path = site.parent / rel
+        path.mkdir(parents=True)
+        path.chmod(mode)
+
+    return make
+
+
+def relink(*flags: str) -> Callable[[Path], None]:
+    """torch/lib/libtorch_cuda.so built again with these linker flags (its DT_RPATH or DT_RUNPATH)."""
+
+    def make(site: Path) -> None:
+        gcc = shutil.which("gcc")
+        assert gcc is not None  # the gcc fixture skipped the test otherwise
+        build_so(gcc, site / "torch" / "lib" / "libtorch_cuda.so", "int f(void) { return 1; }\n", *flags)
+        (site / "torch" / "lib" / ".libtorch_cuda.so.c").unlink()
+
+    return make
+
+
+def chown_nobody(rel: str) -> Callable[[Path], None]:
+    def make(site: Path) -> None:
+        os.chown(site / rel, nobody.NOBODY, nobody.NOBODY)
+
+    return make
+
+
+def chmod(rel: str, mode: int) -> Callable[[Path], None]:
+    def make(site: Path) -> None:
+        (site / rel).chmod(mode)
+
+    return make
+
+
+def cycle_of_50(site: Path) -> None:
+    """50 distributions that each require the next and nvidia-cufft: 2,551 items before, one root now."""
+    names = [f"ring-{i:02d}" for i in range(50)]
+    for i, name in enumerate(names):
+        sb.write_dist(site, sb.Dist(name, "1.0", (names[(i + 1) % 50], "nvidia-cufft")))
+
+
+def dynamic_section_garbage(site: Path) -> None:
+    """The bytes of libtorch_cuda.so's .dynamic overwritten (its header intact): dlopen crashes on it."""
+    with open(site / "torch" / "lib" / "libtorch_cuda.so", "r+b") as stream:
+        stream.seek(0x28)
+        shoff = struct.unpack("<Q", stream.read(8))[0]
+        stream.seek(0x3C)
+        shnum = struct.unpack("<H", stream.read(2))[0]
+        stream.seek(shoff)
+        table = stream.read(shnum * 64)
+        index = next(i for i in range(shnum) if struct.unpack_from("<I", table, i * 64 + 4)[0] == 6)
+        offset, size = struct.unpack_from("<QQ", table, index * 64 + 24)
+        stream.seek(offset)
+        stream.write(bytes((7 * i + 3) % 256 for i in range(size)))
+
+
 # --- the corpus ---------------------------------------------------------------------------------
 
 FIFO = "cannot be read: not a regular file (a FIFO)"
@@ -265,9 +325,49 @@ CASES: dict[str, Case] = {
                            "ERROR: --cuda-deps-path: '{site}' is not a folder (it is a regular file)"),
     "path-relative-missing": Case(nothing, 4, "ERROR: --cuda-deps-path: 'site' ({cwd}/site) does not exist",
                                   ("--cuda-deps-path=site",)),
-    "path-relative-to-the-working-folder": Case(nothing, 0, "3 passed", ("--cuda-deps-path=../tree/site",)),
+    "path-relative-to-the-working-folder": Case(nothing, 0, "7 passed", ("--cuda-deps-path=../tree/site",)),
     "path-unlistable": Case(lambda site: site.chmod(0o711), 4,
                             "ERROR: --cuda-deps-path: '{site}' cannot be listed: Permission denied", as_nobody=True),
+    # the search path's dangers (pytest_cudadeps/security.py)
+    "LD_LIBRARY_PATH-world-writable-folder": Case(
+        folder("scratch", 0o777), 1, "{tree}/scratch is world-writable (mode 0777, owner root (0)); matters as: "
+        "LD_LIBRARY_PATH entry 1", env=(("LD_LIBRARY_PATH", "{tree}/scratch"),)),
+    "LD_LIBRARY_PATH-sticky-scratch-folder": Case(
+        folder("scratch", 0o1777), 1, "fix: export LD_LIBRARY_PATH={tree}/lib",
+        env=(("LD_LIBRARY_PATH", "{tree}/scratch:{tree}/lib"),)),
+    "LD_LIBRARY_PATH-missing-folder-anyone-can-create": Case(
+        folder("scratch", 0o1777), 1, "and {tree}/scratch/cuda/lib does not exist yet: another user can create it",
+        env=(("LD_LIBRARY_PATH", "{tree}/scratch/cuda/lib"),)),
+    "LD_LIBRARY_PATH-empty-entry": Case(
+        nothing, 1, "entry 2 '': an empty entry (a doubled, leading or trailing ':') is the working directory, now "
+        "{cwd}\n  LD_LIBRARY_PATH='{site}:'\n  fix: export LD_LIBRARY_PATH={site}", env=(("LD_LIBRARY_PATH", "{site}:"),)),
+    "LD_LIBRARY_PATH-dot-and-relative": Case(
+        nothing, 1, "LD_LIBRARY_PATH has 2 entries that ld.so looks up from the working directory",
+        env=(("LD_LIBRARY_PATH", "lib;."),)),
+    "LD_PRELOAD-dot": Case(nothing, 1, "entry 1 '.': '.' is the working directory, now {cwd}",
+                           env=(("LD_PRELOAD", "."),)),
+    "LD_PRELOAD-relative-path": Case(
+        nothing, 1, "entry 2 './libhook.so': a relative path, looked up from the working directory: now "
+        "{cwd}/libhook.so", env=(("LD_PRELOAD", "libm.so.6 ./libhook.so"),)),
+    "RUNPATH-relative-entry": Case(
+        relink("-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib:lib"), 1,
+        "{site}/torch/lib/libtorch_cuda.so (of torch 2.14.1): DT_RUNPATH entry 'lib': a relative path"),
+    "RPATH-component-over-255-bytes": Case(relink("-Wl,--disable-new-dtags,-rpath,/" + "x" * 300), 0, "7 passed"),
+    "torch-lib-owned-by-nobody": Case(
+        chown_nobody("torch/lib"), 1, "{site}/torch/lib is owned by another user (mode 0755, owner nobody (65534)); "
+        "matters as: holds torch 2.14.1's libtorch_cuda.so\n  fix: chown root {site}/torch/lib"),
+    "libtorch_cuda.so-world-writable": Case(
+        chmod("torch/lib/libtorch_cuda.so", 0o777), 1, "libtorch_cuda.so is world-writable: its code can be rewritten "
+        "(mode 0777, owner root (0))"),
+    "LD_LIBRARY_PATH-root-only-folder-as-nobody": Case(
+        folder("private/lib", 0o700), 0, "7 passed", as_nobody=True, env=(("LD_LIBRARY_PATH", "{tree}/private/lib"),)),
+    "LD_LIBRARY_PATH-component-over-255-bytes": Case(nothing, 0, "7 passed",
+                                                     env=(("LD_LIBRARY_PATH", "/" + "x" * 300),)),
+    # cost
+    "cycle-of-50-cuda-users": Case(cycle_of_50, 0, "59 passed"),
+    "fifo-METADATA-under-xdist": Case(replace(f"{TORCH_INFO}/METADATA", "fifo"), 1, f"{TORCH_INFO}/METADATA: {FIFO}",
+                                      ("-n", "2")),
+    "ELF-dynamic-section-garbage": Case(dynamic_section_garbage, 1, "libtorch_cuda.so: damaged ELF file"),
     **{f"timeout-{text}": Case(nothing, 4, f"ERROR: --cuda-deps-timeout / cuda_deps_timeout {TIMEOUT}{text!r}",
                                (f"--cuda-deps-timeout={text}",))
        for text in ("inf", "nan", "-1", "0", "1e300", "abc")},
@@ -298,8 +398,10 @@ def snapshot(top: Path) -> dict[str, tuple[int, str]]:
 
 
 def clean_env() -> dict[str, str]:
-    # the outer run's xdist and addopts settings must not leak into the inner pytest
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    # the outer run's xdist and addopts settings must not leak into the inner pytest, nor this
+    # shell's LD_LIBRARY_PATH or LD_PRELOAD (a trailing ':' in it would fail the security items)
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTEST_", "PYTHONPATH")) and k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
 
 
 def run_case(case: Case, root: Path, gcc: str) -> tuple[subprocess.CompletedProcess[bytes], float, Path, Path]:
@@ -313,7 +415,8 @@ def run_case(case: Case, root: Path, gcc: str) -> tuple[subprocess.CompletedProc
               (f"--cuda-deps-path={site}", *case.args))]
     command = nobody.command(args) if case.as_nobody else args
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, timeout=60, env=clean_env())
+    env = clean_env() | {name: value.format(site=site, tree=site.parent, cwd=cwd) for name, value in case.env}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, timeout=60, env=env)
     elapsed = time.perf_counter() - started
     assert snapshot(root / "tree") == before, "the run changed the tree"
     assert list(cwd.iterdir()) == [], "the run wrote into the working folder"
@@ -333,7 +436,7 @@ def test_bad_input(name: str, gcc: str, tmp_path: Path, request: pytest.FixtureR
         result, elapsed, site, cwd = run_case(case, tmp_path, gcc)
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     assert result.returncode == case.status, output[-3000:]
-    assert case.fragment.format(site=site, cwd=cwd) in output, output[-3000:]
+    assert case.fragment.format(site=site, tree=site.parent, cwd=cwd) in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert "INTERNALERROR" not in output, output[-3000:]
     assert b"\x1b" not in result.stdout + result.stderr

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.ldso import LD_SO_CACHE, LoaderModel, Resolution, expand, lib_token, read_ld_so_cache
+from pytest_cudadeps.ldso import (
+    LD_SO_CACHE,
+    LoaderModel,
+    Resolution,
+    expand,
+    ld_library_path_entries,
+    lib_token,
+    read_ld_so_cache,
+)
 from tests.conftest import build_so
 
 LD_SO = Path("/lib64/ld-linux-x86-64.so.2")
@@ -263,6 +271,20 @@ def test_empty_entry_is_the_current_folder(kit: Kit, tmp_path: Path, monkeypatch
     assert places(first(model, "libcdtb.so"))[-1] == f"DT_RUNPATH of libcdta.so: {here.parent}"
     monkeypatch.chdir(tmp_path)  # elsewhere, the empty entry finds nothing
     assert_same_choice(exe, (), None, cwd=tmp_path)
+
+
+def test_ld_library_path_is_split_on_semicolons_too(kit: Kit, tmp_path: Path) -> None:
+    """glibc splits LD_LIBRARY_PATH on ':' and ';' (elf/dl-load.c, _dl_init_paths); DT_RUNPATH on ':' only."""
+    llp = kit.copy_b(tmp_path / "llp")
+    exe = kit.main(tmp_path, kit.lib_a(tmp_path / "a"))
+    value = f"{tmp_path / 'none'};{llp.parent}"
+    assert real_loader(exe, (Path(value),)).paths["libcdtb.so"] == llp
+    model = LoaderModel.for_this_process(use_cache=False, ld_library_path=value, ld_preload="")
+    model.load([exe])
+    assert first(model, "libcdtb.so").path == llp
+    assert ld_library_path_entries(value) == (str(tmp_path / "none"), str(llp.parent))
+    assert ld_library_path_entries("") == ()
+    assert ld_library_path_entries(":a::") == ("", "a", "", "")
 
 
 # --- candidates the loader passes over or stops at -------------------------------------------

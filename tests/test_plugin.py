@@ -17,12 +17,16 @@ DISTS_2_14_1 = 1 + len(sb.COMMON) + len(sb.CU13)
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
 
 
+# every run has these four, whatever the roots (pytest_cudadeps/security.py)
+SECURITY = tuple(f"security[{kind}]" for kind in ("ld-library-path", "ld-preload", "rpath", "writable-folders"))
+
+
 def expected_items_2_14_1() -> list[str]:
     """The item list of the intact torch 2.14.1 tree, from the tree's contents (not from the engine)."""
     reached = {d.key for d in (*sb.COMMON, *sb.CU13)}
     if sys.version_info >= (3, 10):
         reached -= {"importlib-metadata", "zipp"}  # only triton's `python_version < "3.10"` asks for them
-    names = ["cuda-major[torch]", "installed-once[all]", *(f"requires[torch>{key}]" for key in reached)]
+    names = ["cuda-major[torch]", "installed-once[all]", *(f"requires[torch>{key}]" for key in reached), *SECURITY]
     return sorted(f"cudadeps::{name}" for name in names)
 
 
@@ -128,6 +132,7 @@ def test_ini_twins(pytester: pytest.Pytester, ini_file: str) -> None:
         "cudadeps::requires[nvidia-cusolver>nvidia-cuda-nvrtc]",
         "cudadeps::requires[nvidia-cusolver>nvidia-cusparse]",
         "cudadeps::requires[nvidia-cusolver>nvidia-nvjitlink]",
+        *(f"cudadeps::{name}" for name in SECURITY),
     ]
 
 
@@ -148,6 +153,7 @@ def test_cuda_deps_root_is_repeatable(pytester: pytest.Pytester) -> None:
         "cudadeps::requires[nvidia-cudnn-cu13>nvidia-cublas]",
         "cudadeps::requires[nvidia-cudnn-cu13>nvidia-cuda-nvrtc]",
         "cudadeps::requires[nvidia-cufft>nvidia-nvjitlink]",
+        *(f"cudadeps::{name}" for name in SECURITY),
     ]
 
 
@@ -255,8 +261,8 @@ def test_short_summary_names_passed_items_plainly(pytester: pytest.Pytester) -> 
 def test_cpu_torch_is_skipped_with_the_reason(pytester: pytest.Pytester) -> None:
     site = sb.torch_cpu(pytester.path / "site")
     result = run_only(pytester, site, "-rs")
-    # 9 requirements (7 of torch, markupsafe, mpmath) and installed-once pass; the build check skips
-    result.assert_outcomes(passed=10, skipped=1)
+    # 9 requirements (7 of torch, markupsafe, mpmath), installed-once and the 4 security items pass; the build skips
+    result.assert_outcomes(passed=14, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED [[]1] *torch 2.13.0+cpu is a CPU-only build*"])
     assert result.ret == pytest.ExitCode.OK
 
@@ -264,7 +270,7 @@ def test_cpu_torch_is_skipped_with_the_reason(pytester: pytest.Pytester) -> None
 def test_no_roots_is_a_skip_with_the_reason(pytester: pytest.Pytester) -> None:
     site = sb.build(pytester.path / "site", [sb.Dist("filelock", "4.2.11")])
     result = run_only(pytester, site, "-rs")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1 + len(SECURITY), skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED [[]1] *no torch and no other distribution that requires an nvidia-* "
                                  "or cuda-* distribution is installed"])
     assert result.ret == pytest.ExitCode.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -227,6 +228,32 @@ def test_without_torch_a_cuda_user_is_a_root(tmp_path: Path) -> None:
         "nvidia-cuda-runtime is not installed",
         "  required by: cupy-cuda13x 14.0.0 > nvidia-cuda-runtime==13.*",
     ]
+
+
+def ring(names: Sequence[str], *, wheel: str = "nvidia-cufft") -> list[sb.Dist]:
+    """Distributions that each require the next (the last the first) and ``wheel``."""
+    return [sb.Dist(name, "1.0", (names[(i + 1) % len(names)], wheel)) for i, name in enumerate(names)]
+
+
+def test_a_cycle_of_50_cuda_users_is_one_root_the_lowest_name(tmp_path: Path) -> None:
+    names = [f"ring-{i:02d}" for i in range(50)]
+    site = sb.build(tmp_path / "site", [*ring(names[::-1]), sb.Dist("nvidia-cufft", "12.0.0.61")])
+    started = time.perf_counter()
+    found = run(site)
+    elapsed = time.perf_counter() - started
+    assert [str(d) for d in default_roots(scan([site]))] == ["ring-00 1.0"]
+    # the one root's closure: the 49 other members, itself through the cycle, and the wheel
+    assert requires_subjects(found, "ring-00") == {*names, "nvidia-cufft"}
+    assert len(found) == 52  # was 2,551: every member a root with the same 51 requirements
+    assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+def test_two_cycles_are_two_roots_and_a_user_of_a_cycle_covers_it(tmp_path: Path) -> None:
+    dists = [*ring(["b", "a"]), *ring(["y", "x"]), sb.Dist("nvidia-cufft", "12.0.0.61")]
+    site = sb.build(tmp_path / "site", dists)
+    assert [d.key for d in default_roots(scan([site]))] == ["a", "x"]
+    other = sb.build(tmp_path / "other", [*dists, sb.Dist("user", "1.0", ("y", "nvidia-curand"))])
+    assert [d.key for d in default_roots(scan([other]))] == ["a", "user"]
 
 
 def test_named_roots_replace_the_default_and_must_be_installed(tmp_path: Path) -> None:
