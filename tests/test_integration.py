@@ -50,12 +50,15 @@ def run(site: Path, tmp_path: Path, *args: str) -> tuple[int, str]:
 CUSPARSELT_RUNPATH = "libcusparseLt.so.0 (of nvidia-cusparselt-cu13 0.8.1): DT_RUNPATH entry '': an empty entry"
 
 
-def test_intact_venv_passes_every_check_but_cusparselts_runpath(cuda_venv: Path, tmp_path: Path) -> None:
+def test_intact_venv_passes_every_check_and_warns_of_cusparselts_runpath(cuda_venv: Path, tmp_path: Path) -> None:
     code, out = run(venvs.site_packages(cuda_venv), tmp_path)
     got = outcomes(out)
-    assert [k for k, v in got.items() if v == "FAILED"] == ["security[rpath]"], out[-3000:]
-    assert CUSPARSELT_RUNPATH in failure_text(out, "security[rpath]")
-    assert code == 1
+    assert [k for k, v in got.items() if v == "FAILED"] == [], out[-3000:]
+    assert code == 0
+    # the wheel ships DT_RUNPATH '$ORIGIN:' (the working directory too): a warning with the hardening, not a failure
+    assert got["security[rpath]"] == "PASSED"
+    assert "CudaDepsWarning: security[rpath]: " in out
+    assert CUSPARSELT_RUNPATH in out
     assert got["requires[torch>nvidia-cuda-runtime]"] == "PASSED"
     assert got["cuda-major[torch]"] == "PASSED"
     # every CUDA soname resolves into the wheel that owns it (only the driver's libcuda is absent here)
@@ -118,7 +121,7 @@ def test_cuda_toolkit_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
     code, out = run(venvs.site_packages(venv), tmp_path)
     got = outcomes(out)
     assert code == 1
-    assert [k for k, v in got.items() if v == "FAILED"] == ["requires[torch>cuda-toolkit]", "security[rpath]"]
+    assert [k for k, v in got.items() if v == "FAILED"] == ["requires[torch>cuda-toolkit]"]
     text = failure_text(out, "requires[torch>cuda-toolkit]")
     assert "fix: pip install 'cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3'" in text
     assert got["linkage[torch>libcudart.so.13]"] == "PASSED"
@@ -201,9 +204,9 @@ def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[...
     work.mkdir()
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "--cuda-deps-only", "-p", "no:cacheprovider"],
                             cwd=work, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1, result.stdout[-3000:]  # security[rpath]: cusparseLt's `$ORIGIN:` (see above)
-    assert re.search(r"1 failed, \d+ passed, \d+ skipped in", result.stdout)
-    assert "FAILED cudadeps::security[rpath]" in result.stdout
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\d+ passed, \d+ skipped, 1 warning in", result.stdout)  # cusparseLt's `$ORIGIN:` (see above)
+    assert " failed" not in result.stdout
     assert sys.executable not in result.stdout  # it ran in the venv, not in this interpreter
 
 
