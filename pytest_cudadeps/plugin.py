@@ -371,7 +371,8 @@ class CudaDepsItem(pytest.Item):
         self.user_properties.extend(finding.facts)
         warning = dict(finding.facts).get("warning")
         if warning:  # a risk worth knowing that fails nothing (-W error::pytest_cudadeps.plugin.CudaDepsWarning: it does)
-            warnings.warn(CudaDepsWarning(f"{self.name}: {warning}"), stacklevel=1)
+            # attributed to the item, not to this line: the summary shows "cudadeps::security[rpath]" and the text
+            warnings.warn_explicit(CudaDepsWarning(warning), CudaDepsWarning, self.nodeid, 0)
         if finding.outcome is Outcome.SKIP:
             pytest.skip(finding.message)
         if finding.outcome is Outcome.FAIL:
