@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_probe, run_steps
+from .driver_table import version_tuple
 from .findings import Finding, failed, passed, skipped, unavailable
 from .load import LoadResult, LoadStep, load_request
 from .probes._protocol import AllReduceAnswer, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
@@ -159,9 +160,12 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
             elif not check.ok:
                 problems.append(f"{label} {check.dtype}: relative error {check.error or 0:.2e} "
                                 f"> tolerance {check.tolerance or 0:.0e} against the float64 CPU reference")
+            elif check.gflops is None:  # the convolution: no rate worth printing
+                parts.append(f"{check.dtype} ok (err {check.error or 0:.1e})")
             else:
-                parts.append(f"{check.dtype} {check.gflops or 0:.0f} GFLOP/s (err {check.error or 0:.1e})")
+                parts.append(f"{check.dtype} {check.gflops:.0f} GFLOP/s (err {check.error or 0:.1e})")
         summary.append(f"{label}: {', '.join(parts)}")
+    problems += _cudnn_problems(smoke.torch) if smoke.matmul else []
     trouble = smoke.trouble()
     at_work = [step for step in smoke.run.unfinished if step.startswith("matmul[")]
     if trouble and (at_work or not smoke.matmul):  # the all-reduce's own trouble is its item's, not this one's
@@ -175,6 +179,18 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
                       **facts)
     versions = ", ".join(f"{k} {v}" for k, v in facts.items())
     return passed(CHECK, subject, f"{'; '.join(summary)} [{versions}]", **facts)
+
+
+def _cudnn_problems(torch: TorchFacts | None) -> list[str]:
+    """The cuDNN torch loads against the one it was built with: another major, or an older release, fails
+    its first convolution (jax-ml/jax#18032 says it the same way: "Found cuDNN version X, but built against Y")."""
+    if torch is None or not torch.cudnn or not torch.cudnn_compiled or torch.cudnn.startswith("error"):
+        return []
+    loaded, built = version_tuple(torch.cudnn), version_tuple(torch.cudnn_compiled)
+    if loaded[:1] != built[:1] or loaded < built:
+        return [f"torch loads cuDNN {torch.cudnn} but was built against cuDNN {torch.cudnn_compiled}: install the "
+                f"nvidia-cudnn wheel torch declares"]
+    return []
 
 
 def all_reduce_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool = False) -> Finding:

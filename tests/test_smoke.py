@@ -84,6 +84,7 @@ def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
     finding = matmul_finding(smoke, cpu_ok=True)
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("cpu CPU: float32 ")
+    assert ", conv2d ok (err " in finding.message  # the convolution ran (through cuDNN on a GPU)
     assert dict(finding.facts) == {"summary": finding.message, "torch": "2.14.1+cu130", "cuda": "13.0",
                                    "cudnn": "9.24.0", "cudnn_compiled": "9.24.0", "nccl": "2.30.7"}
     # the same child, asked for the GPUs this host does not have: a skip naming torch's own reason
@@ -115,3 +116,27 @@ def test_one_torch_child_runs_the_products_and_the_all_reduce(cuda_venv: Path) -
     single = probe_smoke("all", timeout=120, devices=["cpu"], paths=[site])
     assert single.all_reduce is None
     assert not [step for step in single.run.begun if step.startswith("all-reduce")]
+
+
+def test_a_convolution_that_cannot_load_cudnns_sub_library_fails_naming_it() -> None:
+    """cuDNN opens libcudnn_cnn at the first convolution: the child's conv2d is that first one."""
+    error = ("RuntimeError: Unable to load any of {libcudnn_cnn.so.9.24.0, libcudnn_cnn.so.9.24, libcudnn_cnn.so.9, "
+             "libcudnn_cnn.so}")
+    smoke = canned({"import torch": TORCH, "matmul[cuda:0]": {
+        "device": "cuda:0", "name": "NVIDIA H100", "checks": [
+            check("float32", 1e-6, 1e-3), {"dtype": "conv2d", "ok": False, "failure": error}]}})
+    finding = matmul_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == f"matrix product on the GPU failed: cuda:0 NVIDIA H100 conv2d: {error}"
+
+
+@pytest.mark.parametrize(("loaded", "built", "fails"), [
+    ("9.24.0", "9.24.0", False), ("9.25.1", "9.24.0", False), ("9.1.0", "9.24.0", True), ("8.9.7", "9.24.0", True)])
+def test_the_cudnn_torch_loads_is_compared_with_the_one_it_was_built_against(loaded: str, built: str, fails: bool) -> None:
+    smoke = canned({"import torch": {**TORCH, "cudnn": loaded, "cudnn_compiled": built}, "matmul[cuda:0]": {
+        "device": "cuda:0", "name": "NVIDIA H100", "checks": [check("float32", 1e-6, 1e-3)]}})
+    finding = matmul_finding(smoke)
+    assert (finding.outcome is Outcome.FAIL) is fails
+    if fails:
+        assert finding.message == (f"matrix product on the GPU failed: torch loads cuDNN {loaded} but was built against "
+                                   f"cuDNN {built}: install the nvidia-cudnn wheel torch declares")

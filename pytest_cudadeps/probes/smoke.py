@@ -102,7 +102,30 @@ def _products(torch: ModuleType, device: str, size: int) -> MatmulDevice:
             checks.append(matmul_check(torch, device, dtype, size))
         except Exception as exc:  # "no kernel image is available", out of memory, ...
             checks.append(MatmulCheck(dtype, False, failure=f"{type(exc).__name__}: {exc}"[:500]))
+    try:  # cuDNN opens its sub-libraries (libcudnn_cnn...) at the first convolution: this is that first one
+        checks.append(conv_check(torch, device))
+    except Exception as exc:  # "Unable to load any of {libcudnn_cnn.so.9...}", CUDNN_STATUS_..., ...
+        checks.append(MatmulCheck(CONV, False, failure=f"{type(exc).__name__}: {exc}"[:500]))
     return MatmulDevice(device, device_name(torch, device), tuple(checks))
+
+
+CONV = "conv2d"  # the check's name where a matmul check has its dtype
+
+
+def conv_check(torch: ModuleType, device: str) -> MatmulCheck:
+    """A 3x3 convolution of a 16-channel 64x64 image in float32 (through cuDNN on a GPU) against float64 on the CPU."""
+    generator = torch.Generator().manual_seed(4321)
+    image = torch.randn(4, 16, 64, 64, generator=generator)
+    weight = torch.randn(32, 16, 3, 3, generator=generator)
+    functional = importlib.import_module("torch.nn.functional")
+    reference = functional.conv2d(image.double(), weight.double(), padding=1)
+    started = time.perf_counter()
+    out = functional.conv2d(image.to(device), weight.to(device), padding=1)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    error = float((out.double().cpu() - reference).abs().max() / reference.abs().max())
+    return MatmulCheck(CONV, error <= TOLERANCE["float32"], error, TOLERANCE["float32"], seconds)
 
 
 def run_matmul(torch: ModuleType, request: SmokeRequest) -> None:
