@@ -68,6 +68,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            "read the host's /proc and /dev under DIR (a container that mounts the host's root, as a "
            "node-problem-detector DaemonSet does at /host; default /)",
            "string", metavar="DIR", default=None)
+    option("--cuda-deps-compile", "cuda_deps_compile",
+           "also run a tiny torch.compile on the first GPU in the torch child: Triton builds and runs a kernel "
+           "(seconds, so not by default)", "bool", action="store_true", default=None)
     option("--cuda-deps-require-gpu", "cuda_deps_require_gpu",
            "fail, instead of skip, the checks that need a GPU and a driver when there is none (GPU runners)",
            "bool", action="store_true", default=None)

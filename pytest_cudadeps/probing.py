@@ -45,7 +45,7 @@ from .installers import reinstall_command
 from .lazy import lazy_load_targets
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from .probes._protocol import LibcudaAnswer
-from .smoke import SmokeRun, TorchRun, all_reduce_finding, matmul_finding, probe_torch
+from .smoke import SmokeRun, TorchRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch
 from .snapshot import Root, Snapshot
 from .triton import TOOLS, find_triton, ptxas_arch_finding, ptxas_finding
 
@@ -122,8 +122,10 @@ class Probes:
         """The one child that imports torch, loading ``steps`` first and the companions last (made on first ask)."""
         if self._torch is None:
             imports = [name for companion in self.snapshot.companions for name in import_names(companion)]
-            self._torch = Once(lambda: probe_torch(steps, imports=imports, timeout=self.timeout, paths=self.paths,
-                                                   inhibit_ld_cache=self.inhibit_ld_cache, group=self.group))
+            compile_ = self.snapshot.settings.compile
+            self._torch = Once(lambda: probe_torch(steps, imports=imports, compile=compile_, timeout=self.timeout,
+                                                   paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache,
+                                                   group=self.group))
             self._wanted.append(self._torch)
         return self._torch
 
@@ -180,6 +182,9 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
                                          lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
         items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
+        if snapshot.settings.compile:  # an item of the option's, the same on every worker
+            items["smoke[compile]"] = _unless(cpu_reason, "smoke", "compile",
+                                              lambda: compile_finding(probes.smoke(), require_gpu=require_gpu))
     items.update(host_items(snapshot, probes))
     items.update(triton_items(snapshot, probes))
     return items

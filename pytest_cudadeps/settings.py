@@ -32,6 +32,7 @@ class Settings:
     no_ld_cache: bool = False
     timeout: float = DEFAULT_TIMEOUT
     require_gpu: bool = False
+    compile: bool = False  # --cuda-deps-compile: the torch child also runs a tiny torch.compile
     verify_hashes: bool = False
     probes: bool = True  # False: static checks only, no child process
     host_root: str = "/"  # where /proc and /dev are read (the tests give a fake tree)
@@ -57,6 +58,7 @@ class Settings:
             no_ld_cache=bool(value("cuda_deps_no_ld_cache")),
             timeout=parse_timeout(value("cuda_deps_timeout")),
             require_gpu=bool(value("cuda_deps_require_gpu")),
+            compile=bool(value("cuda_deps_compile")),
             verify_hashes=bool(value("cuda_deps_verify_hashes")),
             probes=not value("cuda_deps_no_probes"),
             host_root=os.path.join(str(config.invocation_params.dir), value("cuda_deps_host_root") or "/"),

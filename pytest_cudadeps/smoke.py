@@ -16,7 +16,7 @@ from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_prob
 from .driver_table import version_tuple
 from .findings import Finding, failed, passed, skipped, unavailable
 from .load import LoadResult, LoadStep, load_request
-from .probes._protocol import AllReduceAnswer, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
+from .probes._protocol import AllReduceAnswer, Compiled, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 CHECK = "smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
@@ -34,6 +34,7 @@ class SmokeRun:
     matmul: tuple[MatmulDevice, ...]
     all_reduce: AllReduceAnswer | None
     garbled: str | None = None
+    compiled: Compiled | None = None
 
     @classmethod
     def from_run(cls, run: ChildRun) -> SmokeRun:
@@ -42,9 +43,10 @@ class SmokeRun:
             matmul = tuple(decode(MatmulDevice, data) for name, data in run.results.items() if name.startswith("matmul["))
             reduce = next((decode(AllReduceAnswer, data) for name, data in run.results.items()
                            if name.startswith("all-reduce[")), None)
+            compiled = decode(Compiled, run.results["compile"]) if "compile" in run.results else None
         except ProtocolError as exc:
             return cls(run, None, (), None, f"answered garbled data ({exc})")
-        return cls(run, torch, matmul, reduce)
+        return cls(run, torch, matmul, reduce, compiled=compiled)
 
     def trouble(self) -> str | None:
         return self.run.trouble() or self.garbled
@@ -64,6 +66,7 @@ def probe_torch(
     steps: Sequence[LoadStep],
     *,
     imports: Sequence[str] = (),
+    compile: bool = False,
     timeout: float,
     devices: Sequence[str] | None = None,
     backend: str = "nccl",
@@ -80,7 +83,7 @@ def probe_torch(
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
         return SmokeRequest("all", tuple(devices) if devices else None, backend, loads=loads(pending, done),
-                            imports=tuple(imports))
+                            imports=tuple(imports), compile=compile)
 
     runs = run_steps("pytest_cudadeps.probes.smoke", [step.name for step in steps], request, timeout=timeout,
                      paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group, then=True)
@@ -179,6 +182,32 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
                       **facts)
     versions = ", ".join(f"{k} {v}" for k, v in facts.items())
     return passed(CHECK, subject, f"{'; '.join(summary)} [{versions}]", **facts)
+
+
+def compile_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool = False) -> Finding:
+    """``smoke[compile]`` (``--cuda-deps-compile``): torch.compile builds and runs a kernel on the first GPU,
+    with eager mode's numbers."""
+    subject = "compile"
+    if not cpu_ok:
+        early = _before_gpu(smoke, subject, require_gpu)
+        if early is not None:
+            return early
+    answer = smoke.compiled
+    if answer is None:
+        trouble = smoke.trouble() or "did not run"
+        where = f" (the child was in {smoke.run.current})" if smoke.run.current and smoke.run.current != "compile" else ""
+        return failed(CHECK, subject, f"torch.compile {trouble}{where}", *smoke.run.stderr_tail(), fix=FIX_COMPILE)
+    if answer.failure is not None:
+        return failed(CHECK, subject, f"torch.compile failed on {answer.device}: {answer.failure}", fix=FIX_COMPILE)
+    if not answer.ok:
+        return failed(CHECK, subject, f"torch.compile on {answer.device} gave numbers {answer.error or 0:.2e} away from "
+                      f"eager mode's", fix="report it with `TORCH_LOGS=output_code` to PyTorch; run without compile meanwhile")
+    return passed(CHECK, subject, f"torch.compile built and ran its kernel on {answer.device} in {answer.seconds or 0:.1f} s "
+                  f"(err {answer.error or 0:.1e} against eager mode)")
+
+
+FIX_COMPILE = ("the triton[...] items name what torch.compile lacks (C compiler, Python.h, libcuda, ptxas); "
+               "`TORCH_LOGS=+dynamo,+inductor` shows the whole error")
 
 
 def _cudnn_problems(torch: TorchFacts | None) -> list[str]:

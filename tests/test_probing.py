@@ -588,3 +588,9 @@ def test_one_torch_child_serves_both_smoke_items_and_honours_the_ld_cache_settin
     # one torch child for the smoke and the load items: torch is imported once per run
     assert [(steps, kw["inhibit_ld_cache"], kw["timeout"]) for steps, kw in asked] == [
         (["torch-global-deps", "torch-cuda", "libcublas.so.13", "libcuda.so.1", "libcudart.so.13"], True, 3.0)]
+
+
+def test_the_compile_item_comes_with_its_option_only(pytester: pytest.Pytester, libs: Libs) -> None:
+    site = torch_tree(pytester.path / "site", libs)
+    assert "cudadeps::smoke[compile]" not in collected(pytester, site)
+    assert "cudadeps::smoke[compile]" in collected(pytester, site, "--cuda-deps-compile")

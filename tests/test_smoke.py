@@ -7,7 +7,7 @@ import pytest
 
 from pytest_cudadeps.children import ChildRun
 from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, matmul_finding, probe_smoke
+from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, compile_finding, matmul_finding, probe_smoke, probe_torch
 from tests import venvs
 
 TORCH = {"torch": "2.14.1+cu130", "cuda": "13.0", "cudnn": "9.24.0", "nccl": "2.30.7", "device_count": 1}
@@ -140,3 +140,23 @@ def test_the_cudnn_torch_loads_is_compared_with_the_one_it_was_built_against(loa
     if fails:
         assert finding.message == (f"matrix product on the GPU failed: torch loads cuDNN {loaded} but was built against "
                                    f"cuDNN {built}: install the nvidia-cudnn wheel torch declares")
+
+
+def test_a_failed_torch_compile_names_the_error_and_points_at_the_triton_items() -> None:
+    failure = "BackendCompilerFailed: backend='inductor' raised: RuntimeError: Failed to find C compiler."
+    smoke = canned({"import torch": TORCH, "compile": {"device": "cuda:0", "failure": failure}})
+    finding = compile_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == f"torch.compile failed on cuda:0: {failure}"
+    assert finding.fix.startswith("the triton[...] items name what torch.compile lacks")
+    ok = canned({"import torch": TORCH, "compile": {"device": "cuda:0", "ok": True, "error": 1e-7, "seconds": 4.2}})
+    assert compile_finding(ok).message == "torch.compile built and ran its kernel on cuda:0 in 4.2 s (err 1.0e-07 against eager mode)"
+
+
+@pytest.mark.integration
+def test_real_torch_compile_on_the_cpu_device(cuda_venv: Path) -> None:
+    """--cuda-deps-compile's path through the real torch: inductor builds a kernel (a C++ one on the CPU)."""
+    run = probe_torch([], compile=True, devices=["cpu"], timeout=300, paths=[str(venvs.site_packages(cuda_venv))])
+    finding = compile_finding(run.smoke, cpu_ok=True)
+    assert finding.outcome is Outcome.PASS, finding.text()
+    assert finding.message.startswith("torch.compile built and ran its kernel on cpu in ")

@@ -114,6 +114,7 @@ class SmokeRequest:
     size: int = 1024
     loads: Optional[LoadRequest] = None  # the root's libraries, loaded one by one before torch is imported
     imports: tuple[str, ...] = ()  # companion packages imported last, beside torch ("import torchvision")
+    compile: bool = False  # a tiny torch.compile on the first device, after the products
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,17 @@ class TorchFacts:
     nccl: Optional[str] = None
     device_count: int = 0
     no_gpu_reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """``torch.compile`` of a tiny function on one device: the result against eager mode, or the exception."""
+
+    device: str
+    ok: bool = False
+    error: Optional[float] = None  # relative error against eager mode
+    seconds: Optional[float] = None  # the first call: compilation included
+    failure: Optional[str] = None
 
 
 @dataclass(frozen=True)

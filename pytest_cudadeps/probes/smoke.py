@@ -20,10 +20,10 @@ import tempfile
 import threading
 import time
 from types import ModuleType
-from typing import Callable
+from typing import Any, Callable
 
 from . import _protocol
-from ._protocol import AllReduceAnswer, Imported, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
+from ._protocol import AllReduceAnswer, Compiled, Imported, MatmulCheck, MatmulDevice, RankResult, SmokeRequest, TorchFacts, decode
 from .load import load_all
 
 # Largest |result - reference| / max |reference| accepted, per dtype (TF32 fits under float32's).
@@ -217,10 +217,34 @@ def main() -> None:
     # the all-reduce's two workers each import torch again: only where there are two devices to join
     if request.mode == "all-reduce" or (request.mode == "all" and (len(request.devices or ()) or facts.device_count) >= 2):
         run_all_reduce(torch, request)
+    if request.compile:
+        devices = request.devices or (("cuda:0",) if facts.device_count else ())
+        if devices:
+            _protocol.begin("compile")
+            _protocol.end("compile", compile_check(torch, devices[0]))
     for name in request.imports:  # last: a companion that crashes its import costs nothing above
         _protocol.begin(f"import {name}")
         _protocol.end(f"import {name}", import_one(name))
     _protocol.done()
+
+
+def compile_check(torch: ModuleType, device: str) -> Compiled:
+    """torch.compile (inductor: Triton on a GPU) of a small elementwise-and-reduce function, against eager."""
+    def f(x: Any) -> Any:  # a tensor: torch has no types here (it is imported at run time)
+        return (x.sin() * 2 + x.cos()).sum(dim=1)
+
+    x = torch.randn(256, 256, generator=torch.Generator().manual_seed(7)).to(device)
+    try:
+        started = time.perf_counter()
+        got = torch.compile(f)(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+    except Exception as exc:  # a missing compiler, Python.h, ptxas...: what triton raises
+        return Compiled(device, failure=f"{type(exc).__name__}: {exc}"[-1000:])
+    want = f(x)
+    error = float((got.double() - want.double()).abs().max() / want.double().abs().max())
+    return Compiled(device, error <= TOLERANCE["float32"], error, seconds)
 
 
 def import_one(name: str) -> Imported:
