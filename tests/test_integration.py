@@ -57,7 +57,7 @@ def test_intact_venv_passes_every_check_and_warns_of_cusparselts_runpath(cuda_ve
     assert code == 0
     # the wheel ships DT_RUNPATH '$ORIGIN:' (the working directory too): a warning with the hardening, not a failure
     assert got["security[rpath]"] == "PASSED"
-    assert "CudaDepsWarning: security[rpath]: " in out
+    assert "cudadeps::security[rpath]:0: CudaDepsWarning: " in out  # the warnings summary names the item
     assert CUSPARSELT_RUNPATH in out
     assert got["requires[torch>nvidia-cuda-runtime]"] == "PASSED"
     assert got["cuda-major[torch]"] == "PASSED"
