@@ -2,7 +2,9 @@
 
 Installers write their name into ``<dist-info>/INSTALLER`` (PEP 376): ``pip``, ``uv``,
 ``poetry``, ``conda``, ``pdm``...  The fix we print is for that installer, because
-running ``pip`` in a uv- or poetry-managed environment is undone by the next sync.
+running ``pip`` in a uv- or poetry-managed environment is undone by the next sync.  Every
+fix is one command and nothing else, so that it can be pasted into a shell as it is printed;
+what an installer's user should know beside it is :func:`install_note`, shown as a detail.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ _COMMANDS: dict[str, str] = {
     "poetry": "poetry add {spec}",
     "pdm": "pdm add {spec}",
     "pipenv": "pipenv install {spec}",
-    "conda": "pip install {spec}  (in the conda environment; conda installed the root but ships no nvidia-* wheels)",
+    "conda": "pip install {spec}",
 }
 _NOTES: dict[str, str] = {
-    "uv": "; or add it to the project's dependencies and run `uv sync`",
-    "poetry": "; then `poetry install`",
+    "uv": "in a uv project, add it to pyproject.toml's dependencies instead and run `uv sync`, which would undo a "
+          "`uv pip install`",
+    "conda": "conda installed the root but ships no nvidia-* wheels: pip installs them into the conda environment",
 }
+
+
+def install_note(installer: str) -> str | None:
+    """What a user of this installer should know beside the fix command (None: nothing)."""
+    return _NOTES.get(installer.strip().lower())
 
 
 def quote(spec: str) -> str:
@@ -38,7 +46,7 @@ def install_command(installer: str, spec: str, *more: str) -> str:
     """``pip install 'nvidia-cuda-runtime==13.0.96.*'`` and the like; several specs install in one command."""
     key = installer.strip().lower() or "pip"
     template = _COMMANDS.get(key, _COMMANDS["pip"])
-    return template.format(spec=" ".join(quote(s) for s in (spec, *more))) + _NOTES.get(key, "")
+    return template.format(spec=" ".join(quote(s) for s in (spec, *more)))
 
 
 def uninstall_command(installer: str, name: str) -> str:

@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from .distributions import Distribution, Environment, MetadataProblem
 from .findings import Finding, failed, passed
-from .installers import install_command, reinstall_command
+from .installers import install_command, install_note, reinstall_command
 
 CUDA_PREFIXES = ("nvidia-", "cuda-")
 # nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
@@ -306,28 +306,30 @@ def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
 def requirement_finding(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
     """One required distribution: installed, at a version every asker accepts, with its extras."""
     subject = f"{root.key}>{key}"
-    fix_for = f"({root.name} was installed by {root.installer})" if root.installer else "(no INSTALLER file: pip assumed)"
     fix = install_command(root.installer, _combined(demands))
+    note = install_note(root.installer)
+    fix_for = (f"installer: {root.name} was installed by {root.installer}" if root.installer else
+               "installer: no INSTALLER file, pip assumed") + (f"; {note}" if note else "")
     dist = env.get(key)
     if dist is None:
         return failed(
             "requires", subject, f"{demands[0].requirement.name} is not installed",
-            *_chains(demands), "installed: nothing of that name on the path",
-            fix=f"{fix}  {fix_for}",
+            *_chains(demands), "installed: nothing of that name on the path", fix_for,
+            fix=fix,
         )
     try:
         version = Version(dist.version)
     except InvalidVersion:
         return failed(
             "requires", subject, f"{dist.name} has version {dist.version!r}, which is not a valid version",
-            *_chains(demands), f"installed: {_where(dist)}", fix=f"{fix}  {fix_for}",
+            *_chains(demands), f"installed: {_where(dist)}", fix_for, fix=fix,
         )
     refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
     if refused:
         return failed(
             "requires", subject,
             f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
-            *_chains(refused), f"installed: {_where(dist)}", fix=f"{fix}  {fix_for}",
+            *_chains(refused), f"installed: {_where(dist)}", fix_for, fix=fix,
         )
     provided = known_extras(dist)
     for demand in demands:
@@ -338,7 +340,7 @@ def requirement_finding(env: Environment, root: Distribution, key: str, demands:
                 f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
                 f"required by: {demand.describe()}",
                 f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
-                fix=f"{fix}  {fix_for}",
+                fix_for, fix=fix,
             )
     specs = sorted({str(d.requirement.specifier) for d in demands if d.requirement.specifier})
     wanted = f" satisfies {', '.join(specs)}" if specs else " is installed"

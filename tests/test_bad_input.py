@@ -284,7 +284,7 @@ CASES: dict[str, Case] = {
     "control-characters-in-INSTALLER": Case(
         both(replace(f"{TORCH_INFO}/INSTALLER", "file", b"pip\x1b[2J\x1b]0;pwned\x07\r\n"),
              lambda site: shutil.rmtree(site / "nvidia_cufft-12.0.0.61.dist-info")), 1,
-        "(torch was installed by pip\\x1b[2J\\x1b]0;pwned\\x07)"),
+        "installer: torch was installed by pip\\x1b[2J\\x1b]0;pwned\\x07"),
     "marker-nested-300-deep": Case(app("nvidia-curand; " + "(" * 300 + 'os_name == "posix"' + ")" * 300), 1,
                                    "is not a valid requirement: it nests parentheses 300 deep; at most 32 are read"),
     "marker-nested-1500-deep": Case(app("nvidia-curand; " + "(" * 1500 + 'os_name == "posix"' + ")" * 1500), 1,

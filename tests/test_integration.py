@@ -112,7 +112,7 @@ def test_cuda_runtime_uninstalled(scenario: Callable[..., Path], tmp_path: Path)
         "[root cause: requires[torch>nvidia-cuda-runtime]; its fix is in the cudadeps summary]")
     assert out.splitlines()[-3:-1] == [
         f"[1] requires[torch>nvidia-cuda-runtime]: {len(failed)} failed checks: nvidia-cuda-runtime is not installed",
-        "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
+        "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
     ]
 
 

@@ -233,7 +233,8 @@ def test_a_failure_is_a_few_lines_without_a_traceback(pytester: pytest.Pytester)
         "nvidia-cuda-runtime is not installed",
         f"  required by: {RUNTIME_CHAIN}",
         "  installed: nothing of that name on the path",
-        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'  (torch was installed by pip)",
+        "  installer: torch was installed by pip",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
     ]
     text = result.stdout.str()
     assert "Traceback" not in text
@@ -340,5 +341,6 @@ def test_an_extra_the_target_lacks_is_a_failing_item(pytester: pytest.Pytester) 
     assert section[0] == "cuda-toolkit 13.0.3.0 does not provide the extra cudart"
     assert section[1].startswith("  required by: torch 2.14.1 > cuda-toolkit[cublas,cudart,")
     assert section[2].startswith(f"  installed: cuda-toolkit 13.0.3.0 in {site} (cuda_toolkit-13.0.3.0.dist-info)")
-    assert section[3].startswith("  fix: pip install 'cuda-toolkit[cublas,cudart,")
+    assert section[3] == "  installer: torch was installed by pip"
+    assert section[4].startswith("  fix: pip install 'cuda-toolkit[cublas,cudart,")
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
