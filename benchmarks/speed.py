@@ -56,7 +56,7 @@ def run_once(runs: Runs, cwd: Path) -> None:
     """One run: wall time, CPU time of the process and its children (wait4), and the peaks it reports."""
     started = time.perf_counter()
     process = subprocess.Popen(runs.command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert process.stderr is not None
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)  # reaped here, not by Popen: its rusage is this run's alone
@@ -82,18 +82,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         cwd = Path(work)
         (cwd / "test_nothing.py").write_text("def test_nothing():\n    assert True\n")
-        plugin = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "--cuda-deps-only", f"--cuda-deps-path={site}"]
+        # only this plugin is loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD below): the dev venv's hypothesis and
+        # xdist plugins would add their own start-up cost to every pytest run measured here
+        ours = ["-p", "pytest_cudadeps.plugin"]
+        plugin = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", *ours, "--cuda-deps-only", f"--cuda-deps-path={site}"]
         commands = {
             "import torch": [str(args.venv / "bin" / "python"), "-c", "import torch"],
             "whole run": plugin,
             "static run": [*plugin, "--cuda-deps-no-probes"],
-            "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
-            "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:cudadeps",
-                              "test_nothing.py"],
+            "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ours, "test_nothing.py"],
+            "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
         }
         results = {label: Runs(label, command, [], [], [], []) for label, command in commands.items()}
         for runs in results.values():  # warm the disk cache once, unmeasured
-            subprocess.run(runs.command, cwd=cwd, capture_output=True)
+            subprocess.run(runs.command, cwd=cwd, capture_output=True,
+                           env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
         for _ in range(args.rounds):
             for runs in results.values():
                 run_once(runs, cwd)
