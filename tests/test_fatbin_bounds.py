@@ -11,7 +11,7 @@ import pytest
 from pytest_cudadeps.fatbin import MAGIC, FatbinError, read_architectures, section_extent
 from pytest_cudadeps.safe_io import UnsafeFile
 from tests.bounds import within
-from tests.elfpatch import SH_SIZE, at_offset, patch_section
+from tests.elfpatch import SH_OFFSET, SH_SIZE, at_offset, patch_section
 from tests.test_fatbin import CUBIN, container, elf_with_fatbin, entry
 
 
@@ -50,22 +50,14 @@ def test_a_fatbin_section_of_zeros_is_skipped_a_block_at_a_time(gcc: str, tmp_pa
     """256 MiB of zeros after one container: eight bytes at a time that was 32 million reads (about 7 s)."""
     lib = elf_with_fatbin(gcc, tmp_path / "libzeros.so", container(entry(CUBIN, 80, b"\x01" * 8)))
     offset, size = section_extent(lib) or (0, 0)
-    with open(lib, "rb") as stream:
-        stream.seek(0x28)
-        shoff = struct.unpack("<Q", stream.read(8))[0]
-        stream.seek(0x3C)
-        shnum = struct.unpack("<H", stream.read(2))[0]
-        stream.seek(shoff)
-        table = stream.read(shnum * 64)
-    index = next(i for i in range(shnum) if struct.unpack_from("<Q", table, i * 64 + 24)[0] == offset)
     data = lib.read_bytes()[offset:offset + size] + b"\0\0\0\0" + b"\xff" * 4  # a zero u32, then a nonzero half
     new_offset = (os.path.getsize(lib) + 4095) & ~4095
     with open(lib, "r+b") as stream:
         stream.seek(new_offset)
         stream.write(data)
         stream.truncate(new_offset + (256 << 20))  # sparse: zeros up to the section's end
-        stream.seek(shoff + index * 64 + 24)
-        stream.write(struct.pack("<QQ", new_offset, 256 << 20))  # sh_offset, sh_size
+    patch_section(lib, at_offset(offset), SH_SIZE, 256 << 20)
+    patch_section(lib, at_offset(offset), SH_OFFSET, new_offset)
     with within(2):
         found = read_architectures(lib)
     assert (found.containers, found.entries, set(found.cubin)) == (1, 1, {80})

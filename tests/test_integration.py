@@ -173,9 +173,8 @@ def test_cpu_torch_skips_with_the_cpu_reason(cpu_venv: Path, tmp_path: Path) -> 
     assert not [k for k in outcomes(out) if k.startswith("linkage[")]
 
 
-def test_cpu_torch_on_a_gpu_host_fails_naming_the_gpu_and_the_cuda_build_to_install(
-        cpu_venv: Path, tmp_path: Path, gcc: str) -> None:
-    """The most common 'why is my GPU idle': a CPU wheel where NVML reports an H100 with driver 580.65.06."""
+def h100_host(gcc: str, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(a fake driver 580.65.06 with one H100, the host it belongs to, an empty working folder)."""
     if os.geteuid() != 0:
         pytest.skip("the fake host's device nodes need root (os.mknod)")
     driver = fake_driver(gcc, tmp_path / "driver", driver="580.65.06", cuda=13000,
@@ -183,6 +182,13 @@ def test_cpu_torch_on_a_gpu_host_fails_naming_the_gpu_and_the_cuda_build_to_inst
     host = fake_host(tmp_path / "host", driver="580.65.06", gpus=1)
     work = tmp_path / "work"
     work.mkdir()
+    return driver, host, work
+
+
+def test_cpu_torch_on_a_gpu_host_fails_naming_the_gpu_and_the_cuda_build_to_install(
+        cpu_venv: Path, tmp_path: Path, gcc: str) -> None:
+    """The most common 'why is my GPU idle': a CPU wheel where NVML reports an H100 with driver 580.65.06."""
+    driver, host, work = h100_host(gcc, tmp_path)
     result = venvs.run_plugin(venvs.site_packages(cpu_venv), "-rA", f"--cuda-deps-host-root={host}", cwd=work,
                               env={"LD_LIBRARY_PATH": str(driver)})
     out = result.stdout + result.stderr
@@ -360,13 +366,7 @@ def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
 def test_triton_ptxas_knows_the_architecture_of_the_gpu_the_driver_reports(
         cuda_venv: Path, tmp_path: Path, gcc: str) -> None:
     """triton[ptxas-arch] asks the driver child for the GPUs, then the bundled ptxas for their architecture."""
-    if os.geteuid() != 0:
-        pytest.skip("the fake host's device nodes need root (os.mknod)")
-    driver = fake_driver(gcc, tmp_path / "driver", driver="580.65.06", cuda=13000,
-                         gpus=(("NVIDIA H100 80GB HBM3", 9, 0, 80, 0),))
-    host = fake_host(tmp_path / "host", driver="580.65.06", gpus=1)
-    work = tmp_path / "work"
-    work.mkdir()
+    driver, host, work = h100_host(gcc, tmp_path)
     result = venvs.run_plugin(venvs.site_packages(cuda_venv), "-rA", "-v", f"--cuda-deps-host-root={host}",
                               "-k", "ptxas-arch", cwd=work, env={"LD_LIBRARY_PATH": str(driver)})
     out = result.stdout + result.stderr
