@@ -37,6 +37,7 @@ class Gpu:
     capability: tuple[int, int]
     memory: int | None  # bytes
     mig: str  # "on", "off" or "n/a"
+    uuid: str | None = None  # "GPU-5e1a...", from NVML
 
     @property
     def sm(self) -> str:
@@ -62,7 +63,7 @@ class DriverInfo:
     def gpus(self) -> tuple[Gpu, ...]:
         if not isinstance(self.nvml, NvmlAnswer):
             return ()
-        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig) for g in self.nvml.gpus)
+        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig, g.uuid) for g in self.nvml.gpus)
 
     @property
     def driver_cuda(self) -> int | None:

@@ -20,6 +20,7 @@ from .children import Blame, ChildGroup
 from .companions import Companion, import_finding, import_names
 from .driver import (
     DriverInfo,
+    Gpu,
     gpus_or_reason,
     libcuda_finding,
     nvml_finding,
@@ -228,7 +229,8 @@ def host_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         "host[kernel-module]": lambda: kernel_module_finding(probes.host(), probes.driver().driver_version,
                                                              libcuda_path(), require_gpu=need),
         "host[device-nodes]": lambda: device_nodes_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
-        "host[visible-devices]": lambda: visible_devices_finding(probes.host(), probes.driver().gpus, require_gpu=need),
+        "host[visible-devices]": lambda: visible_devices_finding(
+            probes.host(), probes.driver().gpus, require_gpu=need, uuids=_uuids(probes.driver().gpus)),
         "host[shm]": lambda: shm_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
         "host[compat]": lambda: compat_finding(probes.host(), libcuda_path(), probes.driver().gpus,
                                                cu_init=cu_init(), require_gpu=need),
@@ -244,6 +246,12 @@ def host_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
 
         items["host[torch-build]"] = torch_build
     return items
+
+
+def _uuids(gpus: Sequence[Gpu]) -> tuple[str, ...]:
+    """The GPUs' UUIDs in NVML order, or none when NVML did not give every one (then they are not checked)."""
+    found = tuple(gpu.uuid for gpu in gpus if gpu.uuid)
+    return found if len(found) == len(gpus) else ()
 
 
 def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:

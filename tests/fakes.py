@@ -49,6 +49,7 @@ int cuDriverGetVersion(int *v) { *v = CUDA_VERSION; return 0; }
 """
 
 FAKE_NVML = r"""
+#include <stdio.h>
 #include <string.h>
 typedef struct { unsigned long long total, free, used; } mem_t;
 static const char *names[] = { %(names)s };
@@ -68,6 +69,8 @@ int nvmlDeviceGetName(void *h, char *buf, unsigned len) { strncpy(buf, names[(lo
 int nvmlDeviceGetMemoryInfo(void *h, mem_t *m) { m->total = memory[(long)h - 1]; m->free = m->total; m->used = 0; return 0; }
 int nvmlDeviceGetCudaComputeCapability(void *h, int *major, int *minor) {
     *major = majors[(long)h - 1]; *minor = minors[(long)h - 1]; return 0; }
+int nvmlDeviceGetUUID(void *h, char *buf, unsigned len) {
+    snprintf(buf, len, "GPU-00000000-0000-0000-0000-00000000000%%ld", (long)h - 1); return 0; }
 int nvmlDeviceGetMigMode(void *h, unsigned *cur, unsigned *pending) {
     if (mig[(long)h - 1] == 2) return 3;  /* NVML_ERROR_NOT_SUPPORTED */
     *cur = *pending = mig[(long)h - 1]; return 0; }

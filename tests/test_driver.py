@@ -48,6 +48,8 @@ def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> N
         ("NVIDIA RTX PRO 6000 Blackwell", (12, 0), 96 << 30, "on"),
         ("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "n/a"),  # nvmlDeviceGetMigMode: Not Supported
     ]
+    assert [g.uuid for g in info.gpus] == ["GPU-00000000-0000-0000-0000-000000000000",
+                                           "GPU-00000000-0000-0000-0000-000000000001"]
     lib = libcuda_finding(info)
     assert lib.outcome is Outcome.PASS
     assert lib.message.endswith("cuInit ok, supports CUDA 13.0")

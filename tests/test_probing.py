@@ -594,3 +594,19 @@ def test_the_compile_item_comes_with_its_option_only(pytester: pytest.Pytester, 
     site = torch_tree(pytester.path / "site", libs)
     assert "cudadeps::smoke[compile]" not in collected(pytester, site)
     assert "cudadeps::smoke[compile]" in collected(pytester, site, "--cuda-deps-compile")
+
+
+@pytest.mark.parametrize(("visible", "outcome", "fragment"), [
+    ("GPU-00000000-0000-0000-0000-000000000001", "passed", "NVIDIA H100 80GB HBM3"),
+    ("GPU-ffffffff", "failed", "GPU-ffffffff"),
+])
+def test_visible_devices_by_uuid_are_checked_against_the_uuids_nvml_reports(
+        pytester: pytest.Pytester, libs: Libs, driver_in_front: DriverInFront, monkeypatch: pytest.MonkeyPatch,
+        visible: str, outcome: str, fragment: str) -> None:
+    driver_in_front(driver="580.65.06", cuda=13000)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    site = torch_tree(pytester.path / "site", libs)
+    run = run_plugin(pytester, site, "-k", "visible-devices")
+    state, message = run.items["host[visible-devices]"]
+    assert state == outcome, message
+    assert fragment in message

@@ -81,6 +81,7 @@ class GpuAnswer:
     capability: tuple[int, int]
     memory: Optional[int] = None  # bytes
     mig: str = "n/a"  # "on", "off" or "n/a"
+    uuid: Optional[str] = None  # "GPU-5e1a...": what CUDA_VISIBLE_DEVICES may name
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ def _gpu(pynvml: ModuleType, index: int) -> GpuAnswer:
         mig = "on" if pynvml.nvmlDeviceGetMigMode(handle)[0] else "off"
     except pynvml.NVMLError:
         mig = "n/a"
-    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig)
+    try:
+        uuid = pynvml.nvmlDeviceGetUUID(handle)
+    except pynvml.NVMLError:
+        uuid = None
+    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig, uuid)
 
 
 def probe_nvml() -> NvmlAnswer:
