@@ -38,6 +38,7 @@ class Gpu:
     memory: int | None  # bytes
     mig: str  # "on", "off" or "n/a"
     uuid: str | None = None  # "GPU-5e1a...", from NVML
+    nvlinks: int | None = None  # active NVLink links, None without NVLink
 
     @property
     def sm(self) -> str:
@@ -63,7 +64,7 @@ class DriverInfo:
     def gpus(self) -> tuple[Gpu, ...]:
         if not isinstance(self.nvml, NvmlAnswer):
             return ()
-        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig, g.uuid) for g in self.nvml.gpus)
+        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig, g.uuid, g.nvlinks) for g in self.nvml.gpus)
 
     @property
     def driver_cuda(self) -> int | None:
@@ -142,7 +143,19 @@ def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
     summary = f"driver {info.driver_version}, CUDA {cuda_version_text(cuda) if cuda else '?'}; " + "; ".join(
         gpu.describe() for gpu in info.gpus)
     return passed(CHECK, "nvml", summary, driver=str(info.driver_version), gpus=str(len(info.gpus)),
-                  **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus})
+                  **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus}, **_interconnect(info))
+
+
+_P2P_STATUS = {0: "ok", 1: "chipset not supported", 2: "GPU not supported", 3: "IOH topology not supported",
+               4: "disabled by regkey", 5: "not supported"}  # nvmlGpuP2PStatus_t
+
+
+def _interconnect(info: DriverInfo) -> dict[str, str]:
+    """NVLink and peer-to-peer as properties (junitxml, the JSON report), where NVML reports them."""
+    facts = {f"gpu{g.index}_nvlinks": str(g.nvlinks) for g in info.gpus if g.nvlinks is not None}
+    if isinstance(info.nvml, NvmlAnswer) and info.nvml.p2p:
+        facts["p2p"] = ", ".join(f"{a}-{b} {_P2P_STATUS.get(status, f'status {status}')}" for a, b, status in info.nvml.p2p)
+    return facts
 
 
 def runtime_compat_finding(

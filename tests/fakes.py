@@ -69,6 +69,11 @@ int nvmlDeviceGetName(void *h, char *buf, unsigned len) { strncpy(buf, names[(lo
 int nvmlDeviceGetMemoryInfo(void *h, mem_t *m) { m->total = memory[(long)h - 1]; m->free = m->total; m->used = 0; return 0; }
 int nvmlDeviceGetCudaComputeCapability(void *h, int *major, int *minor) {
     *major = majors[(long)h - 1]; *minor = minors[(long)h - 1]; return 0; }
+int nvmlDeviceGetNvLinkState(void *h, unsigned link, unsigned *active) {
+    if ((long)h != 1) return 3;  /* NVML_ERROR_NOT_SUPPORTED: only GPU 0 has NVLink here */
+    if (link >= 18) return 2;  /* NVML_ERROR_INVALID_ARGUMENT: 18 links */
+    *active = link < 4; return 0; }
+int nvmlDeviceGetP2PStatus(void *a, void *b, int index, int *status) { *status = 5; return 0; }
 int nvmlDeviceGetUUID(void *h, char *buf, unsigned len) {
     snprintf(buf, len, "GPU-00000000-0000-0000-0000-00000000000%%ld", (long)h - 1); return 0; }
 int nvmlDeviceGetMigMode(void *h, unsigned *cur, unsigned *pending) {

@@ -50,6 +50,11 @@ def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> N
     ]
     assert [g.uuid for g in info.gpus] == ["GPU-00000000-0000-0000-0000-000000000000",
                                            "GPU-00000000-0000-0000-0000-000000000001"]
+    assert [g.nvlinks for g in info.gpus] == [4, None]  # GPU 1 has no NVLink (NOT_SUPPORTED)
+    facts = dict(nvml_finding(info).facts)
+    assert facts["gpu0_nvlinks"] == "4"
+    assert "gpu1_nvlinks" not in facts
+    assert facts["p2p"] == "0-1 not supported"
     lib = libcuda_finding(info)
     assert lib.outcome is Outcome.PASS
     assert lib.message.endswith("cuInit ok, supports CUDA 13.0")

@@ -82,6 +82,7 @@ class GpuAnswer:
     memory: Optional[int] = None  # bytes
     mig: str = "n/a"  # "on", "off" or "n/a"
     uuid: Optional[str] = None  # "GPU-5e1a...": what CUDA_VISIBLE_DEVICES may name
+    nvlinks: Optional[int] = None  # active NVLink links; None where NVML has no NVLink for it
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class NvmlAnswer:
     driver: Optional[str] = None
     cuda_version: Optional[int] = None
     gpus: tuple[GpuAnswer, ...] = ()
+    p2p: tuple[tuple[int, int, int], ...] = ()  # (GPU, GPU, nvmlGpuP2PStatus_t for reads): 0 is OK
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,33 @@ def _gpu(pynvml: ModuleType, index: int) -> GpuAnswer:
         uuid = pynvml.nvmlDeviceGetUUID(handle)
     except pynvml.NVMLError:
         uuid = None
-    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig, uuid)
+    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig, uuid, _nvlinks(pynvml, handle))
+
+
+def _nvlinks(pynvml: ModuleType, handle: object) -> int | None:
+    """How many NVLink links are active; None when the GPU has no NVLink (NVML says not supported)."""
+    active = 0
+    for link in range(pynvml.NVML_NVLINK_MAX_LINKS):
+        try:
+            active += pynvml.nvmlDeviceGetNvLinkState(handle, link) == 1
+        except pynvml.NVMLError:
+            if link == 0:
+                return None
+            break  # fewer links than the most NVML knows
+    return active
+
+
+def _p2p(pynvml: ModuleType, count: int) -> tuple[tuple[int, int, int], ...]:
+    """Peer-to-peer read status of every pair of GPUs (what NCCL's direct transport needs)."""
+    handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
+    pairs = []
+    for first in range(count):
+        for second in range(first + 1, count):
+            try:
+                pairs.append((first, second, int(pynvml.nvmlDeviceGetP2PStatus(handles[first], handles[second], 0))))
+            except pynvml.NVMLError:
+                continue
+    return tuple(pairs)
 
 
 def probe_nvml() -> NvmlAnswer:
@@ -63,7 +89,7 @@ def probe_nvml() -> NvmlAnswer:
         except pynvml.NVMLError:
             cuda = pynvml.nvmlSystemGetCudaDriverVersion()
         gpus = tuple(_gpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount()))
-        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus)
+        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus, p2p=_p2p(pynvml, len(gpus)))
     except pynvml.NVMLError as exc:
         return NvmlAnswer(error=str(exc), code=exc.value)
     finally:
