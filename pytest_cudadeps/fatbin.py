@@ -127,7 +127,9 @@ def section_extent(path: Path, name: str = SECTION) -> tuple[int, int] | None:
             headers = section_headers(stream, elf, file_size)
             wanted = name.encode()
             names = _section_names(stream, headers, elf["e_shstrndx"], file_size)
-        except (ELFError, DamagedElf, struct.error) as exc:
+        except (ELFError, DamagedElf, struct.error, ValueError, OverflowError) as exc:
+            # pyelftools seeks where a damaged header says: past what a file offset holds, Python 3.9
+            # raises ValueError ("cannot fit 'int' into an offset-sized integer"), later ones OverflowError
             raise FatbinError(f"{path}: not a readable ELF file ({exc})") from exc
         for header in headers:
             if names.get(header.name) == wanted and header.type != _SHT_NOBITS:

@@ -61,3 +61,18 @@ def test_a_fatbin_section_of_zeros_is_skipped_a_block_at_a_time(gcc: str, tmp_pa
     with within(2):
         found = read_architectures(lib)
     assert (found.containers, found.entries, set(found.cubin)) == (1, 1, {80})
+
+
+def test_a_section_name_table_at_an_offset_no_file_can_have_is_refused(gcc: str, tmp_path: Path) -> None:
+    """pyelftools seeks where the header says; past what a file offset holds, Python 3.9 raises ValueError
+    (found by the ELF fuzz): a FatbinError, never a traceback."""
+    lib = elf_with_fatbin(gcc, tmp_path / "libfar.so", container(entry(CUBIN, 80, b"\x01" * 8)))
+    data = bytearray(lib.read_bytes())
+    shoff, shstrndx = struct.unpack_from("<Q", data, 0x28)[0], struct.unpack_from("<H", data, 0x3E)[0]
+    header = shoff + shstrndx * 64
+    flags = struct.unpack_from("<Q", data, header + 8)[0]
+    struct.pack_into("<QQQ", data, header + 8, flags | 0x800, 0, (1 << 64) - 16)  # SHF_COMPRESSED, sh_addr, sh_offset
+    lib.unlink()
+    lib.write_bytes(bytes(data))
+    with within(2), pytest.raises(FatbinError, match="not a readable ELF file"):
+        read_architectures(lib)
