@@ -34,7 +34,7 @@ import pytest
 from tests import nobody
 from tests import sitebuilder as sb
 from tests.conftest import build_so
-from tests.elfpatch import SH_SIZE, of_type, patch_section
+from tests.elfpatch import SH_SIZE, of_type, patch_section, section_bytes_at
 
 BOUND = 20.0  # seconds a run may take; the slowest case takes about 1 s
 TORCH_INFO = "torch-2.14.1.dist-info"
@@ -216,15 +216,9 @@ def cycle_of_50(site: Path) -> None:
 
 def dynamic_section_garbage(site: Path) -> None:
     """The bytes of libtorch_cuda.so's .dynamic overwritten (its header intact): dlopen crashes on it."""
-    with open(site / "torch" / "lib" / "libtorch_cuda.so", "r+b") as stream:
-        stream.seek(0x28)
-        shoff = struct.unpack("<Q", stream.read(8))[0]
-        stream.seek(0x3C)
-        shnum = struct.unpack("<H", stream.read(2))[0]
-        stream.seek(shoff)
-        table = stream.read(shnum * 64)
-        index = next(i for i in range(shnum) if struct.unpack_from("<I", table, i * 64 + 4)[0] == 6)
-        offset, size = struct.unpack_from("<QQ", table, index * 64 + 24)
+    lib = site / "torch" / "lib" / "libtorch_cuda.so"
+    offset, size = section_bytes_at(lib, of_type(6))  # SHT_DYNAMIC
+    with open(lib, "r+b") as stream:
         stream.seek(offset)
         stream.write(bytes((7 * i + 3) % 256 for i in range(size)))
 
