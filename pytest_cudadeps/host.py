@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from .driver_table import MAJOR_MINIMUM, TORCH_CUDA_BUILDS, torch_build_for
 from .findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
 from .installers import torch_index_install_command
+from .safe_io import UnsafeFile, read_regular
 
 if TYPE_CHECKING:
     from .driver import Gpu
@@ -80,36 +81,19 @@ class HostFacts:
 
 
 def read_small_file(path: Path, cap: int = READ_CAP) -> tuple[str | None, str]:
-    """(text, "") or (None, why): a regular file only, at most ``cap`` bytes, without ever blocking."""
+    """(text, "") or (None, why): the project's one safe reader (a regular file only, at most ``cap`` bytes,
+    never blocking on a FIFO), its refusals worded for a host fact."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None, "not a regular file"
-        # O_NONBLOCK: a FIFO swapped in after the stat must not hang the open or the read
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        data = read_regular(path, cap, "this file")
+    except UnsafeFile as exc:
+        return None, "not a regular file" if exc.reason.startswith("not a regular file") else f"larger than {cap} bytes"
     except FileNotFoundError:
         return None, "not found"
     except PermissionError:
         return None, "permission denied"
     except OSError as exc:
         return None, exc.strerror or str(exc)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, "not a regular file"
-        chunks: list[bytes] = []
-        size = 0
-        while size <= cap:  # /proc files report size 0 and may answer in pieces
-            chunk = os.read(fd, cap + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        return None, exc.strerror or str(exc)
-    finally:
-        os.close(fd)
-    if size > cap:
-        return None, f"larger than {cap} bytes"
-    return b"".join(chunks).decode("utf-8", "replace"), ""
+    return data.decode("utf-8", "replace"), ""
 
 
 def parse_kernel_module_version(text: str) -> str | None:
