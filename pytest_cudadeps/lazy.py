@@ -177,10 +177,13 @@ def _model(snapshot: Snapshot, linkage: Linkage) -> LoaderModel:
 
 
 def lazy_resolutions(snapshot: Snapshot, root: Root) -> list[LazyResolution]:
-    """Every table entry whose opener the root's process maps, resolved as dlopen from the opener would."""
+    """Every table entry whose opener the root's process maps, resolved as dlopen from the opener would
+    (once per run and root: kept in the snapshot)."""
     linkage = root.linkage
     if linkage is None:
         return []
+    if root.key in snapshot.lazy:
+        return snapshot.lazy[root.key]
     model = _model(snapshot, linkage)
     found: list[LazyResolution] = []
     for entry in LAZY:
@@ -201,6 +204,7 @@ def lazy_resolutions(snapshot: Snapshot, root: Root) -> list[LazyResolution]:
                     model.load([resolution.path])  # what it needs is mapped now, as in the real process
                     break
             found.append(LazyResolution(entry, opener, owner, tried, hit, tuple(searched)))
+    snapshot.lazy[root.key] = found
     return found
 
 

@@ -21,6 +21,7 @@ from .providers import ProviderResolver
 from .requirements import Closure, Closures, Demand, default_roots
 
 if TYPE_CHECKING:
+    from .lazy import LazyResolution
     from .settings import Settings
 
 
@@ -69,6 +70,9 @@ class Snapshot:
     roots: tuple[Root, ...]
     unknown_roots: tuple[str, ...] = ()  # named with --cuda-deps-root but not installed
     companions: tuple[Companion, ...] = ()  # distributions with extensions linked against torch (ELF view only)
+    # per root, what its libraries open by name at run time: filled once by lazy.lazy_resolutions, which the
+    # static lazy[...] items and the load probe's steps both ask
+    lazy: dict[str, list[LazyResolution]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def torch(self) -> Root | None:

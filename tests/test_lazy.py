@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cudadeps import lazy
+from pytest_cudadeps.checks import plan_checks
 from pytest_cudadeps.findings import Finding, Outcome
 from pytest_cudadeps.lazy import LAZY, lazy_findings, lazy_load_targets
+from pytest_cudadeps.ldso import LoaderModel
+from pytest_cudadeps.linkage import Linkage
 from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.snapshot import take_snapshot
+from pytest_cudadeps.snapshot import Snapshot, take_snapshot
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 from tests.test_companions import add_to_record
@@ -154,3 +158,21 @@ def test_a_library_its_wheel_does_not_ship_is_not_checked(tmp_path: Path, gcc: s
     found = findings(site)
     assert "lazy[torch>libcudnn.so.9>libcudnn_ext.so.9]" not in found
     assert found[CNN].outcome is Outcome.PASS
+
+
+def test_the_lazy_resolutions_are_worked_out_once_per_run(tmp_path: Path, gcc: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static lazy[...] items and the load probe's steps ask the same question: one answer per run and root."""
+    site = cudnn_tree(tmp_path, gcc)
+    models: list[Linkage] = []
+    real = lazy._model
+
+    def counted(snapshot: Snapshot, linkage: Linkage) -> LoaderModel:
+        models.append(linkage)
+        return real(snapshot, linkage)
+
+    monkeypatch.setattr(lazy, "_model", counted)
+    items = plan_checks(Settings(paths=(str(site),), no_ld_cache=True)).items  # probes on: load steps planned too
+    assert "load[libcudnn_cnn.so.9]" in items
+    assert any(name.startswith("lazy[") for name in items)
+    assert len(models) == 1
