@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -36,7 +36,7 @@ from .elf import ElfInfo, ElfProblem, defined_among, dynamic_symbols, imported_s
 from .findings import Finding, failed, passed
 from .installers import install_command, reinstall_command
 from .owners import is_shared_object_name
-from .requirements import CUDA_PREFIXES
+from .requirements import CUDA_PREFIXES, requirements_of
 
 CHECK = "companion"
 # libc10.so, libc10_cuda.so, libtorch.so, libtorch_cpu.so, libtorch_cuda.so, libtorch_python.so...
@@ -153,15 +153,7 @@ def companion_findings(env: Environment, companions: Sequence[Companion]) -> lis
 
 def torch_requirements(dist: Distribution) -> list[Requirement]:
     """The companion's requirements on torch whose markers hold here (no extra)."""
-    found = []
-    for raw in dist.requires:
-        try:
-            req = Requirement(raw)
-        except InvalidRequirement:
-            continue  # the metadata[...] item names it
-        if canonicalize_name(req.name) == "torch" and (req.marker is None or req.marker.evaluate({"extra": ""})):
-            found.append(req)
-    return found
+    return [req for req in requirements_of(dist) if canonicalize_name(req.name) == "torch"]
 
 
 def matching_release(companion: Distribution, torch_version: str) -> str | None:
@@ -415,14 +407,5 @@ def _missing_requirements_fix(env: Environment, dist: Distribution, error: str) 
     """
     if not error.startswith("ModuleNotFoundError:"):
         return None
-    missing = []
-    for raw in dist.requires:
-        try:
-            requirement = Requirement(raw)
-        except InvalidRequirement:
-            continue
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-            continue
-        if env.get(requirement.name) is None:
-            missing.append(f"{requirement.name}{requirement.specifier}")
+    missing = [f"{req.name}{req.specifier}" for req in requirements_of(dist) if env.get(req.name) is None]
     return install_command(dist.installer, *missing) if missing else None

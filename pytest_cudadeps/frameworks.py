@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -54,7 +53,7 @@ from .installers import install_command
 from .linkage import Linkage, ResolvedLibrary, is_cuda_soname
 from .owners import is_shared_object_name
 from .providers import DRIVER_SONAMES
-from .requirements import CUDA_PREFIXES, NEVER_ROOTS, NOT_CUDA_WHEELS, Closures, Demand, known_extras
+from .requirements import CUDA_PREFIXES, NEVER_ROOTS, NOT_CUDA_WHEELS, Closures, Demand, known_extras, requirements_of
 from .safe_io import is_regular
 
 if TYPE_CHECKING:
@@ -106,14 +105,7 @@ def extra_demands(dist: Distribution) -> dict[str, list[Demand]]:
     found: dict[str, list[Demand]] = {}
     for extra in sorted(known_extras(dist)):
         chain = (f"{dist.name}[{extra}] {dist.version}",)
-        for raw in dist.requires:
-            try:
-                req = Requirement(raw)
-            except InvalidRequirement:
-                continue  # the metadata[...] item names it
-            marker = req.marker
-            if marker is None or not marker.evaluate({"extra": extra}) or marker.evaluate({"extra": ""}):
-                continue
+        for req in requirements_of(dist, extra):  # true with the extra, false without it
             found.setdefault(canonicalize_name(req.name), []).append(Demand(chain, req))
     return found
 

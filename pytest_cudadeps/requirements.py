@@ -228,6 +228,22 @@ def _shown(raw: str, limit: int = 200) -> str:
     return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}... ({len(raw)} characters)"
 
 
+def requirements_of(dist: Distribution, extra: str = "") -> list[Requirement]:
+    """The requirements of ``dist`` that belong to ``extra`` here ("": those of no extra), read with the walk's
+    bounded parser and marker evaluation; a line they refuse is the ``metadata[...]`` item's to report."""
+    found = []
+    for raw in dist.requires:
+        req = _parse(raw)
+        if not isinstance(req, Requirement):
+            continue
+        try:
+            if _applies(raw, extra):
+                found.append(req)
+        except (UndefinedEnvironmentName, UndefinedComparison):
+            continue
+    return found
+
+
 def requires_cuda(dist: Distribution) -> bool:
     """Whether a distribution asks for any nvidia-*/cuda-* library distribution (markers ignored)."""
     for raw in dist.requires:

@@ -47,7 +47,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -55,6 +54,7 @@ from .distributions import Distribution, Environment
 from .findings import Finding, failed, passed, unavailable
 from .installers import install_command, reinstall_command
 from .ldso import default_dirs, read_ld_so_cache
+from .requirements import requirements_of
 from .safe_io import is_dir, is_regular
 
 CHECK = "triton"
@@ -247,14 +247,7 @@ def version_finding(env: Environment, triton: Triton) -> Finding | None:
     torch = env.get("torch")
     if torch is None:
         return None
-    pins = []
-    for raw in torch.requires:
-        try:
-            req = Requirement(raw)
-        except InvalidRequirement:
-            continue  # the metadata[...] item names it
-        if canonicalize_name(req.name) == "triton" and (req.marker is None or req.marker.evaluate({"extra": ""})):
-            pins.append(req)
+    pins = [req for req in requirements_of(torch) if canonicalize_name(req.name) == "triton"]
     if not pins:
         return passed(CHECK, "version", f"{torch} declares no requirement on triton here; {triton.dist} is installed")
     try:

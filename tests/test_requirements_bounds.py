@@ -14,7 +14,15 @@ from packaging.utils import canonicalize_name
 
 from pytest_cudadeps import requirements
 from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.requirements import MAX_MARKER_DEPTH, MAX_REQUIREMENT_LENGTH, _applies, _extra_gate, _parse, closure
+from pytest_cudadeps.requirements import (
+    MAX_MARKER_DEPTH,
+    MAX_REQUIREMENT_LENGTH,
+    _applies,
+    _extra_gate,
+    _parse,
+    closure,
+    requirements_of,
+)
 from tests import sitebuilder as sb
 
 
@@ -93,3 +101,15 @@ def test_the_gate_agrees_with_the_old_regular_expression() -> None:
     for marker in markers:
         raw = f"x; {marker}"
         assert _extra_gate.__wrapped__(raw) == _old_extra_gate(raw), marker
+
+
+def test_requirements_of_reads_with_the_same_bounds_as_the_walk(tmp_path: Path) -> None:
+    """The companion, Triton and framework checks ask requirements_of: a line nested 1500 deep (RecursionError
+    inside packaging) is left to the metadata[...] item, the others are read."""
+    site = tmp_path / "site"
+    nested = "nvidia-curand; " + "(" * 1500 + 'os_name == "posix"' + ")" * 1500
+    sb.write_dist(site, sb.Dist("ext", "1.0", ("torch==2.14.1", nested, "numpy; extra == 'images'")))
+    ext = scan([site]).get("ext")
+    assert ext is not None
+    assert [str(r) for r in requirements_of(ext)] == ["torch==2.14.1"]
+    assert [str(r) for r in requirements_of(ext, "images")] == ['numpy; extra == "images"']
