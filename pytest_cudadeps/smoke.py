@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_probe, run_steps
+from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_steps
 from .driver_table import version_tuple
 from .findings import Finding, failed, passed, skipped, unavailable
 from .load import LoadResult, LoadStep, load_request
@@ -82,7 +82,7 @@ def probe_torch(
     loads = load_request(steps)
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
-        return SmokeRequest("all", tuple(devices) if devices else None, backend, loads=loads(pending, done),
+        return SmokeRequest(tuple(devices) if devices else None, backend, loads=loads(pending, done),
                             imports=tuple(imports), compile=compile)
 
     runs = run_steps("pytest_cudadeps.probes.smoke", [step.name for step in steps], request, timeout=timeout,
@@ -93,26 +93,6 @@ def probe_torch(
                               {last.current: Blame(last.trouble() or "", last.stderr_tail())} if last.current else {})
                 for name in imports}
     return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(last), answered)
-
-
-def probe_smoke(
-    mode: str = "all",
-    *,
-    timeout: float,
-    devices: Sequence[str] | None = None,
-    backend: str = "nccl",
-    size: int = 1024,
-    paths: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    inhibit_ld_cache: bool = False,
-    group: ChildGroup | None = None,
-) -> SmokeRun:
-    """Run the torch child: ``mode="all"`` imports torch once for the products on every device and, with
-    two or more, the all-reduce.  Under ``inhibit_ld_cache`` the child runs as ``ld.so --inhibit-cache``;
-    the two all-reduce workers it spawns are plain interpreters and do see the cache."""
-    request = SmokeRequest(mode, tuple(devices) if devices else None, backend, size)
-    return SmokeRun.from_run(run_probe("pytest_cudadeps.probes.smoke", request, timeout=timeout, paths=paths, env=env,
-                                       inhibit_ld_cache=inhibit_ld_cache, group=group))
 
 
 def _versions(torch: TorchFacts | None) -> dict[str, str]:

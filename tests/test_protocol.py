@@ -24,7 +24,7 @@ def test_every_answer_survives_the_json_round_trip() -> None:
     answers: list[NvmlAnswer | AllReduceAnswer | SmokeRequest | TorchFacts | Loaded] = [
         NvmlAnswer(driver="580.65.06", cuda_version=13000, gpus=(GpuAnswer(0, "NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "on"),)),
         AllReduceAnswer("nccl", ranks=(RankResult(0, "cuda:0", 3.0, (3.0,), 0.001),)),
-        SmokeRequest("all-reduce", ("cpu", "cpu"), "gloo", 64),
+        SmokeRequest(("cpu", "cpu"), "gloo", 64),
         TorchFacts(torch="2.14.1+cu130", cuda="13.0", device_count=0, no_gpu_reason="Found no NVIDIA driver"),
         Loaded(False, error="libcudart.so.13: cannot open shared object file"),
     ]

@@ -7,7 +7,7 @@ import pytest
 
 from pytest_cudadeps.children import ChildRun
 from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, compile_finding, matmul_finding, probe_smoke, probe_torch
+from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch
 from tests import venvs
 
 TORCH = {"torch": "2.14.1+cu130", "cuda": "13.0", "cudnn": "9.24.0", "nccl": "2.30.7", "device_count": 1}
@@ -80,7 +80,7 @@ def test_wrong_all_reduce_sum_fails() -> None:
 @pytest.mark.integration
 def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
     site = str(venvs.site_packages(cuda_venv))
-    smoke = probe_smoke(timeout=120, devices=["cpu"], paths=[site])
+    smoke = probe_torch([], timeout=120, devices=["cpu"], paths=[site]).smoke
     finding = matmul_finding(smoke, cpu_ok=True)
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("cpu CPU: float32 ")
@@ -96,7 +96,7 @@ def test_real_torch_matmul_on_the_cpu_device(cuda_venv: Path) -> None:
 @pytest.mark.integration
 def test_real_torch_all_reduce_between_two_cpu_processes(cuda_venv: Path) -> None:
     site = str(venvs.site_packages(cuda_venv))
-    smoke = probe_smoke("all-reduce", timeout=180, devices=["cpu", "cpu"], backend="gloo", paths=[site])
+    smoke = probe_torch([], timeout=180, devices=["cpu", "cpu"], backend="gloo", paths=[site]).smoke
     finding = all_reduce_finding(smoke, cpu_ok=True)
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("gloo all-reduce of 4 MiB across cpu, cpu: ")
@@ -104,16 +104,16 @@ def test_real_torch_all_reduce_between_two_cpu_processes(cuda_venv: Path) -> Non
 
 @pytest.mark.integration
 def test_one_torch_child_runs_the_products_and_the_all_reduce(cuda_venv: Path) -> None:
-    """mode "all" (what a run uses): torch is imported once, for the products and the all-reduce."""
+    """What a run does: torch is imported once, for the products and the all-reduce."""
     site = str(venvs.site_packages(cuda_venv))
-    smoke = probe_smoke("all", timeout=240, devices=["cpu", "cpu"], backend="gloo", paths=[site])
+    smoke = probe_torch([], timeout=240, devices=["cpu", "cpu"], backend="gloo", paths=[site]).smoke
     assert smoke.run.begun.count("import torch") == 1
     assert matmul_finding(smoke, cpu_ok=True).outcome is Outcome.PASS
     reduce = all_reduce_finding(smoke, cpu_ok=True)
     assert reduce.outcome is Outcome.PASS, reduce.text()
     assert reduce.message.startswith("gloo all-reduce of 4 MiB across cpu, cpu: ")
     # one device: the all-reduce's workers are never started
-    single = probe_smoke("all", timeout=120, devices=["cpu"], paths=[site])
+    single = probe_torch([], timeout=120, devices=["cpu"], paths=[site]).smoke
     assert single.all_reduce is None
     assert not [step for step in single.run.begun if step.startswith("all-reduce")]
 

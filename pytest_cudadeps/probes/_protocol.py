@@ -111,7 +111,6 @@ class CudartAnswer:
 
 @dataclass(frozen=True)
 class SmokeRequest:
-    mode: str = "all"  # "all": matmul, then the all-reduce with 2+ devices; or "matmul", "all-reduce" alone
     devices: Optional[tuple[str, ...]] = None  # None: the visible GPUs; ("cpu",) in the tests
     backend: str = "nccl"
     size: int = 1024

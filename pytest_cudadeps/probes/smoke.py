@@ -1,10 +1,10 @@
-"""Child: import torch and multiply matrices on each GPU, or all-reduce across two processes.
+"""Child: import torch once, multiply matrices on each GPU, and all-reduce across two processes.
 
-Request: :class:`~._protocol.SmokeRequest` (mode ``all``: the root's libraries are loaded one by
-one first, as the load probe does, then torch is imported once for the products and, with two or
-more GPUs, the all-reduce; ``matmul`` or ``all-reduce`` alone in the
-tests; backend ``nccl`` or ``gloo``); answers: :class:`~._protocol.TorchFacts` for ``import torch``, then
-:class:`~._protocol.MatmulDevice` per device or one :class:`~._protocol.AllReduceAnswer`.
+Request: :class:`~._protocol.SmokeRequest`: the root's libraries are loaded one by one first, as
+the load probe does, then torch is imported once for the products and, with two or more devices,
+the all-reduce (backend ``nccl`` or ``gloo``); answers: :class:`~._protocol.TorchFacts` for
+``import torch``, then :class:`~._protocol.MatmulDevice` per device and one
+:class:`~._protocol.AllReduceAnswer`.
 ``devices`` replaces the visible GPUs, so the comparison and the report can be tested
 on the CPU.  torch is imported here only: never in the plugin process.
 """
@@ -212,10 +212,9 @@ def main() -> None:
         return
     facts = torch_facts(torch)
     _protocol.end("import torch", facts)
-    if request.mode in ("matmul", "all"):
-        run_matmul(torch, request)
+    run_matmul(torch, request)
     # the all-reduce's two workers each import torch again: only where there are two devices to join
-    if request.mode == "all-reduce" or (request.mode == "all" and (len(request.devices or ()) or facts.device_count) >= 2):
+    if len(request.devices or ()) >= 2 or (not request.devices and facts.device_count >= 2):
         run_all_reduce(torch, request)
     if request.compile:
         devices = request.devices or (("cuda:0",) if facts.device_count else ())
