@@ -20,7 +20,7 @@ from .snapshot import Snapshot, take_snapshot
 from .triton import static_triton_findings
 
 if TYPE_CHECKING:
-    from .children import ChildGroup
+    from .children import ChildGroup, Running
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
@@ -58,12 +58,19 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     checks do: the whole run then takes about the time of the slowest child (``import torch``).
     ``group`` holds the children, for the caller to stop when the run ends.
     """
-    snapshot = take_snapshot(settings)
+    early: list[Running | None] = []
+
+    def start_early(snapshot: Snapshot) -> None:  # torch's own libraries load in the child while the walk runs
+        from .probing import start_torch_early
+
+        early.append(start_torch_early(snapshot, group))
+
+    snapshot = take_snapshot(settings, before_walk=start_early if settings.probes and start_probes else None)
     items: dict[str, Pending] = {}
     if settings.probes:
         from .probing import Probes, probe_checks
 
-        probes = Probes(snapshot, group)
+        probes = Probes(snapshot, group, early=early[0] if early else None)
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()

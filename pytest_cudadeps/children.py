@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -78,7 +79,7 @@ class ChildGroup:
         self._stopped = False
 
     def spawn(
-        self, command: Sequence[str], env: Mapping[str, str], *, stdin: IO[bytes], output: IO[bytes], channel: int
+        self, command: Sequence[str], env: Mapping[str, str], *, stdin: int, output: IO[bytes], channel: int
     ) -> subprocess.Popen[bytes]:
         with self._lock:  # held across Popen: stop() either sees the process or prevents it
             if self._stopped:
@@ -145,7 +146,9 @@ class ChildRun:
                 name = signal.Signals(-self.returncode).name
             except ValueError:
                 name = "unknown signal"
-            return f"crashed: killed by signal {-self.returncode} ({name})"
+            # after every answer: a library's destructor or atexit handler (the job would end the same way)
+            when = " at exit, after answering" if self.finished else ""
+            return f"crashed{when}: killed by signal {-self.returncode} ({name})"
         if not self.finished:
             return f"ended the process early with exit status {self.returncode} (an exit() in library code?)"
         if self.returncode != 0:
@@ -200,40 +203,126 @@ def run_probe(
     group: ChildGroup | None = None,
 ) -> ChildRun:
     """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does."""
-    command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
-    loader = dynamic_loader() if inhibit_ld_cache else None
-    if loader is not None:
-        command = [loader, "--inhibit-cache", *command]
-    if dataclasses.is_dataclass(request) and not isinstance(request, type):
-        request = dataclasses.asdict(request)
-    token = secrets.token_hex(16)
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as channel:
-        stdin.write(json.dumps(request).encode())
-        stdin.seek(0)
-        environment = {**child_environment(paths, env), CHANNEL_VARIABLE: f"{channel.fileno()} {token}"}
-        process = (group or ChildGroup()).spawn(command, environment, stdin=stdin, output=output,
-                                                channel=channel.fileno())
+    return Running(module, request, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
+                   group=group).wait()
+
+
+class Running:
+    """A child started now with the first part of its request (one JSON line on its stdin); :meth:`send`
+    writes more parts while it works, :meth:`wait` ends its stdin and waits for its run.
+
+    The torch child starts this way before the linkage walk is done: it loads torch's own libraries
+    while the parent works out the rest of the request.  ``steps`` names the steps of the first part.
+    """
+
+    def __init__(
+        self,
+        module: str,
+        first: object,
+        *,
+        timeout: float,
+        paths: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        inhibit_ld_cache: bool = False,
+        group: ChildGroup | None = None,
+        steps: Sequence[str] = (),
+    ) -> None:
+        command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
+        loader = dynamic_loader() if inhibit_ld_cache else None
+        if loader is not None:
+            command = [loader, "--inhibit-cache", *command]
+        self.command = tuple(command)
+        self.steps = tuple(steps)
+        self.timeout = timeout
+        self.group = group
+        self.token = secrets.token_hex(16)
+        self.started = time.monotonic()
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait)
+        self._channel = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait)
+        read_end, self._stdin = os.pipe()
+        _widen_pipe(self._stdin)
+        environment = {**child_environment(paths, env), CHANNEL_VARIABLE: f"{self._channel.fileno()} {self.token}"}
         try:
-            exited = _wait_exit(process, timeout)
+            self.process = (group or ChildGroup()).spawn(command, environment, stdin=read_end, output=self._output,
+                                                         channel=self._channel.fileno())
+        except BaseException:
+            self._close()
+            raise
         finally:
-            _kill_group(process)  # what it left running in its group (a forked background process) goes too
-            process.wait()
-            if group is not None:
-                group.forget(process)
-        elapsed = time.monotonic() - started
-        channel.seek(0)
-        results, begun, finished = _events(channel.read(_PROTOCOL_CAP), token)
-        output.seek(max(0, output.seek(0, os.SEEK_END) - _STDERR_TAIL))
-        tail = output.read().decode("utf-8", "replace")
-    return ChildRun(tuple(command), results, begun, finished, process.returncode if exited else None,
-                    not exited, timeout, elapsed, tail)
+            os.close(read_end)
+        self.send(first)
+
+    def send(self, part: object) -> None:
+        """One more part of the request; a child that has died (its run says how) is not written to."""
+        if dataclasses.is_dataclass(part) and not isinstance(part, type):
+            part = dataclasses.asdict(part)
+        data = (json.dumps(part) + "\n").encode()
+        try:
+            while data and self._stdin >= 0:
+                data = data[os.write(self._stdin, data):]
+        except OSError:  # EPIPE: the child is gone; BrokenPipeError too
+            pass
+
+    def wait(self) -> ChildRun:
+        """End the request, wait for the child's exit (at most ``timeout`` from its start) and read what it said."""
+        try:
+            self._end_request()
+            try:
+                exited = _wait_exit(self.process, self.started + self.timeout - time.monotonic())
+            finally:
+                _kill_group(self.process)  # what it left running in its group (a forked background process) goes too
+                self.process.wait()
+                if self.group is not None:
+                    self.group.forget(self.process)
+            elapsed = time.monotonic() - self.started
+            self._channel.seek(0)
+            results, begun, finished = _events(self._channel.read(_PROTOCOL_CAP), self.token)
+            self._output.seek(max(0, self._output.seek(0, os.SEEK_END) - _STDERR_TAIL))
+            tail = self._output.read().decode("utf-8", "replace")
+        finally:
+            self._close()
+        return ChildRun(self.command, results, begun, finished, self.process.returncode if exited else None,
+                        not exited, self.timeout, elapsed, tail)
+
+    def _end_request(self) -> None:
+        if self._stdin >= 0:
+            os.close(self._stdin)
+            self._stdin = -1
+
+    def _close(self) -> None:
+        self._end_request()
+        self._output.close()
+        self._channel.close()
+
+
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe (Linux's F_SETPIPE_SZ, best effort): every request fits without waiting for the child to read."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass
 
 
 def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait for the child itself to exit (not reaped, so that its process group id stays its own until
-    :func:`_kill_group`); False when ``timeout`` passed first."""
+    :func:`_kill_group`); False when ``timeout`` passed first.
+
+    A pidfd (Linux 5.3) wakes the parent the moment the child exits; elsewhere ``waitid`` is polled.
+    """
     deadline = time.monotonic() + timeout
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # Python < 3.9, an older kernel, or a seccomp filter
+        pidfd = -1
+    if pidfd >= 0:
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(max(0, int((deadline - time.monotonic()) * 1000) + 1))  # readable once the child exited
+        finally:
+            os.close(pidfd)
     pause = 0.001
     while True:
         if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
@@ -299,6 +388,7 @@ def run_steps(
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
     then: bool = False,
+    started: Running | None = None,
 ) -> StepRuns:
     """Run ``steps`` in children until every one has a result or the blame for a dead child.
 
@@ -308,14 +398,21 @@ def run_steps(
     listed steps (between them, or in a prelude the request adds) blames every step left.
     With ``then`` the child has work of its own after the steps (the torch child imports
     torch): a new child is started for it even when the last step is the one blamed.
+
+    ``started`` is a first child already at work on the first of ``steps`` (its ``steps``): it is
+    sent the request for the others as the last part of its own.
     """
     results: dict[str, JsonObject] = {}
     blamed: dict[str, Blame] = {}
     pending = list(steps)
     run: ChildRun | None = None
     while pending or (then and run is None):
-        run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
-                        inhibit_ld_cache=inhibit_ld_cache, group=group)
+        if started is not None:
+            started.send(request([step for step in pending if step not in started.steps], results))
+            run, started = started.wait(), None
+        else:
+            run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
+                            inhibit_ld_cache=inhibit_ld_cache, group=group)
         results.update({name: data for name, data in run.results.items() if name in pending})
         trouble = run.trouble()
         if trouble is None:

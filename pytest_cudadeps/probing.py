@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Generic, Protocol, TypeVar
 
 from .build import Build
-from .children import Blame, ChildGroup
+from .children import Blame, ChildGroup, Running
 from .companions import Companion, import_finding, import_names
 from .driver import (
     DriverInfo,
@@ -46,7 +46,7 @@ from .installers import reinstall_command
 from .lazy import lazy_load_targets
 from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
 from .probes._protocol import LibcudaAnswer
-from .smoke import SmokeRun, TorchRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch
+from .smoke import SmokeRun, TorchRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch, start_torch
 from .snapshot import Root, Snapshot
 from .triton import TOOLS, find_triton, ptxas_arch_finding, ptxas_finding
 
@@ -103,7 +103,7 @@ class Probes:
     GPUs, the all-reduce (the ``smoke[...]`` answers).  Other roots get a load child of their own.
     """
 
-    def __init__(self, snapshot: Snapshot, group: ChildGroup | None = None) -> None:
+    def __init__(self, snapshot: Snapshot, group: ChildGroup | None = None, early: Running | None = None) -> None:
         settings = snapshot.settings
         self.snapshot = snapshot
         self.group = group or ChildGroup()  # the plugin stops it when the session ends
@@ -118,15 +118,16 @@ class Probes:
         self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
         self._torch: Once[TorchRun] | None = None
         self._wanted: list[_Startable] = [self.driver]  # the children start() starts
+        self._early = early  # the torch child, started on torch's own libraries (start_torch_early)
 
     def torch_child(self, steps: Sequence[LoadStep] = ()) -> Once[TorchRun]:
         """The one child that imports torch, loading ``steps`` first and the companions last (made on first ask)."""
         if self._torch is None:
             imports = [name for companion in self.snapshot.companions for name in import_names(companion)]
-            compile_ = self.snapshot.settings.compile
+            compile_, early, self._early = self.snapshot.settings.compile, self._early, None
             self._torch = Once(lambda: probe_torch(steps, imports=imports, compile=compile_, timeout=self.timeout,
                                                    paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache,
-                                                   group=self.group))
+                                                   group=self.group, started=early))
             self._wanted.append(self._torch)
         return self._torch
 
@@ -262,16 +263,33 @@ def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
     return all_reduce_finding(probes.smoke(), require_gpu=require_gpu)
 
 
+def torch_own_steps(snapshot: Snapshot, root: Root) -> list[LoadStep]:
+    """The first load steps of a CUDA torch, as its import loads them: known before the linkage walk."""
+    dist = root.dist
+    if root.key != "torch" or not root.cuda:
+        return []
+    # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
+    package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
+    return torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
+
+
+def start_torch_early(snapshot: Snapshot, group: ChildGroup | None) -> Running | None:
+    """The torch child started on a CUDA torch's own libraries, from a snapshot taken without the linkage walk
+    (:class:`Probes` sends it the rest); None when there is no CUDA torch to start it for."""
+    torch = snapshot.torch
+    steps = torch_own_steps(snapshot, torch) if torch is not None else []
+    if not steps:
+        return None
+    settings = snapshot.settings
+    return start_torch(steps, timeout=settings.timeout, paths=settings.paths,
+                       inhibit_ld_cache=settings.no_ld_cache, group=group)
+
+
 def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:
     """What the load child opens for a root: torch's own libraries as its import does, then each CUDA
     library the linkage resolved that no earlier root loads already, each with the resolver's fix."""
     assert root.linkage is not None
-    steps: list[LoadStep] = []
-    dist = root.dist
-    if root.key == "torch" and root.cuda:
-        # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
-        package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
-        steps += torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
+    steps = torch_own_steps(snapshot, root)
     libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen]
     seen.update(lib.soname for lib in libraries)
     resolver = snapshot.resolver(root)

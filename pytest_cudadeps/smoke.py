@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .children import Blame, ChildGroup, ChildRun, JsonObject, decoded, run_steps
+from .children import Blame, ChildGroup, ChildRun, JsonObject, Running, decoded, run_steps
 from .driver_table import version_tuple
 from .findings import Finding, failed, passed, skipped, unavailable
 from .load import LoadResult, LoadStep, load_request
 from .probes._protocol import AllReduceAnswer, Compiled, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 CHECK = "smoke"
+MODULE = "pytest_cudadeps.probes.smoke"
 FIX_IMPORT = "run `python -c 'import torch'` to see the whole error; the load[...] and linkage items name the library"
 
 
@@ -74,25 +75,52 @@ def probe_torch(
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
+    started: Running | None = None,
 ) -> TorchRun:
     """The one child that imports torch: ``steps`` loaded one by one first (as the load probe does:
     torch then finds its libraries mapped, and pays nothing twice), then torch for the products and,
     with two or more devices, the all-reduce.  A library that kills or hangs the child is blamed and
-    a new child goes on with the libraries after it, then torch."""
+    a new child goes on with the libraries after it, then torch.
+
+    ``started`` is the child :func:`start_torch` began with the first of ``steps`` (torch's own
+    libraries, before the linkage walk was done); it is sent the rest.
+    """
     loads = load_request(steps)
+    if started is not None and [step.name for step in steps[:len(started.steps)]] != list(started.steps):
+        started.wait()  # it was sent other steps than these begin with: not this run's child (never expected)
+        started = None
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
         return SmokeRequest(tuple(devices) if devices else None, backend, loads=loads(pending, done),
                             imports=tuple(imports), compile=compile)
 
-    runs = run_steps("pytest_cudadeps.probes.smoke", [step.name for step in steps], request, timeout=timeout,
-                     paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group, then=True)
+    runs = run_steps(MODULE, [step.name for step in steps], request, timeout=timeout, paths=paths, env=env,
+                     inhibit_ld_cache=inhibit_ld_cache, group=group, then=True, started=started)
     last = runs.last
     assert last is not None  # then=True: a child always ran for torch
     answered = {name: decoded(Imported, f"import {name}", last.results,
                               {last.current: Blame(last.trouble() or "", last.stderr_tail())} if last.current else {})
                 for name in imports}
     return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(last), answered)
+
+
+def start_torch(
+    steps: Sequence[LoadStep],
+    *,
+    timeout: float,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
+) -> Running:
+    """Start the torch child now on ``steps`` (torch's own libraries): :func:`probe_torch` sends it the rest.
+
+    Loading torch's libraries is a third of ``import torch``; begun before the linkage walk, it is done by
+    the time the walk has worked out the other steps, and the whole run takes about one ``import torch``.
+    """
+    first = SmokeRequest(loads=load_request(steps)([step.name for step in steps], {}), more=True)
+    return Running(MODULE, first, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
+                   group=group, steps=[step.name for step in steps])
 
 
 def _versions(torch: TorchFacts | None) -> dict[str, str]:
@@ -151,7 +179,8 @@ def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool =
     problems += _cudnn_problems(smoke.torch) if smoke.matmul else []
     trouble = smoke.trouble()
     at_work = [step for step in smoke.run.unfinished if step.startswith("matmul[")]
-    if trouble and (at_work or not smoke.matmul):  # the all-reduce's own trouble is its item's, not this one's
+    # the all-reduce's own trouble is its item's, not this one's; a crash at exit, after every answer, is this one's
+    if trouble and (at_work or not smoke.matmul or smoke.run.finished):
         problems.insert(0, f"{', '.join(at_work) or smoke.run.current or 'the child'} {trouble}")
         problems.extend(smoke.run.stderr_tail())
     facts = _versions(smoke.torch)

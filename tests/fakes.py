@@ -23,6 +23,9 @@ CONSTRUCTORS = {
         ' { printf("{\\"begin\\": \\"phantom\\"}\\n"); fflush(stdout); }\nint noisy_ok(void) { return 1; }\n'
     ),
     "good": "int good_answer(void) { return 42; }\n",
+    # loads and works, then crashes the process in its destructor, at exit
+    "exitsegv": ("#include <signal.h>\n__attribute__((destructor)) static void fini(void) { raise(SIGSEGV); }\n"
+                 "int exitsegv_ok(void) { return 1; }\n"),
     # leaves a background process that holds the child's stdout and stderr open for ten minutes
     "fork": ("#include <unistd.h>\n__attribute__((constructor)) static void init(void)"
              " { if (fork() == 0) { sleep(600); _exit(0); } }\nint fork_ok(void) { return 1; }\n"),

@@ -62,6 +62,29 @@ def test_crash_names_the_step_and_the_signal(tmp_path: Path, gcc: str) -> None:
     assert run.trouble() == "crashed: killed by signal 11 (SIGSEGV)"
 
 
+def test_answers_come_back_and_python_exits_without_tearing_down_its_modules(tmp_path: Path) -> None:
+    folder = write_probe(tmp_path)
+    # done() exits as C does: Python's atexit handlers run, its module teardown (where __del__ runs) does not
+    code = ("import atexit, os; atexit.register(lambda: os.write(2, b'atexit ran\\n')); "
+            "Noisy = type('Noisy', (), {'__del__': lambda self: os.write(2, b'teardown ran\\n')}); "
+            "globals()['kept'] = Noisy(); _protocol.end(step)")
+    run = run_probe("echo_probe", {"then": ["work"], "code": code}, timeout=30, paths=[str(folder)])
+    assert run.ok, (run.trouble(), run.stderr)
+    assert "atexit ran" in run.stderr
+    assert "teardown ran" not in run.stderr
+
+
+def test_a_crash_at_exit_after_every_answer_is_still_the_childs_crash(tmp_path: Path, gcc: str) -> None:
+    lib = misbehaving(gcc, tmp_path, "exitsegv")
+    folder = write_probe(tmp_path)
+    code = f"import ctypes; ctypes.CDLL({str(lib)!r}); _protocol.end(step)"
+    run = run_probe("echo_probe", {"then": ["loaded"], "code": code}, timeout=30, paths=[str(folder)])
+    assert run.finished
+    assert run.current is None
+    assert run.results.keys() == {"echo", "loaded"}
+    assert run.trouble() == "crashed at exit, after answering: killed by signal 11 (SIGSEGV)"
+
+
 def test_what_a_library_prints_does_not_reach_the_protocol(tmp_path: Path, gcc: str) -> None:
     lib = misbehaving(gcc, tmp_path, "noisy")  # prints {"begin": "phantom"} on stdout
     folder = write_probe(tmp_path)

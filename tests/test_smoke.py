@@ -7,8 +7,18 @@ import pytest
 
 from pytest_cudadeps.children import ChildRun
 from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.smoke import SmokeRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch
+from pytest_cudadeps.load import LoadStep, library_steps
+from pytest_cudadeps.probes._protocol import Loaded
+from pytest_cudadeps.smoke import (
+    SmokeRun,
+    all_reduce_finding,
+    compile_finding,
+    matmul_finding,
+    probe_torch,
+    start_torch,
+)
 from tests import venvs
+from tests.fakes import misbehaving
 
 TORCH = {"torch": "2.14.1+cu130", "cuda": "13.0", "cudnn": "9.24.0", "nccl": "2.30.7", "device_count": 1}
 
@@ -51,6 +61,16 @@ def test_a_crash_during_a_product_names_the_device() -> None:
     finding = matmul_finding(smoke)
     assert finding.outcome is Outcome.FAIL
     assert finding.message == "matrix product on the GPU failed: matmul[cuda:0] crashed: killed by signal 11 (SIGSEGV)"
+
+
+def test_a_crash_at_exit_after_good_products_fails_the_matmul() -> None:
+    # a library's destructor kills torch's process at exit: every job would end with status -11 the same way
+    products = {"device": "cuda:0", "name": "NVIDIA H100", "checks": [check("float32", 1e-6, 1e-3)]}
+    smoke = canned({"import torch": TORCH, "matmul[cuda:0]": products}, returncode=-11)
+    finding = matmul_finding(smoke)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message == ("matrix product on the GPU failed: the child crashed at exit, after answering: "
+                               "killed by signal 11 (SIGSEGV)")
 
 
 @pytest.mark.parametrize("require_gpu", [False, True])
@@ -160,3 +180,36 @@ def test_real_torch_compile_on_the_cpu_device(cuda_venv: Path) -> None:
     finding = compile_finding(run.smoke, cpu_ok=True)
     assert finding.outcome is Outcome.PASS, finding.text()
     assert finding.message.startswith("torch.compile built and ran its kernel on cpu in ")
+
+
+def test_a_torch_child_started_early_loads_the_rest_it_is_sent_then_imports_torch(tmp_path: Path, gcc: str) -> None:
+    """start_torch sends torch's own libraries first; probe_torch sends the rest to the same child."""
+    good, noisy = misbehaving(gcc, tmp_path, "good"), misbehaving(gcc, tmp_path, "noisy")
+    first = [LoadStep("root-lib", str(good))]
+    rest = library_steps([("libnoisy.so.1", noisy)])
+    empty = tmp_path / "site"  # no torch here: its import fails, after every load
+    empty.mkdir()
+    running = start_torch(first, timeout=60, paths=[str(empty)])
+    run = probe_torch([*first, *rest], timeout=60, paths=[str(empty)], started=running)
+    assert run.smoke.run.begun == ("root-lib", "libnoisy.so.1", "import torch")  # one child, in this order
+    assert run.smoke.run.command == running.command
+    assert all(isinstance(answer, Loaded) and answer.ok for answer in run.loads.values()), run.loads
+    assert run.smoke.torch is not None
+    assert run.smoke.torch.error is not None
+    assert run.smoke.torch.error.startswith("ModuleNotFoundError: No module named 'torch'")
+
+
+def test_a_torch_child_whose_run_ends_before_the_rest_is_sent_imports_nothing(tmp_path: Path, gcc: str) -> None:
+    running = start_torch([LoadStep("root-lib", str(misbehaving(gcc, tmp_path, "good")))], timeout=60, paths=[])
+    run = running.wait()  # the parent gave up: the child's stdin ends after the first part
+    assert run.ok, (run.trouble(), run.stderr)
+    assert run.begun == ("root-lib",)
+
+
+def test_a_torch_child_started_on_other_steps_is_not_used(tmp_path: Path, gcc: str) -> None:
+    good = misbehaving(gcc, tmp_path, "good")
+    running = start_torch([LoadStep("other", str(good))], timeout=60, paths=[])
+    run = probe_torch([LoadStep("root-lib", str(good))], timeout=60, paths=[str(tmp_path)], started=running)
+    assert run.smoke.run.begun == ("root-lib", "import torch")
+    assert isinstance(run.loads["root-lib"], Loaded)
+    assert running.process.returncode == 0  # ended, not left behind

@@ -117,6 +117,9 @@ class SmokeRequest:
     loads: Optional[LoadRequest] = None  # the root's libraries, loaded one by one before torch is imported
     imports: tuple[str, ...] = ()  # companion packages imported last, beside torch ("import torchvision")
     compile: bool = False  # a tiny torch.compile on the first device, after the products
+    # another part follows on stdin (its loads go after these; the rest of the request is its own): the first
+    # part, torch's own libraries, is sent before the parent has worked out the others
+    more: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,14 +278,33 @@ def end(step: str, answer: object = None, **data: object) -> None:
 
 
 def done() -> None:
+    """Say that every answer is in, and exit as a C program does.
+
+    Python's ``atexit`` handlers, the C ``atexit`` handlers and the libraries' destructors run, so a
+    library that crashes the process at exit still fails its probe (``crashed at exit``); Python's own
+    teardown of its modules is skipped: after ``import torch`` it takes 0.4 s of the child's 1.4 s.
+    """
     _emit({"done": True})
+    import atexit
+    import ctypes
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    ctypes.CDLL(None).exit(0)
 
 
 def read_request() -> object:
-    """The request on stdin, as JSON."""
-    return json.loads(sys.stdin.read() or "null")
+    """The next part of the request on stdin (one JSON line); None at its end."""
+    return json.loads(sys.stdin.readline() or "null")
 
 
 def request_as(cls: type[T]) -> T:
     """The request on stdin, decoded into its dataclass (the parent sent ``asdict`` of it)."""
     return decode(cls, read_request() or {})
+
+
+def next_part(cls: type[T]) -> T | None:
+    """The next part of a request sent in parts, or None when the parent ended it without one (it gave up)."""
+    part = read_request()
+    return None if part is None else decode(cls, part)

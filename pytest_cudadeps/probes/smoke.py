@@ -200,9 +200,16 @@ def run_all_reduce(torch: ModuleType, request: SmokeRequest) -> None:
 
 def main() -> None:
     _protocol.open_channel()
-    request = _protocol.request_as(SmokeRequest)
-    if request.loads is not None:  # the load probe's steps, in this process: torch then finds them mapped
-        load_all(request.loads)
+    request: SmokeRequest | None = _protocol.request_as(SmokeRequest)
+    while request is not None:
+        if request.loads is not None:  # the load probe's steps, in this process: torch then finds them mapped
+            load_all(request.loads)
+        if not request.more:
+            break
+        request = _protocol.next_part(SmokeRequest)
+    if request is None:  # the parent ended the run before sending the rest: nothing more to do
+        _protocol.done()
+        return
     _protocol.begin("import torch")
     try:
         torch = importlib.import_module("torch")
