@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .options import asked_for
+
 if TYPE_CHECKING:
     from .causes import Cause, Causes
     from .checks import Plan
@@ -86,11 +88,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: a CUDA environment check of pytest-cudadeps")
     config.addinivalue_line("markers", f"{USER_MARKER}: a test that needs a working CUDA torch; under --cuda-deps "
                                        "it is skipped with the root cause when the environment is broken")
+    if not asked_for(config):
+        return  # off: nothing else is imported, pytest runs as if we were absent
     from .settings import Settings
 
-    settings = Settings.from_config(config)
-    if settings.enabled:
-        config.pluginmanager.register(CudaDepsPlugin(settings, config), PLUGIN_NAME)
+    config.pluginmanager.register(CudaDepsPlugin(Settings.from_config(config), config), PLUGIN_NAME)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .options import asked_for, option_value
 from .safe_io import file_kind, stat_or_reason
 
 if TYPE_CHECKING:  # the engine runs without pytest (benchmarks, a future CLI)
@@ -44,12 +45,11 @@ class Settings:
         """The settings of this run; a bad value is a ``pytest.UsageError`` (exit status 4) saying why."""
 
         def value(name: str) -> Any:
-            given = config.getoption(name, default=None)
-            return given if given is not None else config.getini(name)
+            return option_value(config, name)
 
-        only = bool(value("cuda_deps_only"))
-        if not (only or value("cuda_deps")):
+        if not asked_for(config):
             return cls()  # off: the other options are not even checked, pytest runs as if we were absent
+        only = bool(value("cuda_deps_only"))
         return cls(
             enabled=True,
             only=only,

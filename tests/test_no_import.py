@@ -24,6 +24,8 @@ import json, os, sys
 def pytest_unconfigure(config):
     with open(os.environ["CUDADEPS_MODULES_OUT"], "w") as out:
         json.dump(sorted(m for m in {HEAVY!r} if m in sys.modules), out)
+    with open(os.environ["CUDADEPS_MODULES_OUT"] + ".ours", "w") as out:
+        json.dump(sorted(m for m in sys.modules if m.startswith("pytest_cudadeps")), out)
 """
 
 
@@ -75,3 +77,6 @@ def test_a_run_without_the_flag_imports_nothing_heavy(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
     assert not imported.exists()
     assert json.loads(modules.read_text()) == []
+    # installed but off: the plugin and its option reader, not even the settings
+    ours = json.loads(Path(f"{modules}.ours").read_text())
+    assert ours == ["pytest_cudadeps", "pytest_cudadeps.options", "pytest_cudadeps.plugin"]
