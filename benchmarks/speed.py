@@ -10,6 +10,10 @@ process's peak memory is its own ``ru_maxrss``, the children's is reported apart
 The goals (issue 11): the whole run <= 1.1 x ``import torch`` wall and <= 1.5 x its CPU time;
 the static run (``--cuda-deps-no-probes``) <= 0.2 x its wall; pytest with the plugin installed
 but off <= 1.03 x pytest without it; the pytest process <= 150 MB.
+
+pytest runs from a venv made for the benchmark, with this project installed in it as a user installs
+it (``pip install .``: a wheel, byte-compiled; not the editable install of a checkout, whose import
+hook every process pays for, nor sources compiled anew in each run).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import venv
 from dataclasses import dataclass
 from pathlib import Path
 
+ENV = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "PYTHON"))}
+PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = Path(os.environ.get("CUDADEPS_VENV_CACHE", Path.home() / ".cache" / "pytest-cudadeps")) / "torch-2.14.1"
 # pytest run in a process that reports its own peak memory and its children's at exit (on stderr)
 PYTEST = (
@@ -56,7 +63,7 @@ def run_once(runs: Runs, cwd: Path) -> None:
     """One run: wall time, CPU time of the process and its children (wait4), and the peaks it reports."""
     started = time.perf_counter()
     process = subprocess.Popen(runs.command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+                               env=ENV)
     assert process.stderr is not None
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)  # reaped here, not by Popen: its rusage is this run's alone
@@ -70,6 +77,14 @@ def run_once(runs: Runs, cwd: Path) -> None:
             runs.children_kb.append(int(kids))
 
 
+def installed(work: Path) -> str:
+    """A fresh venv with this project installed as users install it; its python."""
+    venv.create(work / "venv", with_pip=True)
+    python = str(work / "venv" / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(PROJECT)], check=True)
+    return python
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
@@ -78,25 +93,24 @@ def main() -> None:
     site = next(iter(sorted((args.venv / "lib").glob("python3*/site-packages"))), None)
     if site is None:
         sys.exit(f"no site-packages in {args.venv}: build it first (pytest --integration builds it)")
-    here = sys.executable
     with tempfile.TemporaryDirectory() as work:
         cwd = Path(work)
+        here = installed(cwd)
         (cwd / "test_nothing.py").write_text("def test_nothing():\n    assert True\n")
-        # only this plugin is loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD below): the dev venv's hypothesis and
-        # xdist plugins would add their own start-up cost to every pytest run measured here
-        ours = ["-p", "pytest_cudadeps.plugin"]
-        plugin = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", *ours, "--cuda-deps-only", f"--cuda-deps-path={site}"]
+        # the venv holds pytest, this plugin and its dependencies: pytest loads the plugin through its entry
+        # point, as on a user's machine; "plugin absent" blocks it by that name
+        plugin = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "--cuda-deps-only", f"--cuda-deps-path={site}"]
         commands = {
             "import torch": [str(args.venv / "bin" / "python"), "-c", "import torch"],
             "whole run": plugin,
             "static run": [*plugin, "--cuda-deps-no-probes"],
-            "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ours, "test_nothing.py"],
-            "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
+            "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
+            "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:cudadeps", "test_nothing.py"],
         }
         results = {label: Runs(label, command, [], [], [], []) for label, command in commands.items()}
         for runs in results.values():  # warm the disk cache once, unmeasured
             subprocess.run(runs.command, cwd=cwd, capture_output=True,
-                           env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+                           env=ENV)
         for _ in range(args.rounds):
             for runs in results.values():
                 run_once(runs, cwd)

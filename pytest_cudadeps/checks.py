@@ -8,24 +8,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .companions import companion_findings
-from .declared import declared_findings
 from .findings import Finding, Pending
-from .frameworks import framework_findings, shared_findings
-from .lazy import lazy_findings
-from .linkage_rules import linkage_findings
-from .security import security_findings
 from .settings import Settings
-from .snapshot import Snapshot, take_snapshot
-from .triton import static_triton_findings
 
 if TYPE_CHECKING:
-    from .children import ChildGroup, Running
+    from .children import ChildGroup
+    from .snapshot import Snapshot
 
 
 def static_findings(snapshot: Snapshot) -> list[Finding]:
     """The declared-dependency, linkage, companion, Triton, lazily-opened-library and security findings: metadata,
     ELF files, stat and the environment variables only, nothing run."""
+    from .companions import companion_findings
+    from .declared import declared_findings
+    from .frameworks import framework_findings, shared_findings
+    from .lazy import lazy_findings
+    from .linkage_rules import linkage_findings
+    from .security import security_findings
+    from .triton import static_triton_findings
+
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
         if root.linkage is not None:
@@ -58,19 +59,28 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     checks do: the whole run then takes about the time of the slowest child (``import torch``).
     ``group`` holds the children, for the caller to stop when the run ends.
     """
-    early: list[Running | None] = []
+    early = None
+    if settings.probes and start_probes:
+        # the torch child's Python starts now, while the engine is imported below and the environment read
+        from .smoke import start_torch
 
-    def start_early(snapshot: Snapshot) -> None:  # torch's own libraries load in the child while the walk runs
-        from .probing import start_torch_early
+        early = start_torch(timeout=settings.timeout, paths=settings.paths, inhibit_ld_cache=settings.no_ld_cache,
+                            group=group)
 
-        early.append(start_torch_early(snapshot, group))
+    def send_own_steps(snapshot: Snapshot) -> None:  # torch's own libraries load in the child while the walk runs
+        from .smoke import send_torch_own_steps
 
-    snapshot = take_snapshot(settings, before_walk=start_early if settings.probes and start_probes else None)
+        if early is not None:
+            send_torch_own_steps(snapshot, early)
+
+    from .snapshot import take_snapshot
+
+    snapshot = take_snapshot(settings, before_walk=send_own_steps)
     items: dict[str, Pending] = {}
     if settings.probes:
         from .probing import Probes, probe_checks
 
-        probes = Probes(snapshot, group, early=early[0] if early else None)
+        probes = Probes(snapshot, group, early=early)
         items.update(probe_checks(snapshot, probes))
         if start_probes:
             probes.start()

@@ -211,8 +211,9 @@ class Running:
     """A child started now with the first part of its request (one JSON line on its stdin); :meth:`send`
     writes more parts while it works, :meth:`wait` ends its stdin and waits for its run.
 
-    The torch child starts this way before the linkage walk is done: it loads torch's own libraries
-    while the parent works out the rest of the request.  ``steps`` names the steps of the first part.
+    The torch child starts this way before the environment is read: its Python starts while the parent
+    imports the engine, it loads torch's own libraries while the parent walks the linkage, and the rest of
+    its request comes last.  ``steps`` names the steps sent so far.
     """
 
     def __init__(
@@ -252,8 +253,10 @@ class Running:
             os.close(read_end)
         self.send(first)
 
-    def send(self, part: object) -> None:
-        """One more part of the request; a child that has died (its run says how) is not written to."""
+    def send(self, part: object, steps: Sequence[str] = ()) -> None:
+        """One more part of the request, with the steps it adds; a child that has died (its run says how) is
+        not written to."""
+        self.steps += tuple(steps)
         if dataclasses.is_dataclass(part) and not isinstance(part, type):
             part = dataclasses.asdict(part)
         data = (json.dumps(part) + "\n").encode()

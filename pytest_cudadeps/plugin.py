@@ -132,7 +132,6 @@ class CudaDepsPlugin:
     def plan(self) -> tuple[Plan, Causes]:
         """The snapshot, the items and the causes: made once per process, on first need."""
         if self._plan is None or self._causes is None:
-            from .causes import Causes
             from .checks import plan_checks
 
             if self.settings.probes:
@@ -145,6 +144,8 @@ class CudaDepsPlugin:
             self._plan = plan = plan_checks(self.settings, start_probes=ahead, group=self.children)
             if self.settings.compare_path:
                 plan = self._plan = _with_drift(plan, self.settings.compare_path)
+            from .causes import Causes
+
             self._causes = Causes(plan.snapshot, plan.static)
         return self._plan, self._causes
 

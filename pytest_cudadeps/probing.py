@@ -44,9 +44,9 @@ from .host import (
 )
 from .installers import reinstall_command
 from .lazy import lazy_load_targets
-from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from .load import LoadResult, LoadStep, library_steps, load_finding, probe_loads
 from .probes._protocol import LibcudaAnswer
-from .smoke import SmokeRun, TorchRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch, start_torch
+from .smoke import SmokeRun, TorchRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch, torch_own_steps
 from .snapshot import Root, Snapshot
 from .triton import TOOLS, find_triton, ptxas_arch_finding, ptxas_finding
 
@@ -118,7 +118,7 @@ class Probes:
         self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
         self._torch: Once[TorchRun] | None = None
         self._wanted: list[_Startable] = [self.driver]  # the children start() starts
-        self._early = early  # the torch child, started on torch's own libraries (start_torch_early)
+        self._early = early  # the torch child, started ahead (smoke.start_torch), sent torch's own libraries
 
     def torch_child(self, steps: Sequence[LoadStep] = ()) -> Once[TorchRun]:
         """The one child that imports torch, loading ``steps`` first and the companions last (made on first ask)."""
@@ -150,6 +150,9 @@ class Probes:
         """Start every child the items will need, each in a thread of its own; items then wait for answers."""
         for once in self._wanted:
             once.start()
+        if self._early is not None:  # started ahead for a torch child that no item needs: its request ends here
+            threading.Thread(target=self._early.wait, name="cudadeps-unneeded", daemon=True).start()
+            self._early = None
 
 
 def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
@@ -261,28 +264,6 @@ def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
     if blocked is not None:
         return skipped("smoke", "all-reduce", blocked)
     return all_reduce_finding(probes.smoke(), require_gpu=require_gpu)
-
-
-def torch_own_steps(snapshot: Snapshot, root: Root) -> list[LoadStep]:
-    """The first load steps of a CUDA torch, as its import loads them: known before the linkage walk."""
-    dist = root.dist
-    if root.key != "torch" or not root.cuda:
-        return []
-    # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
-    package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
-    return torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
-
-
-def start_torch_early(snapshot: Snapshot, group: ChildGroup | None) -> Running | None:
-    """The torch child started on a CUDA torch's own libraries, from a snapshot taken without the linkage walk
-    (:class:`Probes` sends it the rest); None when there is no CUDA torch to start it for."""
-    torch = snapshot.torch
-    steps = torch_own_steps(snapshot, torch) if torch is not None else []
-    if not steps:
-        return None
-    settings = snapshot.settings
-    return start_torch(steps, timeout=settings.timeout, paths=settings.paths,
-                       inhibit_ld_cache=settings.no_ld_cache, group=group)
 
 
 def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:

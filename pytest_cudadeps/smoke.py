@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .children import Blame, ChildGroup, ChildRun, JsonObject, Running, decoded, run_steps
 from .driver_table import version_tuple
 from .findings import Finding, failed, passed, skipped, unavailable
-from .load import LoadResult, LoadStep, load_request
+from .installers import reinstall_command
+from .load import LoadResult, LoadStep, load_request, torch_steps
 from .probes._protocol import AllReduceAnswer, Compiled, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
+
+if TYPE_CHECKING:
+    from .snapshot import Root, Snapshot
 
 CHECK = "smoke"
 MODULE = "pytest_cudadeps.probes.smoke"
@@ -82,7 +87,7 @@ def probe_torch(
     with two or more devices, the all-reduce.  A library that kills or hangs the child is blamed and
     a new child goes on with the libraries after it, then torch.
 
-    ``started`` is the child :func:`start_torch` began with the first of ``steps`` (torch's own
+    ``started`` is the child :func:`start_torch` began, already sent the first of ``steps`` (torch's own
     libraries, before the linkage walk was done); it is sent the rest.
     """
     loads = load_request(steps)
@@ -105,7 +110,6 @@ def probe_torch(
 
 
 def start_torch(
-    steps: Sequence[LoadStep],
     *,
     timeout: float,
     paths: Sequence[str] | None = None,
@@ -113,14 +117,38 @@ def start_torch(
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
 ) -> Running:
-    """Start the torch child now on ``steps`` (torch's own libraries): :func:`probe_torch` sends it the rest.
+    """Start the torch child now, before its work is known: :func:`send_steps` and :func:`probe_torch` send it.
 
-    Loading torch's libraries is a third of ``import torch``; begun before the linkage walk, it is done by
-    the time the walk has worked out the other steps, and the whole run takes about one ``import torch``.
+    Its Python starts while the parent imports the engine and reads the environment, and it loads
+    torch's own libraries (a third of ``import torch``) while the parent walks the linkage: the whole
+    run then takes about one ``import torch``.
     """
-    first = SmokeRequest(loads=load_request(steps)([step.name for step in steps], {}), more=True)
-    return Running(MODULE, first, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
-                   group=group, steps=[step.name for step in steps])
+    return Running(MODULE, SmokeRequest(more=True), timeout=timeout, paths=paths, env=env,
+                   inhibit_ld_cache=inhibit_ld_cache, group=group)
+
+
+def send_steps(running: Running, steps: Sequence[LoadStep]) -> None:
+    """The first libraries for a started torch child to load (torch's own); more follow."""
+    names = [step.name for step in steps]
+    running.send(SmokeRequest(loads=load_request(steps)(names, {}), more=True), steps=names)
+
+
+def torch_own_steps(snapshot: Snapshot, root: Root) -> list[LoadStep]:
+    """The first load steps of a CUDA torch, as its import loads them: known before the linkage walk."""
+    dist = root.dist
+    if root.key != "torch" or not root.cuda:
+        return []
+    # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
+    package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
+    return torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
+
+
+def send_torch_own_steps(snapshot: Snapshot, running: Running) -> None:
+    """A CUDA torch's own libraries, for the started torch child to load while the linkage walk runs (a snapshot
+    taken without it tells them); :class:`Probes` sends the rest."""
+    torch = snapshot.torch
+    if torch is not None:
+        send_steps(running, torch_own_steps(snapshot, torch))
 
 
 def _versions(torch: TorchFacts | None) -> dict[str, str]:

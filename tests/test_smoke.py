@@ -15,6 +15,7 @@ from pytest_cudadeps.smoke import (
     compile_finding,
     matmul_finding,
     probe_torch,
+    send_steps,
     start_torch,
 )
 from tests import venvs
@@ -183,13 +184,16 @@ def test_real_torch_compile_on_the_cpu_device(cuda_venv: Path) -> None:
 
 
 def test_a_torch_child_started_early_loads_the_rest_it_is_sent_then_imports_torch(tmp_path: Path, gcc: str) -> None:
-    """start_torch sends torch's own libraries first; probe_torch sends the rest to the same child."""
+    """start_torch starts the child before anything is known; send_steps sends torch's own libraries, and
+    probe_torch the rest, to the same child."""
     good, noisy = misbehaving(gcc, tmp_path, "good"), misbehaving(gcc, tmp_path, "noisy")
     first = [LoadStep("root-lib", str(good))]
     rest = library_steps([("libnoisy.so.1", noisy)])
     empty = tmp_path / "site"  # no torch here: its import fails, after every load
     empty.mkdir()
-    running = start_torch(first, timeout=60, paths=[str(empty)])
+    running = start_torch(timeout=60, paths=[str(empty)])
+    send_steps(running, first)
+    assert running.steps == ("root-lib",)
     run = probe_torch([*first, *rest], timeout=60, paths=[str(empty)], started=running)
     assert run.smoke.run.begun == ("root-lib", "libnoisy.so.1", "import torch")  # one child, in this order
     assert run.smoke.run.command == running.command
@@ -199,8 +203,17 @@ def test_a_torch_child_started_early_loads_the_rest_it_is_sent_then_imports_torc
     assert run.smoke.torch.error.startswith("ModuleNotFoundError: No module named 'torch'")
 
 
+def test_a_torch_child_started_before_its_steps_were_known_can_be_sent_none(tmp_path: Path, gcc: str) -> None:
+    running = start_torch(timeout=60, paths=[str(tmp_path)])  # a CPU torch: no libraries of its own to load
+    run = probe_torch(library_steps([("libgood.so.1", misbehaving(gcc, tmp_path, "good"))]), timeout=60,
+                      paths=[str(tmp_path)], started=running)
+    assert run.smoke.run.begun == ("libgood.so.1", "import torch")
+    assert run.smoke.run.command == running.command
+
+
 def test_a_torch_child_whose_run_ends_before_the_rest_is_sent_imports_nothing(tmp_path: Path, gcc: str) -> None:
-    running = start_torch([LoadStep("root-lib", str(misbehaving(gcc, tmp_path, "good")))], timeout=60, paths=[])
+    running = start_torch(timeout=60, paths=[])
+    send_steps(running, [LoadStep("root-lib", str(misbehaving(gcc, tmp_path, "good")))])
     run = running.wait()  # the parent gave up: the child's stdin ends after the first part
     assert run.ok, (run.trouble(), run.stderr)
     assert run.begun == ("root-lib",)
@@ -208,7 +221,8 @@ def test_a_torch_child_whose_run_ends_before_the_rest_is_sent_imports_nothing(tm
 
 def test_a_torch_child_started_on_other_steps_is_not_used(tmp_path: Path, gcc: str) -> None:
     good = misbehaving(gcc, tmp_path, "good")
-    running = start_torch([LoadStep("other", str(good))], timeout=60, paths=[])
+    running = start_torch(timeout=60, paths=[])
+    send_steps(running, [LoadStep("other", str(good))])
     run = probe_torch([LoadStep("root-lib", str(good))], timeout=60, paths=[str(tmp_path)], started=running)
     assert run.smoke.run.begun == ("root-lib", "import torch")
     assert isinstance(run.loads["root-lib"], Loaded)
