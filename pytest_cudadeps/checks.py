@@ -70,12 +70,12 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     def send_own_steps(snapshot: Snapshot) -> None:  # torch's own libraries load in the child while the walk runs
         from .smoke import send_torch_own_steps
 
-        if early is not None:
-            send_torch_own_steps(snapshot, early)
+        assert early is not None
+        send_torch_own_steps(snapshot, early)
 
     from .snapshot import take_snapshot
 
-    snapshot = take_snapshot(settings, before_walk=send_own_steps)
+    snapshot = take_snapshot(settings, before_walk=send_own_steps if early is not None else None)
     items: dict[str, Pending] = {}
     if settings.probes:
         from .probing import Probes, probe_checks
