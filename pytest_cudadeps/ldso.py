@@ -32,7 +32,7 @@ import re
 import struct
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -45,8 +45,28 @@ _NEW_MAGIC = b"glibc-ld.so.cache1.1"
 _OLD_MAGIC = b"ld.so-1.7.0"
 
 
-def read_ld_so_cache(path: Path = LD_SO_CACHE) -> dict[str, tuple[Path, ...]]:
-    """soname -> library paths listed in the binary ld.so.cache, in its order (both formats)."""
+_parsed: dict[tuple[str, int, int, int, int], dict[str, tuple[Path, ...]]] = {}
+
+
+def read_ld_so_cache(path: Path = LD_SO_CACHE) -> Mapping[str, tuple[Path, ...]]:
+    """soname -> library paths listed in the binary ld.so.cache, in its order (both formats).
+
+    A run asks three times (the walk, the lazily opened libraries, Triton's libcuda): the file is
+    parsed once per version of it (device, inode, size and mtime, as ldconfig replaces it), and the
+    answer is shared, so that it is never written to.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return {}
+    key = (str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    if key not in _parsed:
+        _parsed.clear()  # one version kept: a new cache replaces the old
+        _parsed[key] = _parse_ld_so_cache(path)
+    return _parsed[key]
+
+
+def _parse_ld_so_cache(path: Path) -> dict[str, tuple[Path, ...]]:
     try:
         data = read_regular(path, LD_SO_CACHE_LIMIT, "ld.so.cache")
     except OSError:
@@ -196,7 +216,7 @@ class LoaderModel:
     ld_library_path: tuple[str, ...]
     use_cache: bool = True
     executable: Path | None = None
-    cache: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    cache: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
     defaults: tuple[Path, ...] = field(default_factory=default_dirs)
     loaded: dict[str, Path] = field(default_factory=dict)  # soname -> mapped file
     loader_of: dict[Path, Path | None] = field(default_factory=dict)

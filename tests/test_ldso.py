@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,14 +388,14 @@ def test_a_library_mapped_under_another_name_is_reused_by_its_soname(kit: Kit, t
 
 
 @pytest.fixture(scope="module")
-def system_cache() -> dict[str, tuple[Path, ...]]:
+def system_cache() -> Mapping[str, tuple[Path, ...]]:
     cache = read_ld_so_cache()
     if SYSTEM_CUDART not in cache.get("libcudart.so.13", ()):
         pytest.skip(f"this machine's {LD_SO_CACHE} does not list {SYSTEM_CUDART} (the system CUDA 13.0)")
     return cache
 
 
-def test_read_ld_so_cache_finds_libc_and_the_system_cuda(system_cache: dict[str, tuple[Path, ...]]) -> None:
+def test_read_ld_so_cache_finds_libc_and_the_system_cuda(system_cache: Mapping[str, tuple[Path, ...]]) -> None:
     assert any(p.name == "libc.so.6" and p.is_file() for p in system_cache["libc.so.6"])
     assert system_cache["libcudart.so.13"][0] == SYSTEM_CUDART
     assert all(isinstance(p, Path) and p.is_absolute() for paths in system_cache.values() for p in paths)
@@ -411,8 +411,21 @@ def test_read_ld_so_cache_of_a_missing_or_foreign_file_is_empty(tmp_path: Path) 
     assert read_ld_so_cache(truncated) == {}
 
 
+def test_the_cache_is_parsed_once_per_version_of_the_file(system_cache: Mapping[str, tuple[Path, ...]],
+                                                          tmp_path: Path) -> None:
+    copy = tmp_path / "ld.so.cache"
+    copy.write_bytes(LD_SO_CACHE.read_bytes())
+    first = read_ld_so_cache(copy)
+    assert first == system_cache
+    assert read_ld_so_cache(copy) is first  # the same file again: not parsed again
+    replaced = tmp_path / "new.cache"  # as ldconfig replaces it: a new file renamed over the old one
+    replaced.write_bytes(b"not a cache")
+    replaced.rename(copy)
+    assert read_ld_so_cache(copy) == {}
+
+
 def test_the_cache_finds_the_system_cudart_and_use_cache_false_does_not(
-        kit: Kit, tmp_path: Path, system_cache: dict[str, tuple[Path, ...]]) -> None:
+        kit: Kit, tmp_path: Path, system_cache: Mapping[str, tuple[Path, ...]]) -> None:
     a = kit.lib_a(tmp_path / "a", needs="libcudart.so.13")  # no paths: only the cache can find it
     exe = kit.main(tmp_path, a)
     assert real_loader(exe, cache=True).paths["libcudart.so.13"] == SYSTEM_CUDART
@@ -426,7 +439,7 @@ def test_the_cache_finds_the_system_cudart_and_use_cache_false_does_not(
 
 
 def test_a_copy_in_ld_library_path_shadows_the_cache(kit: Kit, tmp_path: Path,
-                                                    system_cache: dict[str, tuple[Path, ...]]) -> None:
+                                                    system_cache: Mapping[str, tuple[Path, ...]]) -> None:
     shadow = tmp_path / "llp" / "libcudart.so.13"
     shadow.parent.mkdir()
     shutil.copy(kit.stubs / "libcudart.so.13", shadow)
