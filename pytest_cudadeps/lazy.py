@@ -166,13 +166,15 @@ def _ships(snapshot: Snapshot, owner: Distribution | None, names: tuple[str, ...
 
 
 def _model(snapshot: Snapshot, linkage: Linkage) -> LoaderModel:
-    """The process after the root's import, rebuilt from the walk's ELF facts (nothing is read again)."""
+    """The process after the root's import, as the walk left it (nothing is read or resolved again)."""
     env = snapshot.env
     model = LoaderModel.for_this_process(
         use_cache=not snapshot.settings.no_ld_cache,
         descend=lambda path, soname: is_cuda_soname(soname) or any(loc in path.parents for loc in env.paths))
     model.infos.update(linkage.infos)
-    model.load(linkage.objects)
+    model.loaded.update(linkage.loaded)
+    model.loader_of.update(linkage.loader_of)
+    model.preloaded.update(linkage.preloaded)
     return model
 
 

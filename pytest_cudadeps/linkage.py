@@ -54,6 +54,10 @@ class Linkage:
     ld_library_path: tuple[str, ...] = ()  # LD_LIBRARY_PATH's entries, "" ones kept
     preload: tuple[str, ...] = ()  # LD_PRELOAD's entries
     preloaded: tuple[Path, ...] = ()  # the files LD_PRELOAD mapped (a bare name is searched for)
+    # the simulated process after the walk: what each soname is mapped from, and who mapped each file
+    # (a model of the same process, for what the libraries open later, starts from these)
+    loaded: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    loader_of: Mapping[Path, Path | None] = field(default_factory=lambda: MappingProxyType({}))
 
     def cuda_libraries(self) -> tuple[ResolvedLibrary, ...]:
         return tuple(lib for lib in self.libraries if is_cuda_soname(lib.soname))
@@ -130,4 +134,5 @@ def analyze(
             owned[0][0].name if owned else None, first,
         ))
     return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
-                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)))
+                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
+                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)))
