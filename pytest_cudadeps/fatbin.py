@@ -111,25 +111,19 @@ def sm_name(sm: int) -> str:
 def section_extent(path: Path, name: str = SECTION) -> tuple[int, int] | None:
     """(file offset, size) of the section, from the ELF section headers; None when absent.
 
-    The headers and their names are read with the bounded readers of :mod:`.elf` (a header
-    table or a section past the end of the file is refused before anything is allocated),
-    not by building a pyelftools section per header.
+    The headers and their names are read with the bounded readers of :mod:`.elf`: a header
+    table or a section past the end of the file is refused before anything is read or allocated.
     """
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    from .elf import DamagedElf, check_extent, section_headers
+    from .elf import DamagedElf, check_extent, elf_header, section_headers
 
     with os.fdopen(open_regular(path), "rb") as stream:
         try:  # a truncated or non-ELF file in the root (its elf[...] item says so too)
-            elf = ELFFile(stream)
+            elf = elf_header(stream)
             file_size = os.fstat(stream.fileno()).st_size
             headers = section_headers(stream, elf, file_size)
             wanted = name.encode()
-            names = _section_names(stream, headers, elf["e_shstrndx"], file_size)
-        except (ELFError, DamagedElf, struct.error, ValueError, OverflowError) as exc:
-            # pyelftools seeks where a damaged header says: past what a file offset holds, Python 3.9
-            # raises ValueError ("cannot fit 'int' into an offset-sized integer"), later ones OverflowError
+            names = _section_names(stream, headers, elf.shstrndx, file_size)
+        except DamagedElf as exc:
             raise FatbinError(f"{path}: not a readable ELF file ({exc})") from exc
         for header in headers:
             if names.get(header.name) == wanted and header.type != _SHT_NOBITS:

@@ -1,7 +1,7 @@
 """The pytest face: options, the ``cudadeps`` collector, and one item per finding.
 
 Importing this module costs nothing beyond pytest and the standard library: the
-engine (packaging, pyelftools, nvidia-ml-py) is imported only once ``--cuda-deps``
+engine (packaging, nvidia-ml-py) is imported only once ``--cuda-deps``
 or ``--cuda-deps-only`` turns the plugin on.
 """
 

@@ -384,7 +384,7 @@ def test_an_unreadable_library_in_torch_lib_fails_arch_with_the_file_not_a_trace
     assert "INTERNALERROR" not in run.output
     assert "Traceback" not in run.output
     assert run.message("arch[torch]").splitlines() == [
-        f"cannot read the GPU code of torch 2.14.1: {script}: not a readable ELF file (Magic number does not match)",
+        f"cannot read the GPU code of torch 2.14.1: {script}: not a readable ELF file (invalid ELF header)",
         "  fix: reinstall it: pip install --force-reinstall --no-deps 'torch==2.14.1'",
     ]
     assert run.items["elf[torch>libtorch_cpu_script.so]"][0] == "failed"
