@@ -27,6 +27,8 @@ from .findings import Finding, failed, passed
 from .installers import install_command, install_note, reinstall_command
 
 CUDA_PREFIXES = ("nvidia-", "cuda-")
+# how such a name can start before it is normalized (nvidia_cublas, NVIDIA.cublas, cuda_toolkit)
+_CUDA_HEADS = ("nvidia", "cuda")
 # nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
 NOT_CUDA_WHEELS = frozenset({"nvidia-ml-py", "nvidia-ml-py3", "pynvml"})
 # Never a root: this plugin requires nvidia-ml-py for its own driver probe.
@@ -245,8 +247,14 @@ def requirements_of(dist: Distribution, extra: str = "") -> list[Requirement]:
 
 
 def requires_cuda(dist: Distribution) -> bool:
-    """Whether a distribution asks for any nvidia-*/cuda-* library distribution (markers ignored)."""
+    """Whether a distribution asks for any nvidia-*/cuda-* library distribution (markers ignored).
+
+    Only a requirement whose text starts like such a name is parsed: every distribution of the
+    environment is asked, and most of their requirements are not one.
+    """
     for raw in dist.requires:
+        if not raw.lstrip().lower().startswith(_CUDA_HEADS):
+            continue
         req = _parse(raw)
         if isinstance(req, Requirement):
             name = canonicalize_name(req.name)

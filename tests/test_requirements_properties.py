@@ -18,6 +18,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.markers import Marker
@@ -207,3 +208,14 @@ def test_every_cuda_user_is_checked_under_exactly_one_kind_of_root(dists: list[D
 def demanded(env: Environment, dist: Distribution) -> set[str]:
     """The installed distributions ``dist``'s closure asks for (itself only when a cycle comes back to it)."""
     return {target[0] for node in reference(env, dist)[1] for target in edges(env, node)}
+
+
+@pytest.mark.parametrize(("requires", "expected"), [
+    (["NVIDIA_CuBLAS>=13"], True),  # spelled as a wheel's METADATA may: normalized to nvidia-cublas
+    ([" cuda.toolkit[cudart]==13.0.3; extra == 'cuda'"], True),
+    (["nvidia-ml-py>=12"], False),  # NVML's bindings: no CUDA library
+    (["numpy", "typing-extensions; python_version < '3.10'"], False),
+    (["nvidia-cudnn-cu13 @@ not a requirement", "torch"], False),  # unparsable: not a CUDA requirement
+])
+def test_requires_cuda_reads_names_as_normalized(requires: list[str], expected: bool) -> None:
+    assert requires_cuda(make_dist("user", requires)) is expected
