@@ -32,7 +32,8 @@ class _Verdict:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .plugin import PLUGIN_NAME, CudaDepsPlugin
+        from .plugin import PLUGIN_NAME
+        from .session import CudaDepsPlugin
 
         plugin = session.config.pluginmanager.get_plugin(PLUGIN_NAME)
         if isinstance(plugin, CudaDepsPlugin):
