@@ -237,7 +237,7 @@ class Running:
         self.timeout = timeout
         self.group = group
         self.token = secrets.token_hex(16)
-        self.started = time.monotonic()
+        self.started = self.sent = time.monotonic()
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait)
         self._channel = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait)
         read_end, self._stdin = os.pipe()
@@ -257,6 +257,7 @@ class Running:
         """One more part of the request, with the steps it adds; a child that has died (its run says how) is
         not written to."""
         self.steps += tuple(steps)
+        self.sent = time.monotonic()
         if dataclasses.is_dataclass(part) and not isinstance(part, type):
             part = dataclasses.asdict(part)
         data = (json.dumps(part) + "\n").encode()
@@ -267,11 +268,16 @@ class Running:
             pass
 
     def wait(self) -> ChildRun:
-        """End the request, wait for the child's exit (at most ``timeout`` from its start) and read what it said."""
+        """End the request, wait for the child's exit and read what it said.
+
+        The child has ``timeout`` seconds from the last part of its request: a child started ahead
+        waits for the parent's walk, which can take seconds on a large environment, and that is no
+        time of its own.
+        """
         try:
             self._end_request()
             try:
-                exited = _wait_exit(self.process, self.started + self.timeout - time.monotonic())
+                exited = _wait_exit(self.process, self.sent + self.timeout - time.monotonic())
             finally:
                 _kill_group(self.process)  # what it left running in its group (a forked background process) goes too
                 self.process.wait()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,13 @@ def test_a_torch_child_started_on_other_steps_is_not_used(tmp_path: Path, gcc: s
     assert run.smoke.run.begun == ("root-lib", "import torch")
     assert isinstance(run.loads["root-lib"], Loaded)
     assert running.process.returncode == 0  # ended, not left behind
+
+
+def test_a_torch_child_has_its_timeout_from_the_last_part_of_its_request(tmp_path: Path, gcc: str) -> None:
+    """Started ahead, it waits for the parent's walk (seconds on a large environment): not its own time."""
+    running = start_torch(timeout=1.0, paths=[str(tmp_path)])
+    time.sleep(1.5)  # the parent plans for longer than the child's timeout
+    run = probe_torch(library_steps([("libgood.so.1", misbehaving(gcc, tmp_path, "good"))]), timeout=1.0,
+                      paths=[str(tmp_path)], started=running)
+    assert run.smoke.run.trouble() is None, run.smoke.run.stderr
+    assert run.smoke.run.elapsed > 1.5
