@@ -271,7 +271,10 @@ def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> 
     soname_width = max(len(lib.soname) for lib in found)
     status_width = max(len(lib.status) for lib in found)
     owner_width = max(len(lib.owner or "-") for lib in found)
-    inside = {location.name for location in snapshot.env.paths}
+    # the search path's folders the listed libraries lie under (not every sys.path entry: the standard library's
+    # folders hold none, and naming them says nothing)
+    inside = {location.name for lib in found if lib.path
+              for location in [_location(Path(lib.path).parent, snapshot)] if location is not None}
     lines: list[tuple[str, Markup]] = [(f"CUDA libraries (folders under {', '.join(sorted(inside)) or '/'}/ or absolute):", {})]
     for lib in found:
         head = f"  {lib.soname:<{soname_width}} {lib.status:<{status_width}} {lib.owner or '-':<{owner_width}} "
@@ -284,11 +287,15 @@ def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> 
     return lines
 
 
+def _location(folder: Path, snapshot: Snapshot) -> Path | None:
+    """The search path's folder that ``folder`` lies in, if any."""
+    return next((location for location in snapshot.env.paths if folder == location or location in folder.parents),
+                None)
+
+
 def _folder(folder: Path, snapshot: Snapshot) -> str:
-    for location in snapshot.env.paths:
-        if folder == location or location in folder.parents:
-            return str(folder.relative_to(location)) or "."
-    return str(folder)
+    location = _location(folder, snapshot)
+    return str(folder.relative_to(location)) or "." if location is not None else str(folder)
 
 
 def _root_line(root: Any) -> str:

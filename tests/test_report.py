@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import jsonschema
 import pytest
 
 from pytest_cudadeps.causes import install_all, merge_specs
-from pytest_cudadeps.report import schema
+from pytest_cudadeps.report import Library, _library_lines, schema
+from pytest_cudadeps.snapshot import Snapshot
 from tests import sitebuilder as sb
 from tests.test_plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, inner, run_only
 
@@ -88,6 +90,20 @@ def test_a_single_cause_prints_its_whole_text_and_its_fix_last(pytester: pytest.
         "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
     ]
     assert all(len(line) <= 80 for line in lines[:-2]), lines
+
+
+def test_the_library_table_names_only_the_folders_its_libraries_lie_under(tmp_path: Path) -> None:
+    """Run without --cuda-deps-path, the search path holds the standard library's folders too: they hold no library."""
+    site = tmp_path / "site-packages"
+    paths = (tmp_path / "python3.11", tmp_path / "lib-dynload", site, tmp_path / "work")
+    snapshot = cast(Snapshot, SimpleNamespace(env=SimpleNamespace(paths=paths)))
+    found = [Library("torch", "libcudart.so.13", str(site / "nvidia/cu13/lib/libcudart.so.13"), "nvidia-cuda-runtime 13.0.96",
+                     "DT_RPATH of libtorch_cuda.so", "ok"),
+             Library("torch", "libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1", None, "ld.so.cache", "ok")]
+    lines = [text for text, _ in _library_lines(snapshot, found, 120)]
+    assert lines[0] == "CUDA libraries (folders under site-packages/ or absolute):"
+    assert lines[1].split()[-1] == "nvidia/cu13/lib"
+    assert lines[2].split()[-1] == "/usr/lib/x86_64-linux-gnu"
 
 
 def test_an_intact_tree_is_healthy(pytester: pytest.Pytester) -> None:
