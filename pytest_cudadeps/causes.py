@@ -74,7 +74,7 @@ class Cause:
 class _Group:
     """Static findings that follow from one cause; ``head`` names the finding that is the cause, if one is."""
 
-    members: list[str] = field(default_factory=list)
+    members: dict[str, None] = field(default_factory=dict)  # in the order added; a dict: a root can lack 20,000
     cause: Cause | None = None
     head: str | None = None
 
@@ -130,22 +130,26 @@ class Causes:
 
     def _add(self, key: str, name: str, *, cause: Cause | None = None, head: str | None = None) -> None:
         group = self._groups.setdefault(key, _Group(cause=cause, head=head))
-        if name in self._failed and name not in group.members:
-            group.members.append(name)
+        if name in self._failed:
+            group.members.setdefault(name)
 
     def _group_root(self, root: Root) -> None:
         env = self.snapshot.env
         missing = sorted(key for key in root.demands if env.get(key) is None)
+        absent = set(missing)
         dist_causes: dict[str, str] = {}
+        lacking: list[str] = []  # the failing requires[...] items of the missing distributions
         for key in sorted(root.demands):
             name = f"requires[{root.key}>{key}]"
             if name not in self._failed:
                 continue
-            if key in missing:
-                self._add_missing(root, missing, name)
+            if key in absent:
+                lacking.append(name)
             else:
                 dist_causes[key] = name
                 self._add(name, name, head=name)
+        if lacking:
+            self._add_missing(root, missing, lacking)
         if root.linkage is None:
             return
         for lib in root.linkage.cuda_libraries():
@@ -154,11 +158,12 @@ class Causes:
             if name in self._failed:
                 self._group_library(root, lib, name, missing, dist_causes)
 
-    def _add_missing(self, root: Root, missing: Sequence[str], name: str) -> None:
+    def _add_missing(self, root: Root, missing: Sequence[str], names: Sequence[str]) -> None:
+        """The root's items of missing distributions (``names``): one cause, made once, with one install command."""
         key = f"missing[{root.key}]"
         self._missing[root.key] = key
         if len(missing) == 1:
-            self._add(key, name, head=name)
+            self._add(key, names[0], head=names[0])
             return
         demands = [demand for dist in missing for demand in root.demands[dist]]
         specs = merge_specs(demand.wanted() for demand in demands)
@@ -169,7 +174,8 @@ class Causes:
             tuple(f"missing: {root.demands[dist][0].describe()}" for dist in missing),
             install_all(root.dist.installer, specs),
         )
-        self._add(key, name, cause=cause)
+        for name in names:
+            self._add(key, name, cause=cause)
 
     def _group_library(self, root: Root, lib: ResolvedLibrary, name: str, missing: Sequence[str],
                        dist_causes: dict[str, str]) -> None:
@@ -193,11 +199,12 @@ class Causes:
             return Cause.of(self._failed[group.head])
         if group.cause is not None:
             return group.cause
-        if len(group.members) == 1:
-            return Cause.of(self._failed[group.members[0]])
+        members = list(group.members)
+        if len(members) == 1:
+            return Cause.of(self._failed[members[0]])
         if key.startswith("undeclared["):
-            return self._undeclared(key, group.members)
-        return self._shadowed(key, group.members)
+            return self._undeclared(key, members)
+        return self._shadowed(key, members)
 
     def _undeclared(self, key: str, members: Sequence[str]) -> Cause:
         root = next(r for r in self.snapshot.roots if key == f"undeclared[{r.key}]")

@@ -41,6 +41,7 @@ class CudaDepsPlugin:
         self._causes: Causes | None = None
         self.children: ChildGroup | None = None  # the probes' children, stopped when the session ends
         self.payloads: list[dict[str, Any]] = []
+        self.causes_sent: set[str] = set()  # a cause travels with the first item of this process that it explains
         self.report_path: Path | None = None
         self.report_error = ""
 
@@ -124,7 +125,12 @@ class CudaDepsPlugin:
             from .report import payload
 
             # an attribute of plain JSON: xdist sends a report's __dict__ to the controller as it is
-            report.cudadeps = payload(item.finding, item.cause)  # type: ignore[attr-defined]
+            # each cause once per process, not with each of its items: one cause of 20,000 items lists 20,000
+            # missing wheels, and a copy per item was 3 GB
+            cause = item.cause if item.cause is not None and item.cause.id not in self.causes_sent else None
+            if cause is not None:
+                self.causes_sent.add(cause.id)
+            report.cudadeps = payload(item.finding, cause)  # type: ignore[attr-defined]
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

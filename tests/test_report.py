@@ -76,6 +76,56 @@ def test_two_missing_wheels_are_one_root_cause_with_one_fix(pytester: pytest.Pyt
     assert "2 failed" in result.outlines[-1]
 
 
+def test_the_cause_of_many_missing_wheels_is_made_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made once per root, not once per missing wheel: 20,000 missing took 20,000 x 20,000 steps."""
+    from pytest_cudadeps import causes as causes_module
+
+    calls: list[int] = []
+    merge = causes_module.merge_specs
+
+    def counted(specs: Any) -> list[str]:
+        calls.append(1)
+        return merge(specs)
+
+    monkeypatch.setattr(causes_module, "merge_specs", counted)
+    run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"]))
+    assert len(calls) == 1
+
+
+RECORD_CAUSES = """
+import json
+seen = []
+
+def pytest_runtest_logreport(report):
+    data = getattr(report, "cudadeps", None)
+    if report.when == "call" and data and data["finding"]["outcome"] == "fail":
+        seen.append(data["cause"]["id"] if data["cause"] else None)
+
+def pytest_unconfigure(config):
+    with open("causes.json", "w") as out:
+        json.dump(seen, out)
+"""
+
+
+def test_a_cause_travels_once_with_the_first_item_it_explains(pytester: pytest.Pytester) -> None:
+    """A root without 20,000 wheels is one cause of 20,000 items: a copy of it in every item's report was 3 GB."""
+    pytester.makeconftest(RECORD_CAUSES)
+    result = run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"]))
+    assert json.loads((pytester.path / "causes.json").read_text()) == ["missing[torch]", None]
+    assert summary(result)[-4].startswith("[1] missing[torch]: 2 failed checks: ")  # the summary has it still
+
+
+def test_under_xdist_each_worker_sends_the_causes_its_items_meet(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
+    result = pytester.runpytest_subprocess("--cuda-deps-only", "--cuda-deps-no-probes", f"--cuda-deps-path={site}",
+                                           "-n", "2", "-p", "no:cacheprovider", "--dist=each")
+    # --dist=each: both workers run both items, and each sends the cause with its first
+    assert "[1] missing[torch]: 4 failed checks: torch 2.14.1 is installed without 2 of the distributions" \
+        in result.stdout.str()
+    assert summary(result)[-1] == f"    fix: {FIX_BOTH}"
+
+
 def test_a_single_cause_prints_its_whole_text_and_its_fix_last(pytester: pytest.Pytester) -> None:
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
     result = run_only(pytester, site, "--cuda-deps-root=torch", "--cuda-deps-root=nvidia-cusolver")
