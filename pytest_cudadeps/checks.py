@@ -67,24 +67,28 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
         early = start_torch(timeout=settings.timeout, paths=settings.paths, inhibit_ld_cache=settings.no_ld_cache,
                             group=group)
 
-    def send_own_steps(snapshot: Snapshot) -> None:  # torch's own libraries load in the child while the walk runs
+    from .distributions import scan
+
+    env = scan(settings.paths)
+    if early is not None:  # torch's own libraries load in the child while the rest of the engine is imported
         from .smoke import send_torch_own_steps
 
-        assert early is not None
-        send_torch_own_steps(snapshot, early)
-
+        send_torch_own_steps(env, settings.roots, early)
     from .snapshot import take_snapshot
 
-    snapshot = take_snapshot(settings, before_walk=send_own_steps if early is not None else None)
+    snapshot = take_snapshot(settings, env=env)
     items: dict[str, Pending] = {}
+    probes = None
     if settings.probes:
         from .probing import Probes, probe_checks
 
         probes = Probes(snapshot, group, early=early)
         items.update(probe_checks(snapshot, probes))
-        if start_probes:
-            probes.start()
     static = static_findings(snapshot)
+    if probes is not None and start_probes:
+        # after the static work, not before: on two cores the driver child would take the torch child's core
+        # while this process works; the torch child is busy with torch's own libraries until then anyway
+        probes.start()
     _add(items, static)
     return Plan(snapshot, tuple(static), items)
 

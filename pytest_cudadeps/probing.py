@@ -270,7 +270,7 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     """What the load child opens for a root: torch's own libraries as its import does, then each CUDA
     library the linkage resolved that no earlier root loads already, each with the resolver's fix."""
     assert root.linkage is not None
-    steps = torch_own_steps(snapshot, root)
+    steps = torch_own_steps(snapshot.env, root.dist, root.cuda)
     libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen]
     seen.update(lib.soname for lib in libraries)
     resolver = snapshot.resolver(root)

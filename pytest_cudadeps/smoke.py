@@ -21,7 +21,7 @@ from .load import LoadResult, LoadStep, load_request, torch_steps
 from .probes._protocol import AllReduceAnswer, Compiled, Imported, Loaded, MatmulDevice, ProtocolError, SmokeRequest, TorchFacts, decode
 
 if TYPE_CHECKING:
-    from .snapshot import Root, Snapshot
+    from .distributions import Distribution, Environment
 
 CHECK = "smoke"
 MODULE = "pytest_cudadeps.probes.smoke"
@@ -133,22 +133,27 @@ def send_steps(running: Running, steps: Sequence[LoadStep]) -> None:
     running.send(SmokeRequest(loads=load_request(steps)(names, {}), more=True), steps=names)
 
 
-def torch_own_steps(snapshot: Snapshot, root: Root) -> list[LoadStep]:
-    """The first load steps of a CUDA torch, as its import loads them: known before the linkage walk."""
-    dist = root.dist
-    if root.key != "torch" or not root.cuda:
+def torch_own_steps(env: Environment, dist: Distribution, cuda: str | None) -> list[LoadStep]:
+    """The first load steps of a CUDA torch (``cuda``: the CUDA version it was built for), as its import loads
+    them: known from the distribution alone, before the linkage walk."""
+    if dist.key != "torch" or not cuda:
         return []
     # a CUDA build loads these whatever is on disk: one that is missing fails its item, never vanishes
-    package = snapshot.env.package_dir(dist, "torch") or dist.location / "torch"
+    package = env.package_dir(dist, "torch") or dist.location / "torch"
     return torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
 
 
-def send_torch_own_steps(snapshot: Snapshot, running: Running) -> None:
-    """A CUDA torch's own libraries, for the started torch child to load while the linkage walk runs (a snapshot
-    taken without it tells them); :class:`Probes` sends the rest."""
-    torch = snapshot.torch
-    if torch is not None:
-        send_steps(running, torch_own_steps(snapshot, torch))
+def send_torch_own_steps(env: Environment, roots: Sequence[str], running: Running) -> None:
+    """A CUDA torch's own libraries, for the started torch child to load while the environment is walked:
+    read from the scan alone (torch's distribution and ``torch/version.py``); :class:`Probes` sends the rest.
+    Nothing is sent when torch is not a root (``roots``: the ones named, none for the default)."""
+    from .build import Build, read_build
+
+    torch = env.get("torch")
+    if torch is None or (roots and "torch" not in roots):
+        return
+    build = read_build(env, torch)
+    send_steps(running, torch_own_steps(env, torch, build.cuda if isinstance(build, Build) else None))
 
 
 def _versions(torch: TorchFacts | None) -> dict[str, str]:

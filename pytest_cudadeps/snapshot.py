@@ -8,7 +8,6 @@ is cached at module level, so two runs in one process (pytester) never share sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -91,13 +90,10 @@ def choose_roots(env: Environment, names: tuple[str, ...], closures: Closures) -
     return [d for d in found.values() if d is not None], [n for n, d in found.items() if d is None]
 
 
-def take_snapshot(settings: Settings, *, with_linkage: bool = True,
-                  before_walk: Callable[[Snapshot], None] | None = None) -> Snapshot:
-    """Read the environment once. ``with_linkage=False`` leaves out the ELF view (the declared check alone).
-
-    ``before_walk`` is given the snapshot without the ELF view, before the walk (the torch child starts there).
-    """
-    env = scan(settings.paths)
+def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environment | None = None) -> Snapshot:
+    """Read the environment once. ``with_linkage=False`` leaves out the ELF view (the declared check alone);
+    ``env`` is the scan of ``settings.paths`` when the caller has made it already."""
+    env = env if env is not None else scan(settings.paths)
     closures = Closures(env)
     owners = Owners(env)
     dists, unknown = choose_roots(env, settings.roots, closures)
@@ -109,8 +105,6 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True,
         build = read_build(env, dist) if dist.key == "torch" else None
         roots.append(Root(dist, found, build, None, found.by_key(), extra_demands(dist)))
     snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
-    if before_walk is not None:
-        before_walk(snapshot)
     if not with_linkage:
         return snapshot
     linked = tuple(replace(root, linkage=analyze(env, root.dist, use_ld_cache=not settings.no_ld_cache, owners=owners))
