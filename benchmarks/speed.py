@@ -164,7 +164,7 @@ def report(results: dict[str, Runs], rounds: int) -> None:
     small, large = (f"{count:,} reqs" for count in REQUIREMENT_COUNTS)
     rows.append((f"collection, {large} / {small}", wall[large] / wall[small], 12.0))  # linear: about 10
     for name, ratio, goal in rows:
-        print(f"{name:36} {ratio:5.2f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
+        print(f"{name:36} {ratio:6.3f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
     peak = whole.median(whole.peak_kb) / 1024
     print(f"{'pytest process peak memory':36} {peak:5.0f} MB (goal <= 150: {'met' if peak <= 150 else 'NOT met'}); "
           f"its children's peak {whole.median(whole.children_kb) / 1024:.0f} MB (apart)")
