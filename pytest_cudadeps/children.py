@@ -226,14 +226,13 @@ class Running:
         env: Mapping[str, str] | None = None,
         inhibit_ld_cache: bool = False,
         group: ChildGroup | None = None,
-        steps: Sequence[str] = (),
     ) -> None:
         command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
         loader = dynamic_loader() if inhibit_ld_cache else None
         if loader is not None:
             command = [loader, "--inhibit-cache", *command]
         self.command = tuple(command)
-        self.steps = tuple(steps)
+        self.steps: tuple[str, ...] = ()
         self.timeout = timeout
         self.group = group
         self.token = secrets.token_hex(16)
