@@ -130,10 +130,8 @@ class Library:
 def short_path(path: str | Path, snapshot: Snapshot) -> str:
     """``site-packages/nvidia/cu13/lib/libcublas.so.13``: relative to the scanned folder that holds it."""
     path = Path(path)
-    for location in snapshot.env.paths:
-        if location in path.parents:
-            return f"{location.name}/{path.relative_to(location)}"
-    return str(path)
+    location = _location(path.parent, snapshot)
+    return f"{location.name}/{path.relative_to(location)}" if location is not None else str(path)
 
 
 def libraries(snapshot: Snapshot, found: Mapping[str, Finding]) -> list[Library]:
