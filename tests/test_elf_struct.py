@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 import pytest_cudadeps.elf as elf_module
-from pytest_cudadeps.elf import ElfInfo, ElfProblem, read_elf, read_header
+from pytest_cudadeps.elf import ElfInfo, read_elf, read_header
 from tests import venvs
 from tests.bounds import within
 from tests.conftest import build_so
 from tests.elfpatch import of_type, section_bytes_at
+from tests.test_elf import info, problem
 
 REPO = Path(__file__).resolve().parent.parent
 FOO_SOURCE = "int foo(void) { return 1; }\nint foo_2(void) { return 2; }\n"
@@ -68,16 +69,6 @@ def reference(path: Path) -> ElfInfo:
                        split("DT_RPATH"), split("DT_RUNPATH"), tuple(verneed), tuple(verdef))
 
 
-def info(path: Path) -> ElfInfo:
-    found = read_elf(path)
-    assert isinstance(found, ElfInfo), found
-    return found
-
-
-def problem(path: Path) -> str:
-    found = read_elf(path)
-    assert isinstance(found, ElfProblem), found
-    return found.problem
 
 
 # --- gcc-built objects of both classes -----------------------------------------------------------
@@ -204,9 +195,9 @@ class Synthetic:
         sections[-1] = (".shstrtab", SHT_STRTAB, names, 0, 0)
         body, placed = b"", []
         header_size = 64 if wide else 52
-        for name, sh_type, data, link, info in sections:
+        for name, sh_type, data, link, sh_info in sections:
             body += b"\0" * (-(header_size + len(body)) % 8)
-            placed.append((names.index(name.encode() + b"\0"), sh_type, header_size + len(body), len(data), link, info))
+            placed.append((names.index(name.encode() + b"\0"), sh_type, header_size + len(body), len(data), link, sh_info))
             body += data
         body += b"\0" * (-(header_size + len(body)) % 8)
         shoff = header_size + len(body)
