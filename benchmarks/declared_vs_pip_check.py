@@ -32,9 +32,9 @@ GOAL = 0.5
 
 DECLARED_CHILD = """\
 import sys
-from pytest_cudadeps.declared import declared_findings
-from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.snapshot import take_snapshot
+from pytest_cudadeps.checks.requires import declared_findings
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine.snapshot import take_snapshot
 findings = declared_findings(take_snapshot(Settings(paths=(sys.argv[1],)), with_linkage=False))
 failed = [f.name for f in findings if f.outcome.value == "fail"]
 print(f"{len(findings)} findings, {len(failed)} failed: {failed}")
@@ -58,9 +58,9 @@ def timed_child(command: Sequence[str], cwd: Path | None = None) -> tuple[float,
 def in_process(site: Path, rounds: int) -> tuple[float, float, float]:
     """Import time of the engine, its first (cold) run, and the median of warm runs."""
     start = time.perf_counter()
-    from pytest_cudadeps.declared import declared_findings
-    from pytest_cudadeps.settings import Settings
-    from pytest_cudadeps.snapshot import take_snapshot
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
     imported = time.perf_counter() - start
 
     def once() -> float:

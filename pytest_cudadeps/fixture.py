@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .causes import Cause, Causes
-from .checks import Plan
-from .findings import Finding, Outcome
-from .report import driver
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.plan import Plan
+from pytest_cudadeps.report.causes import Cause, Causes
+from pytest_cudadeps.report.results import driver
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import asked_for
+from pytest_cudadeps.options import asked_for
 
 if TYPE_CHECKING:
-    from .fixture import CudaEnv
+    from pytest_cudadeps.fixture import CudaEnv
 
 COLLECTOR_NAME = "cudadeps"
 MARKER = "cudadeps"
@@ -79,8 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "it is skipped with the root cause when the environment is broken")
     if not asked_for(config):
         return  # off: nothing else is imported, pytest runs as if we were absent
-    from .session import CudaDepsPlugin
-    from .settings import Settings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.session import CudaDepsPlugin
 
     config.pluginmanager.register(CudaDepsPlugin(Settings.from_config(config), config), PLUGIN_NAME)
 
@@ -90,11 +90,11 @@ def cuda_env(request: pytest.FixtureRequest) -> CudaEnv:
     """What the environment checks found, for the user's own tests: findings, causes, torch's CUDA,
     the driver, the GPUs and where each CUDA library resolves. Works without --cuda-deps too (the checks
     then run for the fixture alone)."""
-    from .session import CudaDepsPlugin
+    from pytest_cudadeps.session import CudaDepsPlugin
 
     plugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if not isinstance(plugin, CudaDepsPlugin):
-        from .settings import Settings
+        from pytest_cudadeps.core.settings import Settings
 
         plugin = CudaDepsPlugin(Settings.from_config(request.config), request.config)
     return plugin.cuda_env()

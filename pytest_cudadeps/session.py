@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .plugin import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDepsWarning
+from pytest_cudadeps.plugin import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDepsWarning
 
 if TYPE_CHECKING:
-    from .causes import Cause, Causes
-    from .checks import Plan
-    from .children import ChildGroup
-    from .findings import Finding, Pending
-    from .fixture import CudaEnv
-    from .report import Results
-    from .settings import Settings
-    from .snapshot import Snapshot
+    from pytest_cudadeps.checks.findings import Finding, Pending
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import Snapshot
+    from pytest_cudadeps.fixture import CudaEnv
+    from pytest_cudadeps.plan import Plan
+    from pytest_cudadeps.probes.runner import ChildGroup
+    from pytest_cudadeps.report.causes import Cause, Causes
+    from pytest_cudadeps.report.results import Results
 
 BLOCKED = pytest.StashKey[bool]()  # a `cuda` test this plugin skipped or failed at setup
 
@@ -50,10 +50,10 @@ class CudaDepsPlugin:
     def plan(self) -> tuple[Plan, Causes]:
         """The snapshot, the items and the causes: made once per process, on first need."""
         if self._plan is None or self._causes is None:
-            from .checks import plan_checks
+            from pytest_cudadeps.plan import plan_checks
 
             if self.settings.probes:
-                from .children import ChildGroup
+                from pytest_cudadeps.probes.runner import ChildGroup
 
                 self.children = ChildGroup()
             # xdist workers share the items out: each starts a child when an item first needs it;
@@ -62,13 +62,13 @@ class CudaDepsPlugin:
             self._plan = plan = plan_checks(self.settings, start_probes=ahead, group=self.children)
             if self.settings.compare_path:
                 plan = self._plan = _with_drift(plan, self.settings.compare_path)
-            from .causes import Causes
+            from pytest_cudadeps.report.causes import Causes
 
             self._causes = Causes(plan.snapshot, plan.static)
         return self._plan, self._causes
 
     def cuda_env(self) -> CudaEnv:
-        from .fixture import cuda_env
+        from pytest_cudadeps.fixture import cuda_env
 
         plan, causes = self.plan()
         return cuda_env(plan, causes)
@@ -94,7 +94,7 @@ class CudaDepsPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if isinstance(item, CudaDepsItem) or item.get_closest_marker(USER_MARKER) is None:
             return
-        from .fixture import blocking_cause
+        from pytest_cudadeps.fixture import blocking_cause
 
         plan, causes = self.plan()
         blocked = blocking_cause(plan, causes)
@@ -122,7 +122,7 @@ class CudaDepsPlugin:
             report.longrepr = (item.location[0], line + 1 if line is not None else None,  # type: ignore[assignment]
                                report.longrepr[2])
         if isinstance(item, CudaDepsItem) and report.when == "call" and item.finding is not None:
-            from .report import payload
+            from pytest_cudadeps.report.results import payload
 
             # an attribute of plain JSON: xdist sends a report's __dict__ to the controller as it is
             # each cause once per process, not with each of its items: one cause of 20,000 items lists 20,000
@@ -145,7 +145,7 @@ class CudaDepsPlugin:
             self.children.stop()
         if self.is_worker or not self.settings.json_path:
             return
-        from .report import document, write_json
+        from pytest_cudadeps.report.results import document, write_json
 
         try:
             self.report_path = write_json(self.settings.json_path, document(self.snapshot(), self.results()))
@@ -164,7 +164,7 @@ class CudaDepsPlugin:
         return result
 
     def _print_summary(self, terminal: pytest.TerminalReporter) -> None:
-        from .report import summary_lines
+        from pytest_cudadeps.report.results import summary_lines
 
         results = self.results()
         if not results.findings:
@@ -182,7 +182,7 @@ class CudaDepsPlugin:
     def _github(self, terminal: pytest.TerminalReporter, results: Results) -> None:
         import os
 
-        from . import github
+        from pytest_cudadeps.report import github
 
         if not github.active(os.environ):
             return
@@ -199,12 +199,12 @@ class CudaDepsPlugin:
         """The snapshot of this process: the collector's, or (on the xdist controller) one taken now."""
         if self._plan is not None:
             return self._plan.snapshot
-        from .snapshot import take_snapshot
+        from pytest_cudadeps.engine.snapshot import take_snapshot
 
         return take_snapshot(self.settings)
 
     def results(self) -> Results:
-        from .report import results_from_payloads
+        from pytest_cudadeps.report.results import results_from_payloads
 
         return results_from_payloads(self.payloads)
 
@@ -223,8 +223,8 @@ def _with_drift(plan: Plan, baseline: str) -> Plan:
     """The plan with the ``drift[...]`` items of --cuda-deps-compare (their list from files only)."""
     from dataclasses import replace
 
-    from .compare import drift_items
-    from .report import driver, environment
+    from pytest_cudadeps.report.fleet import drift_items
+    from pytest_cudadeps.report.results import driver, environment
 
     def driver_now() -> dict[str, Any]:
         return driver({name: plan.items[name]() for name in ("driver[libcuda]", "driver[nvml]") if name in plan.items})
@@ -287,7 +287,7 @@ class CudaDepsItem(pytest.Item):
     def runtest(self) -> None:
         from dataclasses import replace
 
-        from .findings import Outcome
+        from pytest_cudadeps.checks.findings import Outcome
 
         finding = self._run()
         self.cause = self._causes.cause_of(finding)

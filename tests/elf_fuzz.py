@@ -196,8 +196,8 @@ def _timed(problems: list[str], name: str, call: Callable[[], object], allowed: 
 
 def read_all(path: Path) -> tuple[list[str], str]:
     """The problems of one file (empty: all is well) and what read_elf made of it."""
-    from pytest_cudadeps.elf import ElfInfo, ElfProblem, SymbolTable, dynamic_symbols, read_elf, symbol_table
-    from pytest_cudadeps.fatbin import Architectures, FatbinError, read_architectures
+    from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, SymbolTable, dynamic_symbols, read_elf, symbol_table
+    from pytest_cudadeps.engine.fatbin import Architectures, FatbinError, read_architectures
 
     problems: list[str] = []
     del _oversized[:]

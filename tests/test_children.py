@@ -8,22 +8,22 @@ from pathlib import Path
 import pytest
 
 import pytest_cudadeps
-from pytest_cudadeps.children import PACKAGE_VARIABLE, PATHS_VARIABLE, child_environment, run_probe
+from pytest_cudadeps.probes.runner import PACKAGE_VARIABLE, PATHS_VARIABLE, child_environment, run_probe
 from tests.fakes import misbehaving
 
 ECHO = """
 import json, os, sys
-from pytest_cudadeps.probes import _protocol
+from pytest_cudadeps.probes.child import protocol
 
-_protocol.open_channel()
-request = _protocol.read_request()
+protocol.open_channel()
+request = protocol.read_request()
 print("garbage a library might print")  # must not reach the protocol
-_protocol.begin("echo")
-_protocol.end("echo", request=request, path=sys.path, cwd_first=sys.path[0] == "")
+protocol.begin("echo")
+protocol.end("echo", request=request, path=sys.path, cwd_first=sys.path[0] == "")
 for step in request.get("then", []):
-    _protocol.begin(step)
+    protocol.begin(step)
     exec(request["code"])
-_protocol.done()
+protocol.done()
 """
 
 
@@ -67,7 +67,7 @@ def test_answers_come_back_and_python_exits_without_tearing_down_its_modules(tmp
     # done() exits as C does: Python's atexit handlers run, its module teardown (where __del__ runs) does not
     code = ("import atexit, os; atexit.register(lambda: os.write(2, b'atexit ran\\n')); "
             "Noisy = type('Noisy', (), {'__del__': lambda self: os.write(2, b'teardown ran\\n')}); "
-            "globals()['kept'] = Noisy(); _protocol.end(step)")
+            "globals()['kept'] = Noisy(); protocol.end(step)")
     run = run_probe("echo_probe", {"then": ["work"], "code": code}, timeout=30, paths=[str(folder)])
     assert run.ok, (run.trouble(), run.stderr)
     assert "atexit ran" in run.stderr
@@ -77,7 +77,7 @@ def test_answers_come_back_and_python_exits_without_tearing_down_its_modules(tmp
 def test_a_crash_at_exit_after_every_answer_is_still_the_childs_crash(tmp_path: Path, gcc: str) -> None:
     lib = misbehaving(gcc, tmp_path, "exitsegv")
     folder = write_probe(tmp_path)
-    code = f"import ctypes; ctypes.CDLL({str(lib)!r}); _protocol.end(step)"
+    code = f"import ctypes; ctypes.CDLL({str(lib)!r}); protocol.end(step)"
     run = run_probe("echo_probe", {"then": ["loaded"], "code": code}, timeout=30, paths=[str(folder)])
     assert run.finished
     assert run.current is None
@@ -88,7 +88,7 @@ def test_a_crash_at_exit_after_every_answer_is_still_the_childs_crash(tmp_path: 
 def test_what_a_library_prints_does_not_reach_the_protocol(tmp_path: Path, gcc: str) -> None:
     lib = misbehaving(gcc, tmp_path, "noisy")  # prints {"begin": "phantom"} on stdout
     folder = write_probe(tmp_path)
-    code = f"import ctypes; ctypes.CDLL({str(lib)!r}); _protocol.end(step)"
+    code = f"import ctypes; ctypes.CDLL({str(lib)!r}); protocol.end(step)"
     run = run_probe("echo_probe", {"then": ["noisy"], "code": code}, timeout=30, paths=[str(folder)])
     assert run.ok, run.stderr
     assert run.begun == ("echo", "noisy")
@@ -129,8 +129,8 @@ def test_child_environment_names_the_folders_and_keeps_callers_values(monkeypatc
 
 
 def test_the_plugin_process_never_imports_foreign_code() -> None:
-    code = ("import sys, pytest_cudadeps.children, pytest_cudadeps.load; "
-            "print(json.dumps([m for m in ('torch', 'pynvml', 'pytest_cudadeps.probes.load') if m in sys.modules]))")
+    code = ("import sys, pytest_cudadeps.probes.runner, pytest_cudadeps.probes.load; "
+            "print(json.dumps([m for m in ('torch', 'pynvml', 'pytest_cudadeps.probes.child.load') if m in sys.modules]))")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.companions import companion_findings, find_companions, matching_release
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.elf import ElfInfo, imported_symbols, needed_names, read_elf
-from pytest_cudadeps.findings import Finding, Outcome
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.engine.companions import companion_findings, find_companions, matching_release
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.elf import ElfInfo, imported_symbols, needed_names, read_elf
 from tests import sitebuilder as sb
 
 TORCH_SOURCE = """\

@@ -7,7 +7,10 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from pytest_cudadeps.cuda_errors import (
+from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.probes.child.protocol import LibcudaAnswer, NvmlAnswer
+from pytest_cudadeps.probes.driver import libcuda_finding, nvml_finding, probe_driver
+from pytest_cudadeps.tables.cuda_errors import (
     CU_RESULTS,
     CUDART_ERRORS,
     NVML_ERRORS,
@@ -19,9 +22,6 @@ from pytest_cudadeps.cuda_errors import (
     nvml_error,
     nvml_error_finding,
 )
-from pytest_cudadeps.driver import libcuda_finding, nvml_finding, probe_driver
-from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.probes._protocol import LibcudaAnswer, NvmlAnswer
 from tests.fakes import fake_driver
 
 REQUIRED_CU = (1, 2, 3, 4, 34, 46, 100, 101, 200, 209, 222, 304, 801, 802, 803, 804, 999)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.elf import ElfInfo, ElfProblem, dynamic_symbols, program_interpreter, read_elf, read_header
+from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, dynamic_symbols, program_interpreter, read_elf, read_header
 from tests.conftest import build_so
 
 FOO_SOURCE = """
@@ -275,7 +275,7 @@ def test_unreadable_file(built: Built, tmp_path: Path, monkeypatch: pytest.Monke
     if os.geteuid() != 0:
         assert problem(locked) == "cannot be read: Permission denied"
         return
-    import pytest_cudadeps.elf as elf_module
+    import pytest_cudadeps.engine.elf as elf_module
 
     def denied(path: object, *args: object, **kwargs: object) -> object:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))

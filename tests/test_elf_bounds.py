@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.elf import MAX_SECTIONS, ElfInfo, ElfProblem, dynamic_symbols, read_elf, symbol_table
+from pytest_cudadeps.engine.elf import MAX_SECTIONS, ElfInfo, ElfProblem, dynamic_symbols, read_elf, symbol_table
 from tests.conftest import build_so
 
 SOURCE = "#include <math.h>\ndouble f(double x) { return cos(x); }\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.ldso import default_dirs
+from pytest_cudadeps.engine.ldso import default_dirs
 from tests.conftest import build_so
 from tests.test_fatbin import CUBIN, PTX, container, entry  # test_fatbin's container layout
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import pytest_cudadeps.elf as elf_module
-from pytest_cudadeps.elf import ElfInfo, read_elf, read_header
+import pytest_cudadeps.engine.elf as elf_module
+from pytest_cudadeps.engine.elf import ElfInfo, read_elf, read_header
 from tests import venvs
 from tests.bounds import within
 from tests.conftest import build_so
@@ -426,10 +426,10 @@ def test_an_unknown_class_or_byte_order(tmp_path: Path, offset: int, value: int,
 
 def test_no_elf_reader_imports_pyelftools(gcc: str, tmp_path: Path) -> None:
     lib = gcc_library(gcc, tmp_path)
-    code = ("import json, sys\nfrom pathlib import Path\nimport pytest_cudadeps.elf as elf\n"
+    code = ("import json, sys\nfrom pathlib import Path\nimport pytest_cudadeps.engine.elf as elf\n"
             "found = elf.read_elf(Path(sys.argv[1]))\n"
             "print(json.dumps([type(found).__name__, elf.__file__, 'elftools' in sys.modules]))\n"
-            "from pytest_cudadeps.fatbin import read_architectures\n"  # and the slow-path readers
+            "from pytest_cudadeps.engine.fatbin import read_architectures\n"  # and the slow-path readers
             "elf.dynamic_symbols(Path(sys.argv[1]), 'cos'), elf.symbol_table(Path(sys.argv[1]))\n"
             "elf.imported_symbols(Path(sys.argv[1]), 'cos'), read_architectures(Path(sys.argv[1]))\n"
             "print(json.dumps('elftools' in sys.modules))\n")
@@ -437,7 +437,7 @@ def test_no_elf_reader_imports_pyelftools(gcc: str, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(lib)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     after_read_elf, after_all = map(json.loads, done.stdout.splitlines())
-    assert after_read_elf == ["ElfInfo", str(REPO / "pytest_cudadeps" / "elf.py"), False]
+    assert after_read_elf == ["ElfInfo", str(REPO / "pytest_cudadeps" / "engine" / "elf.py"), False]
     assert after_all is False
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.distributions import (
+from pytest_cudadeps.core.safe_io import UnsafeFile
+from pytest_cudadeps.engine.distributions import (
     RECORD_LIMIT,
     Distribution,
     MetadataProblem,
@@ -18,7 +19,6 @@ from pytest_cudadeps.distributions import (
     read_version_module,
     scan,
 )
-from pytest_cudadeps.safe_io import UnsafeFile
 from tests import sitebuilder as sb
 from tests.bounds import within
 

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.fatbin import (
-    MAGIC,
-    FatbinError,
-    arch_finding,
-    read_architectures,
-)
-from pytest_cudadeps.findings import Outcome
+from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.engine.fatbin import MAGIC, FatbinError, arch_finding, read_architectures
 from tests import venvs
 from tests.conftest import build_so
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.fatbin import MAGIC, FatbinError, read_architectures, section_extent
-from pytest_cudadeps.safe_io import UnsafeFile
+from pytest_cudadeps.core.safe_io import UnsafeFile
+from pytest_cudadeps.engine.fatbin import MAGIC, FatbinError, read_architectures, section_extent
 from tests.bounds import within
 from tests.elfpatch import SH_OFFSET, SH_SIZE, at_offset, patch_section
 from tests.test_fatbin import CUBIN, container, elf_with_fatbin, entry

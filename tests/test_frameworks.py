@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.checks import static_findings
-from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.snapshot import take_snapshot
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine.snapshot import take_snapshot
+from pytest_cudadeps.plan import static_findings
 from tests import sitebuilder as sb
 from tests import venvs
 from tests.conftest import build_so

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps import host
-from pytest_cudadeps.distributions import read_version_module
-from pytest_cudadeps.driver import Gpu
-from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.host import (
+from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.engine import host
+from pytest_cudadeps.engine.distributions import read_version_module
+from pytest_cudadeps.engine.host import (
     SHM_FIX,
     UVM_FIX,
     HostFacts,
@@ -32,7 +31,8 @@ from pytest_cudadeps.host import (
     shm_finding,
     visible_devices_finding,
 )
-from pytest_cudadeps.installers import torch_index_install_command
+from pytest_cudadeps.engine.installers import torch_index_install_command
+from pytest_cudadeps.probes.driver import Gpu
 from tests import venvs
 
 # Real /proc/driver/nvidia/version texts from public threads (versions kept as reported).
@@ -118,7 +118,7 @@ def test_a_fifo_in_place_of_the_version_file_does_not_hang(tmp_path: Path) -> No
     root = make_root(tmp_path, None, char=())
     (root / "proc" / "driver" / "nvidia").mkdir(parents=True)
     os.mkfifo(root / "proc" / "driver" / "nvidia" / "version")  # no writer: a blocking open would wait forever
-    code = ("import sys; from pathlib import Path; from pytest_cudadeps.host import read_host; "
+    code = ("import sys; from pathlib import Path; from pytest_cudadeps.engine.host import read_host; "
             "f = read_host(Path(sys.argv[1]), {}); print(f.kernel_module, '|', f.kernel_module_text)")
     out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=20,
                          check=True)

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps import lazy
-from pytest_cudadeps.checks import plan_checks
-from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.lazy import LAZY, lazy_findings, lazy_load_targets
-from pytest_cudadeps.ldso import LoaderModel
-from pytest_cudadeps.linkage import Linkage
-from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.snapshot import Snapshot, take_snapshot
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine import lazy
+from pytest_cudadeps.engine.lazy import LAZY, lazy_findings, lazy_load_targets
+from pytest_cudadeps.engine.ldso import LoaderModel
+from pytest_cudadeps.engine.linkage import Linkage
+from pytest_cudadeps.engine.snapshot import Snapshot, take_snapshot
+from pytest_cudadeps.plan import plan_checks
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 from tests.test_companions import add_to_record

@@ -18,15 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.ldso import (
-    LD_SO_CACHE,
-    LoaderModel,
-    Resolution,
-    expand,
-    ld_library_path_entries,
-    lib_token,
-    read_ld_so_cache,
-)
+from pytest_cudadeps.engine.ldso import LD_SO_CACHE, LoaderModel, Resolution, expand, ld_library_path_entries, lib_token, read_ld_so_cache
 from tests.conftest import build_so
 
 LD_SO = Path("/lib64/ld-linux-x86-64.so.2")

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.ldso import read_ld_so_cache
-from pytest_cudadeps.linkage import analyze, root_objects
-from pytest_cudadeps.linkage_rules import linkage_findings
-from pytest_cudadeps.requirements import closure
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.linkage import linkage_findings
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.ldso import read_ld_so_cache
+from pytest_cudadeps.engine.linkage import analyze, root_objects
+from pytest_cudadeps.engine.requirements import closure
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.owners import Owners
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.owners import Owners
 from tests import sitebuilder as sb
 
 

@@ -24,23 +24,23 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps import probing
-from pytest_cudadeps.build import read_build
-from pytest_cudadeps.checks import collect_checks
-from pytest_cudadeps.children import ChildRun
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.driver import DriverInfo
-from pytest_cudadeps.findings import Outcome, Pending
-from pytest_cudadeps.ldso import Step, Via, read_ld_so_cache
-from pytest_cudadeps.linkage import Linkage, ResolvedLibrary
-from pytest_cudadeps.load import LoadResult, LoadStep
-from pytest_cudadeps.owners import Owners
-from pytest_cudadeps.probes._protocol import GpuAnswer, LibcudaAnswer, Loaded, NvmlAnswer
-from pytest_cudadeps.probing import Probes, probe_checks
-from pytest_cudadeps.requirements import Closures
-from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.smoke import SmokeRun, TorchRun
-from pytest_cudadeps.snapshot import Root, Snapshot
+from pytest_cudadeps.checks.findings import Outcome, Pending
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine.build import read_build
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.ldso import Step, Via, read_ld_so_cache
+from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
+from pytest_cudadeps.engine.owners import Owners
+from pytest_cudadeps.engine.requirements import Closures
+from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.plan import collect_checks
+from pytest_cudadeps.probes import children as probing
+from pytest_cudadeps.probes.child.protocol import GpuAnswer, LibcudaAnswer, Loaded, NvmlAnswer
+from pytest_cudadeps.probes.children import Probes, probe_checks
+from pytest_cudadeps.probes.driver import DriverInfo
+from pytest_cudadeps.probes.load import LoadResult, LoadStep
+from pytest_cudadeps.probes.runner import ChildRun
+from pytest_cudadeps.probes.torch import SmokeRun, TorchRun
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 from tests.fakes import CONSTRUCTORS, fake_driver, fake_host

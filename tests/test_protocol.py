@@ -6,8 +6,7 @@ import dataclasses
 
 import pytest
 
-from pytest_cudadeps.children import Blame, decoded
-from pytest_cudadeps.probes._protocol import (
+from pytest_cudadeps.probes.child.protocol import (
     AllReduceAnswer,
     GpuAnswer,
     Loaded,
@@ -18,6 +17,7 @@ from pytest_cudadeps.probes._protocol import (
     TorchFacts,
     decode,
 )
+from pytest_cudadeps.probes.runner import Blame, decoded
 
 
 def test_every_answer_survives_the_json_round_trip() -> None:

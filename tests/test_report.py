@@ -10,9 +10,9 @@ from typing import Any, cast
 import jsonschema
 import pytest
 
-from pytest_cudadeps.causes import install_all, merge_specs
-from pytest_cudadeps.report import Library, _library_lines, schema
-from pytest_cudadeps.snapshot import Snapshot
+from pytest_cudadeps.engine.snapshot import Snapshot
+from pytest_cudadeps.report.causes import install_all, merge_specs
+from pytest_cudadeps.report.results import Library, _library_lines, schema
 from tests import sitebuilder as sb
 from tests.test_plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, inner, run_only
 
@@ -78,7 +78,7 @@ def test_two_missing_wheels_are_one_root_cause_with_one_fix(pytester: pytest.Pyt
 
 def test_the_cause_of_many_missing_wheels_is_made_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Made once per root, not once per missing wheel: 20,000 missing took 20,000 x 20,000 steps."""
-    from pytest_cudadeps import causes as causes_module
+    from pytest_cudadeps.report import causes as causes_module
 
     calls: list[int] = []
     merge = causes_module.merge_specs

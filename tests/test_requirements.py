@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.declared import declared_findings
-from pytest_cudadeps.distributions import Environment, scan
-from pytest_cudadeps.findings import Finding, Outcome
-from pytest_cudadeps.requirements import closure, default_roots
-from pytest_cudadeps.settings import Settings
-from pytest_cudadeps.snapshot import take_snapshot
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.requires import declared_findings
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine.distributions import Environment, scan
+from pytest_cudadeps.engine.requirements import closure, default_roots
+from pytest_cudadeps.engine.snapshot import take_snapshot
 from tests import sitebuilder as sb
 
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
@@ -460,7 +460,7 @@ def test_this_plugin_and_nvml_bindings_are_never_roots(tmp_path: Path) -> None:
     ("torch", None),
 ])
 def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str, gate: str | None) -> None:
-    from pytest_cudadeps.requirements import _extra_gate
+    from pytest_cudadeps.engine.requirements import _extra_gate
 
     assert _extra_gate(raw) == gate
 
@@ -472,6 +472,6 @@ def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str
     ("poetry", "poetry run pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
 ])
 def test_reinstall_command_for_each_installer(installer: str, command: str) -> None:
-    from pytest_cudadeps.installers import reinstall_command
+    from pytest_cudadeps.engine.installers import reinstall_command
 
     assert reinstall_command(installer, "nvidia-cublas==13.1.1.3.*") == command

@@ -12,9 +12,9 @@ from packaging.markers import Marker, UndefinedComparison
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pytest_cudadeps import requirements
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.requirements import (
+from pytest_cudadeps.engine import requirements
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.requirements import (
     MAX_MARKER_DEPTH,
     MAX_REQUIREMENT_LENGTH,
     _applies,

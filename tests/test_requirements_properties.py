@@ -25,8 +25,8 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pytest_cudadeps.distributions import Distribution, Environment
-from pytest_cudadeps.requirements import _applies, _extra_gate, closure, default_roots, requires_cuda
+from pytest_cudadeps.engine.distributions import Distribution, Environment
+from pytest_cudadeps.engine.requirements import _applies, _extra_gate, closure, default_roots, requires_cuda
 from tests.bounds import within
 
 settings.register_profile("default", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,15 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.safe_io import (
-    UnsafeFile,
-    human_size,
-    is_dir,
-    is_regular,
-    read_regular,
-    safe_stat,
-    stat_or_reason,
-)
+from pytest_cudadeps.core.safe_io import UnsafeFile, human_size, is_dir, is_regular, read_regular, safe_stat, stat_or_reason
 from tests import nobody
 from tests.bounds import within
 
@@ -119,7 +111,7 @@ def test_safe_stat_skips_a_folder_it_may_not_search() -> None:
         locked = shared / "locked"
         (locked / "inner").mkdir(parents=True)
         locked.chmod(0o700)
-        code = ("from pytest_cudadeps.safe_io import stat_or_reason, is_dir, safe_stat; import sys; "
+        code = ("from pytest_cudadeps.core.safe_io import stat_or_reason, is_dir, safe_stat; import sys; "
                 "p = sys.argv[1]; print(stat_or_reason(p), is_dir(p), safe_stat(p))")
         result = subprocess.run(nobody.command([sys.executable, "-c", code, str(locked / "inner")]),
                                 capture_output=True, text=True, cwd=nobody.REPO, timeout=60)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.settings import MAX_TIMEOUT, parse_timeout
+from pytest_cudadeps.core.settings import MAX_TIMEOUT, parse_timeout
 from tests import sitebuilder as sb
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.distributions import scan
-from pytest_cudadeps.findings import Outcome
-from pytest_cudadeps.triton import (
+from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.triton import (
     Triton,
     compiler_finding,
     find_compiler,

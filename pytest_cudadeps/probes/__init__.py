@@ -1,6 +1,7 @@
-"""Code that runs in child processes only: it loads foreign libraries, NVML, torch.
+"""The parent side of every child process: it starts them, sends their requests and decodes their answers.
 
-Nothing here is imported by the plugin process.  Each module is run by
-:func:`pytest_cudadeps.children.run_probe` in a fresh interpreter; it reads its
-request as JSON from stdin and reports each step as JSON lines (see :mod:`._protocol`).
+Anything that runs foreign code (dlopen, libcuda, NVML, torch, a bundled tool) runs in a child started
+here (:mod:`.runner` is the only code that starts one); what runs inside the child is :mod:`.child`,
+which imports nothing of the parent.  A probe returns facts (answers, or the blame of a step the child
+died in), never a finding: :mod:`pytest_cudadeps.checks` words them.
 """

@@ -1,129 +1,235 @@
-"""Child: the NVIDIA driver as libcuda and NVML see it, and the CUDA runtime's own version.
+"""The driver probe: is there an NVIDIA driver, which GPUs, and is it new enough for the wheels' runtime?
 
-Request: :class:`~._protocol.DriverRequest`; answers: :class:`~._protocol.LibcudaAnswer`,
-:class:`~._protocol.NvmlAnswer`, :class:`~._protocol.CudartAnswer`.  Steps: ``libcuda`` (``libcuda.so.1`` through
-ctypes: ``cuInit(0)``, ``cuDriverGetVersion``), ``nvml`` (nvidia-ml-py: driver version,
-supported CUDA version, each GPU's name, memory, compute capability and MIG mode),
-``cudart`` (``cudaRuntimeGetVersion`` of the libcudart the linkage check resolved).
+Everything is asked in a child (:mod:`pytest_cudadeps.probes.child.driver`): ``libcuda.so.1``
+through ctypes, NVML through nvidia-ml-py, and ``cudaRuntimeGetVersion`` of the
+libcudart the linkage check resolved.  Without a driver the items skip with the
+reason, or fail when the user asked for a GPU (``--cuda-deps-require-gpu``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-from types import ModuleType
-from typing import Callable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from . import _protocol
-from ._protocol import CudartAnswer, DriverRequest, GpuAnswer, LibcudaAnswer, NvmlAnswer
-from .load import _libdl, mapped_path
+from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
+from pytest_cudadeps.probes.child.protocol import CudartAnswer, DriverRequest, LibcudaAnswer, NvmlAnswer
+from pytest_cudadeps.probes.runner import Blame, ChildGroup, run_steps
+from pytest_cudadeps.tables.cuda_errors import cu_result_finding, nvml_error_finding
+from pytest_cudadeps.tables.drivers import cuda_version_text, cuda_version_tuple, minimum_driver, torch_build_for, version_tuple
 
-
-def probe_libcuda() -> LibcudaAnswer:
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError as exc:
-        return LibcudaAnswer(error=str(exc))
-    path = mapped_path(_libdl(), lib._handle)
-    cu_init = lib.cuInit(0)
-    version = ctypes.c_int(0)
-    rc = lib.cuDriverGetVersion(ctypes.byref(version))
-    return LibcudaAnswer(path=path, cu_init=cu_init, cuda_version=version.value if rc == 0 else None)
+CHECK = "driver"
+NVML_LIBRARY_NOT_FOUND = 12  # NVML_ERROR_LIBRARY_NOT_FOUND: libnvidia-ml.so.1 is missing
 
 
-def _gpu(pynvml: ModuleType, index: int) -> GpuAnswer:
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-    try:
-        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-    except pynvml.NVMLError:
-        memory = None
-    try:
-        mig = "on" if pynvml.nvmlDeviceGetMigMode(handle)[0] else "off"
-    except pynvml.NVMLError:
-        mig = "n/a"
-    try:
-        uuid = pynvml.nvmlDeviceGetUUID(handle)
-    except pynvml.NVMLError:
-        uuid = None
-    return GpuAnswer(index, pynvml.nvmlDeviceGetName(handle), (major, minor), memory, mig, uuid, _nvlinks(pynvml, handle))
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as NVML reports it."""
+
+    index: int
+    name: str
+    capability: tuple[int, int]
+    memory: int | None  # bytes
+    mig: str  # "on", "off" or "n/a"
+    uuid: str | None = None  # "GPU-5e1a...", from NVML
+    nvlinks: int | None = None  # active NVLink links, None without NVLink
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.capability[0]}{self.capability[1]}"
+
+    def describe(self) -> str:
+        memory = f", {self.memory / 2**30:.0f} GiB" if self.memory else ""
+        return f"GPU {self.index} {self.name} (compute capability {self.capability[0]}.{self.capability[1]}{memory}, MIG {self.mig})"
 
 
-def _nvlinks(pynvml: ModuleType, handle: object) -> int | None:
-    """How many NVLink links are active; None when the GPU has no NVLink (NVML says not supported)."""
-    active = 0
-    for link in range(pynvml.NVML_NVLINK_MAX_LINKS):
-        try:
-            active += pynvml.nvmlDeviceGetNvLinkState(handle, link) == 1
-        except pynvml.NVMLError:
-            if link == 0:
-                return None
-            break  # fewer links than the most NVML knows
-    return active
+@dataclass(frozen=True)
+class DriverInfo:
+    """What the driver child answered for each step, or the :class:`Blame` of a step it crashed or hung in.
+
+    ``cudart`` is None when no libcudart was resolved to ask.
+    """
+
+    libcuda: LibcudaAnswer | Blame
+    nvml: NvmlAnswer | Blame
+    cudart: CudartAnswer | Blame | None = None
+
+    @property
+    def gpus(self) -> tuple[Gpu, ...]:
+        if not isinstance(self.nvml, NvmlAnswer):
+            return ()
+        return tuple(Gpu(g.index, g.name, g.capability, g.memory, g.mig, g.uuid, g.nvlinks) for g in self.nvml.gpus)
+
+    @property
+    def driver_cuda(self) -> int | None:
+        """The CUDA version the driver supports (cuDriverGetVersion, else NVML), encoded 13000."""
+        from_libcuda = self.libcuda.cuda_version if isinstance(self.libcuda, LibcudaAnswer) else None
+        return from_libcuda or (self.nvml.cuda_version if isinstance(self.nvml, NvmlAnswer) else None) or None
+
+    @property
+    def driver_version(self) -> str | None:
+        return self.nvml.driver if isinstance(self.nvml, NvmlAnswer) and self.nvml.driver else None
 
 
-def _p2p(pynvml: ModuleType, count: int) -> tuple[tuple[int, int, int], ...]:
-    """Peer-to-peer read status of every pair of GPUs (what NCCL's direct transport needs)."""
-    handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
-    pairs = []
-    for first in range(count):
-        for second in range(first + 1, count):
-            try:
-                pairs.append((first, second, int(pynvml.nvmlDeviceGetP2PStatus(handles[first], handles[second], 0))))
-            except pynvml.NVMLError:
-                continue
-    return tuple(pairs)
+def probe_driver(
+    *,
+    timeout: float,
+    cudart: Path | None = None,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
+) -> DriverInfo:
+    """Ask libcuda, NVML and libcudart in children; a step that crashes or hangs is blamed."""
+    steps = ["libcuda", "nvml", *(["cudart"] if cudart else [])]
+    runs = run_steps(
+        "pytest_cudadeps.probes.child.driver", steps,
+        lambda pending, _done: DriverRequest(tuple(pending), str(cudart) if cudart else None),
+        timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
+    return DriverInfo(runs.answer(LibcudaAnswer, "libcuda"), runs.answer(NvmlAnswer, "nvml"),
+                      runs.answer(CudartAnswer, "cudart") if cudart else None)
 
 
-def probe_nvml() -> NvmlAnswer:
-    import pynvml
-
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return NvmlAnswer(error=str(exc), code=exc.value)
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        try:
-            cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        except pynvml.NVMLError:
-            cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = tuple(_gpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount()))
-        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus, p2p=_p2p(pynvml, len(gpus)))
-    except pynvml.NVMLError as exc:
-        return NvmlAnswer(error=str(exc), code=exc.value)
-    finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+def _no_driver(check: str, subject: str, reason: str, require_gpu: bool) -> Finding:
+    return unavailable(check, subject, reason, require_gpu=require_gpu, fix=INSTALL_DRIVER)
 
 
-def probe_cudart(path: str | None) -> CudartAnswer:
-    if path is None:
-        return CudartAnswer(error="no libcudart was resolved")
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError as exc:
-        return CudartAnswer(error=str(exc))
-    version = ctypes.c_int(0)
-    rc = lib.cudaRuntimeGetVersion(ctypes.byref(version))
-    return CudartAnswer(path=mapped_path(_libdl(), lib._handle), version=version.value if rc == 0 else None, rc=rc)
+def _trouble(check: str, subject: str, what: str, blame: Blame) -> Finding:
+    return failed(check, subject, f"{what} {blame.trouble}", *blame.stderr,
+                  fix="reinstall the NVIDIA driver (its user-space libraries are broken), or raise --cuda-deps-timeout")
 
 
-STEPS: dict[str, Callable[[DriverRequest], object]] = {
-    "libcuda": lambda request: probe_libcuda(),
-    "nvml": lambda request: probe_nvml(),
-    "cudart": lambda request: probe_cudart(request.cudart),
-}
+def libcuda_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
+    """``driver[libcuda]``: libcuda.so.1 loads, cuInit(0) succeeds, and which CUDA it supports."""
+    lib = info.libcuda
+    if isinstance(lib, Blame):
+        return _trouble(CHECK, "libcuda", "loading libcuda.so.1 and calling cuInit(0)", lib)
+    if lib.error is not None:
+        return _no_driver(CHECK, "libcuda", f"libcuda.so.1 not found ({lib.error})", require_gpu)
+    rc = lib.cu_init if lib.cu_init is not None else -1
+    if rc == 100:
+        return _no_driver(CHECK, "libcuda", f"cuInit(0) returned 100 (CUDA_ERROR_NO_DEVICE) in {lib.path}: "
+                          "the driver sees no GPU", require_gpu)
+    if rc != 0:
+        return cu_result_finding(CHECK, "libcuda", "cuInit(0)", rc, lib.path)
+    cuda = info.driver_cuda
+    supports = f"supports CUDA {cuda_version_text(cuda)}" if cuda else "CUDA version unknown"
+    return passed(CHECK, "libcuda", f"{lib.path}: cuInit ok, {supports}",
+                  path=str(lib.path), cuda=cuda_version_text(cuda) if cuda else "")
 
 
-def main() -> None:
-    _protocol.open_channel()
-    request = _protocol.request_as(DriverRequest)
-    for step in request.steps:
-        _protocol.begin(step)
-        _protocol.end(step, STEPS[step](request))
-    _protocol.done()
+def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
+    """``driver[nvml]``: the driver version and each GPU, through nvidia-ml-py."""
+    nvml = info.nvml
+    if isinstance(nvml, Blame):
+        return _trouble(CHECK, "nvml", "initialising NVML (libnvidia-ml.so.1)", nvml)
+    if nvml.error is not None:
+        if nvml.code == NVML_LIBRARY_NOT_FOUND:
+            return _no_driver(CHECK, "nvml", "NVML library not found: libnvidia-ml.so.1 is missing, "
+                              "no NVIDIA driver on this host", require_gpu)
+        if nvml.code is not None:
+            return nvml_error_finding(CHECK, "nvml", "NVML", nvml.code, None)
+        return failed(CHECK, "nvml", f"NVML failed: {nvml.error}",
+                      fix="check `nvidia-smi`; reinstall the NVIDIA driver if it fails the same way")
+    if not info.gpus:
+        return _no_driver(CHECK, "nvml", f"NVIDIA driver {info.driver_version} sees no GPU", require_gpu)
+    cuda = nvml.cuda_version
+    summary = f"driver {info.driver_version}, CUDA {cuda_version_text(cuda) if cuda else '?'}; " + "; ".join(
+        gpu.describe() for gpu in info.gpus)
+    return passed(CHECK, "nvml", summary, driver=str(info.driver_version), gpus=str(len(info.gpus)),
+                  **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus}, **_interconnect(info))
 
 
-if __name__ == "__main__":
-    main()
+_P2P_STATUS = {0: "ok", 1: "chipset not supported", 2: "GPU not supported", 3: "IOH topology not supported",
+               4: "disabled by regkey", 5: "not supported"}  # nvmlGpuP2PStatus_t
+
+
+def _interconnect(info: DriverInfo) -> dict[str, str]:
+    """NVLink and peer-to-peer as properties (junitxml, the JSON report), where NVML reports them."""
+    facts = {f"gpu{g.index}_nvlinks": str(g.nvlinks) for g in info.gpus if g.nvlinks is not None}
+    if isinstance(info.nvml, NvmlAnswer) and info.nvml.p2p:
+        facts["p2p"] = ", ".join(f"{a}-{b} {_P2P_STATUS.get(status, f'status {status}')}" for a, b, status in info.nvml.p2p)
+    return facts
+
+
+def runtime_compat_finding(
+    info: DriverInfo, build_cuda: str | None, build_source: str, *, require_gpu: bool = False
+) -> Finding:
+    """``driver[runtime-compat]``: the driver runs the CUDA runtime that the wheels carry.
+
+    The runtime version is libcudart's own (``cudaRuntimeGetVersion`` in the child)
+    when the linkage check resolved one, else the root's build (``torch/version.py``).
+    """
+    subject = "runtime-compat"
+    if isinstance(info.cudart, Blame):
+        return _trouble(CHECK, subject, "loading libcudart and calling cudaRuntimeGetVersion", info.cudart)
+    runtime, source = _runtime_version(info, build_cuda, build_source)
+    if runtime is None:
+        return skipped(CHECK, subject, f"no CUDA runtime to compare with: {source}")
+    driver_cuda = info.driver_cuda
+    if driver_cuda is None:
+        reason = _error_of(info.libcuda) or _error_of(info.nvml) or "the driver reports no CUDA version"
+        return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
+                          f"the driver: {reason}", require_gpu)
+    supported = cuda_version_tuple(driver_cuda)
+    driver = info.driver_version
+    shown = f"NVIDIA driver {driver} (CUDA {supported[0]}.{supported[1]})" if driver else \
+        f"the NVIDIA driver (CUDA {supported[0]}.{supported[1]})"
+    major_min, ga_min = minimum_driver(runtime)
+    facts = {"runtime": f"{runtime[0]}.{runtime[1]}", "driver_cuda": f"{supported[0]}.{supported[1]}",
+             "runtime_from": source, **({"driver": driver} if driver else {})}
+    if supported >= runtime:
+        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source}",
+                      **facts)
+    if supported[0] == runtime[0] and (driver is None or major_min is None
+                                       or version_tuple(driver) >= version_tuple(major_min)):
+        note = f"; CUDA {runtime[0]}.{runtime[1]} GA driver is {ga_min}" if ga_min else ""
+        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source} "
+                      f"through minor-version compatibility (newer PTX cannot be JIT-compiled{note})", **facts)
+    need = f">= {major_min}" if major_min else f"for CUDA {runtime[0]}.x"
+    exact = f" (CUDA {runtime[0]}.{runtime[1]} GA: {ga_min})" if ga_min else ""
+    build = torch_build_for(supported)
+    alternative = (f", or install the torch build for CUDA {build[0]}.{build[1]}: pip install torch --index-url "
+                   f"https://download.pytorch.org/whl/cu{build[0]}{build[1]}" if build else "")
+    return failed(
+        CHECK, subject,
+        f"{shown} is too old for the CUDA {runtime[0]}.{runtime[1]} runtime in the wheels ({source}): "
+        f"CUDA {runtime[0]}.x needs driver {need}{exact}",
+        "torch fails with: CUDA driver version is insufficient for CUDA runtime version",
+        fix=f"upgrade the NVIDIA driver to {ga_min or major_min or 'a newer release'} or newer{alternative}",
+        **facts,
+    )
+
+
+def _error_of(answer: LibcudaAnswer | NvmlAnswer | Blame) -> str | None:
+    return answer.trouble if isinstance(answer, Blame) else answer.error
+
+
+def _runtime_version(
+    info: DriverInfo, build_cuda: str | None, build_source: str
+) -> tuple[tuple[int, int] | None, str]:
+    cudart = info.cudart
+    if isinstance(cudart, CudartAnswer) and cudart.version:
+        return cuda_version_tuple(cudart.version), f"{cudart.path} (cudaRuntimeGetVersion {cudart.version})"
+    if build_cuda:
+        parts = version_tuple(build_cuda)
+        if len(parts) >= 2:
+            return (parts[0], parts[1]), f"{build_source} (cuda = '{build_cuda}')"
+    error = cudart.error if isinstance(cudart, CudartAnswer) else None
+    return None, error or f"{build_source} names no CUDA version"
+
+
+def gpus_or_reason(info: DriverInfo, check: str, subject: str, *, require_gpu: bool) -> tuple[Gpu, ...] | Finding:
+    """The GPUs for the checks that need them, or the skip/failure that says why there are none."""
+    if info.gpus:
+        return info.gpus
+    nvml = info.nvml
+    if isinstance(nvml, Blame):
+        return _trouble(check, subject, "asking NVML for the GPUs", nvml)
+    if nvml.code == NVML_LIBRARY_NOT_FOUND:
+        reason = "no GPU to check: NVML library not found (libnvidia-ml.so.1), no NVIDIA driver on this host"
+    elif nvml.error is not None:
+        reason = f"no GPU to check: NVML failed: {nvml.error}"
+    else:
+        reason = f"no GPU to check: NVIDIA driver {info.driver_version} sees no GPU"
+    return _no_driver(check, subject, reason, require_gpu)

@@ -1,79 +1,131 @@
-"""Child: dlopen libraries one by one and report the file each one was really mapped from.
+"""The load probe: do the libraries really load, and from the file the static check predicted?
 
-Request: :class:`~._protocol.LoadRequest`; each step's answer: :class:`~._protocol.Loaded`.
-A target is an absolute path or a bare soname.  For a step with a ``soname`` the library may already be mapped (pulled in by
-the root's libraries, through their RPATH): then that copy is the answer, found with
-``dlopen(soname, RTLD_NOLOAD)``, which matches loaded objects by soname and maps nothing.
+In a child process (:mod:`pytest_cudadeps.probes.child.load`) the root's own libraries are loaded
+first, as the root loads them (torch: ``torch/lib/libtorch_global_deps.so`` with
+``RTLD_GLOBAL``, then ``torch/lib/libtorch_cuda.so``, which pulls in the CUDA libraries
+through its RPATH), then each CUDA library the linkage check resolved.  A library already
+mapped by then is reported where it was mapped from; any other one is opened by its
+predicted path (or by soname when nothing was predicted).  When the child crashes or hangs,
+the library in progress gets the blame and a new child goes on with the rest.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
 
-from . import _protocol
-from ._protocol import Loaded, LoadRequest, LoadTarget
+from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, unavailable
+from pytest_cudadeps.engine.providers import DRIVER_SONAMES  # missing one means "no driver", not "broken wheel"
+from pytest_cudadeps.probes.child.protocol import Loaded, LoadRequest, LoadTarget
+from pytest_cudadeps.probes.runner import Blame, ChildGroup, JsonObject, run_steps
 
-RTLD_LAZY, RTLD_NOW, RTLD_NOLOAD, RTLD_GLOBAL, RTLD_LOCAL = 1, 2, 4, 0x100, 0
-RTLD_DI_LINKMAP = 2
+CHECK = "load"
+# How torch/__init__.py loads its CUDA build: (item subject, file under torch/lib, RTLD_GLOBAL).
+TORCH_LOAD_ORDER = (
+    ("torch-global-deps", "libtorch_global_deps.so", True),
+    ("torch-cuda", "libtorch_cuda.so", False),
+)
+LoadResult = Union[Loaded, Blame]  # what the child said for a step, or how it died in it
 
 
-class _LinkMap(ctypes.Structure):
-    _fields_ = [
-        ("l_addr", ctypes.c_void_p),
-        ("l_name", ctypes.c_char_p),
-        ("l_ld", ctypes.c_void_p),
-        ("l_next", ctypes.c_void_p),
-        ("l_prev", ctypes.c_void_p),
+@dataclass(frozen=True)
+class LoadStep:
+    """One library to load: by ``target`` (a path, or a bare soname when nothing was predicted).
+
+    ``fix`` is the command that puts the library back, from the provider resolver: the root's
+    reinstall for its own files, the providing wheel's install or reinstall for a CUDA library.
+    """
+
+    name: str  # the item's subject: load[NAME]
+    target: str
+    soname: str | None = None  # None for the root's own files, which are always opened by path
+    predicted: Path | None = None
+    rtld_global: bool = False
+    fix: str = ""
+
+    def request(self) -> LoadTarget:
+        return LoadTarget(self.name, self.target, self.soname, self.rtld_global)
+
+
+def torch_steps(torch_dir: Path, fix: str = "") -> list[LoadStep]:
+    return [LoadStep(name, str(torch_dir / "lib" / file), rtld_global=glob, fix=fix)
+            for name, file, glob in TORCH_LOAD_ORDER]
+
+
+def library_steps(libraries: Sequence[tuple[str, Path | None]], fixes: Mapping[str, str] | None = None) -> list[LoadStep]:
+    """Steps for (soname, predicted path) pairs, in the given order; ``fixes`` maps a soname to its fix command."""
+    return [
+        LoadStep(soname, str(predicted) if predicted is not None else soname, soname, predicted,
+                 fix=(fixes or {}).get(soname, ""))
+        for soname, predicted in libraries
     ]
 
 
-def _libdl() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None)
-    dl = libc if hasattr(libc, "dlinfo") else ctypes.CDLL("libdl.so.2")  # glibc < 2.34
-    dl.dlopen.restype = ctypes.c_void_p
-    dl.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    dl.dlerror.restype = ctypes.c_char_p
-    dl.dlinfo.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    return dl
+def probe_loads(
+    steps: Sequence[LoadStep],
+    *,
+    timeout: float,
+    paths: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    inhibit_ld_cache: bool = False,
+    group: ChildGroup | None = None,
+) -> dict[str, LoadResult]:
+    """Load every step in children; a step that kills or hangs its child is reported, the rest go on.
+
+    Root steps (no soname) that loaded once are loaded again, silently, at the start of
+    each new child, so that every library is seen in the process the root would make.
+    """
+    runs = run_steps("pytest_cudadeps.probes.child.load", [step.name for step in steps], load_request(steps),
+                     timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache, group=group)
+    return {step.name: runs.answer(Loaded, step.name) for step in steps}
 
 
-def mapped_path(dl: ctypes.CDLL, handle: int) -> str | None:
-    """The file the loader mapped for ``handle``, from its link map (as found, not resolved)."""
-    link_map = ctypes.POINTER(_LinkMap)()
-    if dl.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0 or not link_map:
-        return None
-    name = link_map.contents.l_name
-    return os.fsdecode(name) if name else None
+def load_request(steps: Sequence[LoadStep]) -> Callable[[list[str], Mapping[str, JsonObject]], LoadRequest]:
+    """A new child's load request: the steps still to do, after the root's own libraries that loaded in an
+    earlier child (loaded again, silently, so that every library is seen in the process the root makes)."""
+    by_name = {step.name: step for step in steps}
+    roots = [step for step in steps if step.soname is None]
+
+    def request(pending: list[str], done: Mapping[str, JsonObject]) -> LoadRequest:
+        prelude = [step for step in roots if step.name not in pending and done.get(step.name, {}).get("ok") is True]
+        return LoadRequest(tuple(step.request() for step in prelude), tuple(by_name[name].request() for name in pending))
+
+    return request
 
 
-def load(dl: ctypes.CDLL, step: LoadTarget) -> Loaded:
-    if step.soname:
-        handle = dl.dlopen(os.fsencode(step.soname), RTLD_LAZY | RTLD_NOLOAD)
-        if handle:
-            return Loaded(True, mapped_path(dl, handle), "already mapped")
-        dl.dlerror()  # clear the NOLOAD miss
-    mode = RTLD_NOW | (RTLD_GLOBAL if step.rtld_global else RTLD_LOCAL)
-    handle = dl.dlopen(os.fsencode(step.target), mode)
-    if not handle:
-        error = dl.dlerror()
-        return Loaded(False, error=os.fsdecode(error) if error else "dlopen returned NULL")
-    return Loaded(True, mapped_path(dl, handle), "opened")
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
-def load_all(request: LoadRequest) -> None:
-    """Each step begun, loaded and ended in turn (the prelude: libraries loaded again in a new child)."""
-    dl = _libdl()
-    for step in (*request.prelude, *request.steps):
-        _protocol.begin(step.name)
-        _protocol.end(step.name, load(dl, step))
-
-
-def main() -> None:
-    _protocol.open_channel()
-    load_all(_protocol.request_as(LoadRequest))
-    _protocol.done()
-
-
-if __name__ == "__main__":
-    main()
+def load_finding(step: LoadStep, result: LoadResult, *, require_gpu: bool = False) -> Finding:
+    """The item's finding for one step."""
+    what = step.soname or step.target
+    reinstall = step.fix or f"reinstall the wheel that provides {what}"
+    if isinstance(result, Blame):
+        fix = (
+            f"raise --cuda-deps-timeout if this host is just slow; otherwise {reinstall}"
+            if result.trouble.startswith("hung") else
+            f"{reinstall}; check LD_PRELOAD and LD_LIBRARY_PATH for a foreign copy"
+        )
+        return failed(CHECK, step.name, f"loading {step.target} {result.trouble}", *result.stderr, fix=fix,
+                      target=step.target)
+    if not result.ok:
+        error = result.error or "unknown error"
+        if step.soname in DRIVER_SONAMES and "cannot open shared object file" in error:
+            return unavailable(CHECK, step.name, f"{step.soname} not found: no NVIDIA driver on this host ({error})",
+                               require_gpu=require_gpu, fix=INSTALL_DRIVER)
+        return failed(CHECK, step.name, f"dlopen({step.target}) failed: {error}", fix=reinstall, target=step.target)
+    mapped = os.path.normpath(result.mapped) if result.mapped else None
+    if step.predicted is not None and mapped and not _same_file(mapped, step.predicted):
+        return failed(
+            CHECK, step.name,
+            f"{what} was mapped from {mapped}, not from {step.predicted} as the linkage check predicted",
+            f"{result.how}: {os.path.realpath(mapped)} is a different file",
+            fix=(f"remove {os.path.dirname(mapped)} from LD_LIBRARY_PATH/LD_PRELOAD, or uninstall the "
+                 f"copy there, so that {step.predicted} is used"),
+            mapped=mapped, predicted=str(step.predicted),
+        )
+    return passed(CHECK, step.name, f"{mapped or '?'} ({result.how})", mapped=mapped or "?", how=result.how)

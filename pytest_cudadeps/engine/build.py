@@ -1,0 +1,101 @@
+"""Which CUDA a root was built for, read from its files, and whether the installed wheels agree.
+
+torch records its build in ``torch/version.py`` (``cuda = '13.0'``, ``None`` for a CPU
+build).  The nvidia wheels record their CUDA major in the name (``nvidia-nccl-cu12``)
+or, for the toolkit wheels that track the CUDA version itself, in the version
+(``nvidia-cuda-runtime 13.0.96``).  Mixing majors makes wheels overwrite each other's
+files (``nvidia/nccl/lib/libnccl.so.2``) and the loader pick the wrong one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
+from pytest_cudadeps.engine.distributions import Distribution, Environment, read_version_module
+from pytest_cudadeps.engine.installers import reinstall_command, uninstall_command
+
+_SUFFIX = re.compile(r"-cu(\d+)$")
+# Distributions whose version is the CUDA toolkit version they belong to.
+_VERSIONED_LIKE_CUDA = ("nvidia-cuda-runtime", "nvidia-cuda-nvrtc", "nvidia-cuda-cupti", "cuda-toolkit")
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a root says about its own build."""
+
+    dist: Distribution
+    version_file: Path
+    cuda: str | None  # "13.0", or None for a CPU build
+
+    @property
+    def cuda_major(self) -> int | None:
+        return int(self.cuda.split(".")[0]) if self.cuda else None
+
+
+def read_build(env: Environment, dist: Distribution) -> Build | str:
+    """torch's build from ``torch/version.py``; a string says why it could not be read."""
+    package = env.package_dir(dist, dist.key.replace("-", "_"))
+    if package is None:
+        return f"{dist} has no package folder {dist.location / dist.key}"
+    version_file = package / "version.py"
+    try:
+        values = read_version_module(package)
+    except FileNotFoundError:
+        return f"{version_file} is missing"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"{version_file} cannot be read: {exc}"
+    if "cuda" not in values:
+        return f"{version_file} has no `cuda = ...` line"
+    cuda = values["cuda"]
+    if cuda is not None and not re.fullmatch(r"\d+\.\d+", cuda):
+        return f"{version_file} has cuda = {cuda!r}, not a CUDA version such as '13.0'"
+    return Build(dist, version_file, cuda)
+
+
+def cuda_major_of(dist: Distribution) -> int | None:
+    """The CUDA major a wheel is for, when its name or version says so."""
+    match = _SUFFIX.search(dist.key)
+    if match:
+        return int(match.group(1))
+    if dist.key in _VERSIONED_LIKE_CUDA:
+        try:
+            return int(dist.version.split(".")[0])
+        except ValueError:
+            return None
+    return None
+
+
+def build_finding(env: Environment, dist: Distribution, build: Build | str) -> Finding:
+    """``cuda-major[torch]``: torch is a CUDA build, and every installed CUDA wheel is for the same major."""
+    if isinstance(build, str):
+        return failed(
+            "cuda-major", dist.key, f"cannot tell which CUDA {dist} was built for: {build}",
+            fix=f"reinstall it: {reinstall_command(dist.installer, f'{dist.name}=={dist.version}')}",
+        )
+    if build.cuda_major is None:
+        return skipped(
+            "cuda-major", dist.key,
+            f"{dist.name} {dist.version} is a CPU-only build ({build.version_file}: cuda = None)",
+        )
+    others = []
+    for other in env.distributions:
+        major = cuda_major_of(other)
+        if major is not None and major != build.cuda_major and env.get(other.key) is other:
+            others.append((other, major))
+    if others:
+        names = ", ".join(f"{d} (CUDA {m})" for d, m in others)
+        return failed(
+            "cuda-major", dist.key,
+            f"{dist} is a CUDA {build.cuda} build, but CUDA {others[0][1]} wheels are installed beside it: {names}",
+            f"read from {build.version_file}; wheels of two CUDA majors share folders under nvidia/ and overwrite each other's libraries",
+            fix=" && ".join(uninstall_command(dist.installer, d.name) for d, _ in others)
+            + f", then reinstall {dist.name} and its wheels to restore the files they overwrote: "
+            + reinstall_command(dist.installer, f"{dist.name}=={dist.version}", deps=True),
+        )
+    return passed(
+        "cuda-major", dist.key, f"{dist} is a CUDA {build.cuda} build; no wheel of another CUDA major is installed",
+        cuda=build.cuda or "", version_file=str(build.version_file),
+    )

@@ -1,0 +1,408 @@
+"""The installed distributions, read from their metadata files and never imported.
+
+:func:`scan` walks the given ``sys.path`` entries in order, the way
+``importlib.metadata`` does, and parses each ``*.dist-info`` (``METADATA``) and
+``*.egg-info`` (``PKG-INFO`` plus ``requires.txt``).  A file that cannot be read
+or parsed becomes a :class:`MetadataProblem` instead of an exception, so that a
+garbled install turns into a failing item rather than an INTERNALERROR.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+from packaging.utils import canonicalize_name
+
+from pytest_cudadeps.core.safe_io import UnsafeFile, is_dir, read_regular
+
+# Size caps of the files read here (safe_io.read_regular refuses anything larger, and any FIFO,
+# device or folder, with a message naming the file).  Each is far above what real installs
+# write, and far below what would cost noticeable memory or time:
+# - METADATA / PKG-INFO: the body is the long description (a README); the largest real ones
+#   are a few MB (READMEs with embedded images).  16 MB.
+METADATA_LIMIT = 16 << 20
+# - requires.txt: one requirement a line; torch 2.4's has 30 lines (2 KB).  1 MB.
+REQUIRES_TXT_LIMIT = 1 << 20
+# - RECORD: torch's is about 2 MB with 20,000 lines; a distribution ten times larger still fits.  64 MB.
+RECORD_LIMIT = 64 << 20
+# - INSTALLER: one word ("pip", "uv").  4 KB.
+INSTALLER_LIMIT = 4 << 10
+# - version.py: torch's is about 300 bytes; ast.parse takes 0.75 s for 1 MB of assignments
+#   (python3.11), so 256 KB keeps the parse under 0.2 s.
+VERSION_PY_LIMIT = 256 << 10
+# Python's csv module refuses a field longer than this (csv.field_size_limit(), a process-wide
+# setting we leave alone): such a RECORD line is reported instead of raising csv.Error.
+_CSV_FIELD_LIMIT = 128 << 10
+# C0 and C1 control characters and DEL: never part of a real distribution name or version, and
+# a NUL makes "torch\0" a different key from "torch" (a false "torch is not installed").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class MetadataProblem:
+    """A metadata file that could not be used: which file, and what is wrong with it."""
+
+    path: Path
+    problem: str
+
+
+class RecordEntry(NamedTuple):
+    """One line of a RECORD file: a path relative to the distribution's location."""
+
+    path: str
+    hash: str
+    size: str
+
+
+@dataclass(frozen=True, eq=False)
+class Distribution:
+    """One installed distribution as its metadata describes it.
+
+    ``location`` is the ``sys.path`` entry holding it, ``meta_dir`` its
+    ``.dist-info``/``.egg-info`` folder.  ``requires`` are the raw ``Requires-Dist``
+    strings (parsed later, so that one bad line names its file and does not hide the rest).
+    """
+
+    name: str
+    version: str
+    location: Path
+    meta_dir: Path
+    requires: tuple[str, ...]
+    provides_extras: frozenset[str]
+    installer: str
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @cached_property
+    def record(self) -> tuple[RecordEntry, ...]:
+        """The RECORD entries (empty when there is no RECORD, as for egg-info, or it cannot be read)."""
+        return self.record_entries()
+
+    @cached_property
+    def _record_lines(self) -> tuple[str, ...]:
+        # scan() fills this while it checks the file, so RECORD is read once per run
+        return load_record(self.meta_dir)[0]
+
+    def record_entries(self, containing: str = "") -> tuple[RecordEntry, ...]:
+        """RECORD entries whose line contains ``containing`` (torch's RECORD has 20,000 lines).
+
+        A line that csv cannot parse (a field over 128 KiB) is left out: scan() reports it
+        as a :class:`MetadataProblem` of this RECORD.
+        """
+        lines = self._record_lines
+        if containing:
+            lines = tuple(line for line in lines if containing in line)
+        return tuple(
+            RecordEntry(row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+            for row in _csv_rows(lines) if row and row[0]
+        )
+
+    def files(self) -> Iterator[tuple[Path, RecordEntry]]:
+        """Absolute paths (not resolved through links) of the files its RECORD lists, wherever they point.
+
+        RECORD paths are relative to ``location``, but nothing stops a line from being
+        absolute or climbing out with ``..`` (console scripts legitimately sit at
+        ``../../../bin``).  To decide who owns a file, use :meth:`owned_files`.
+        """
+        for entry in self.record:
+            yield Path(os.path.normpath(self.location / entry.path)), entry
+
+    def owned_files(self, containing: str = "") -> Iterator[tuple[Path, RecordEntry]]:
+        """The files of its RECORD that lie inside ``location`` after ``os.path.normpath``: the ones it may own.
+
+        A RECORD line with an absolute path (``/usr/local/cuda/lib64/libcudart.so.13``) or
+        ``..`` components leading out of site-packages never makes the system's library
+        "owned by nvidia-cuda-runtime".  Links are not resolved (a folder inside that is a
+        link to elsewhere is the linkage walk's business, as for the loader).
+        ``containing`` filters the lines first, as in :meth:`record_entries`.
+        """
+        base = os.path.normpath(self.location)
+        prefix = base.rstrip(os.sep) + os.sep
+        for entry in self.record_entries(containing) if containing else self.record:
+            if os.path.isabs(entry.path):
+                continue
+            path = os.path.normpath(os.path.join(base, entry.path))
+            if path.startswith(prefix):
+                yield Path(path), entry
+
+
+def _csv_rows(lines: tuple[str, ...]) -> Iterator[list[str]]:
+    """csv rows of ``lines``; a line csv refuses (csv.Error) is skipped instead of ending the walk."""
+    try:
+        yield from list(csv.reader(lines))
+        return
+    except csv.Error:
+        pass
+    for line in lines:  # the slow path, only for a RECORD that scan() reported
+        try:
+            yield from list(csv.reader([line]))
+        except csv.Error:
+            continue
+
+
+def load_record(meta_dir: Path) -> tuple[tuple[str, ...], MetadataProblem | None]:
+    """The lines of ``meta_dir/RECORD`` and what is wrong with it (None: nothing, or no RECORD at all)."""
+    path = meta_dir / "RECORD"
+    try:
+        text = read_regular(path, RECORD_LIMIT, "a RECORD file").decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return (), None
+    except OSError as exc:
+        return (), MetadataProblem(path, f"cannot be read: {_reason(exc)}")
+    lines = tuple(text.splitlines())
+    # Only a line longer than csv's field limit, or one with a NUL (refused before Python
+    # 3.11), can make csv raise: checking those alone keeps torch's 20,000 lines cheap.
+    for number, line in enumerate(lines, start=1):
+        if len(line) > _CSV_FIELD_LIMIT or "\0" in line:
+            try:
+                list(csv.reader([line]))
+            except csv.Error as exc:
+                return lines, MetadataProblem(path, f"line {number} cannot be parsed: {exc}")
+    return lines, None
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError in words: the safe reader's own reason, else "[Errno 13] Permission denied"."""
+    return str(exc) if isinstance(exc, UnsafeFile) else (f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Every distribution found on the scanned path, in ``sys.path`` order."""
+
+    paths: tuple[Path, ...]
+    distributions: tuple[Distribution, ...]
+    problems: tuple[MetadataProblem, ...] = ()
+    by_key: dict[str, tuple[Distribution, ...]] = field(default_factory=dict, compare=False)
+
+    def get(self, name: str) -> Distribution | None:
+        """The copy Python would use: the first one on the path."""
+        found = self.by_key.get(canonicalize_name(name))
+        return found[0] if found else None
+
+    def package_dir(self, dist: Distribution, package: str) -> Path | None:
+        """The folder of an import package of ``dist`` (``torch``), without importing it."""
+        candidate = dist.location / package
+        return candidate if is_dir(candidate) else None
+
+
+def _read_text(path: Path, limit: int, what: str) -> str:
+    """A UTF-8 file read with :func:`safe_io.read_regular` (regular file, at most ``limit`` bytes)."""
+    data = read_regular(path, limit, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _egg_requires(text: str) -> list[str]:
+    """Turn a setuptools ``requires.txt`` (``[extra:marker]`` sections) into Requires-Dist lines."""
+    out: list[str] = []
+    section_marker = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            extra, _, marker = line[1:-1].partition(":")
+            parts = []
+            if extra:
+                parts.append(f'extra == "{extra}"')
+            if marker:
+                parts.append(f"({marker})")
+            section_marker = " and ".join(parts)
+            continue
+        out.append(f"{line}; {section_marker}" if section_marker else line)
+    return out
+
+
+def parse_headers(text: str) -> dict[str, list[str]] | str:
+    """The header fields of a METADATA/PKG-INFO file (core metadata is RFC 822 style), by lower-case name.
+
+    Continuation lines (starting with a space or tab) are joined to their field; the first
+    empty line ends the headers.  A line that is neither ends parsing with a message, as
+    the email package would record a defect.  (email.parser costs more to import than the
+    whole scan takes.)
+    """
+    # Pieces are joined at the end: `+=` on a list element copies the field each time, which is
+    # quadratic for a 16 MB METADATA made of continuation lines.
+    pieces: dict[str, list[list[str]]] = {}
+    last: list[str] | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            break
+        if line[0] in " \t":
+            if last is None:
+                return f"line {number} continues a header, but no header came before it"
+            last.append(line.strip())
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or " " in name.strip():
+            return f"line {number} is not a 'Name: value' header ({line[:60]!r})"
+        last = [value.strip()]
+        pieces.setdefault(name.strip().lower(), []).append(last)
+    return {key: [" ".join(parts) for parts in values] for key, values in pieces.items()}
+
+
+def read_distribution(location: Path, meta_dir: Path) -> Distribution | MetadataProblem:
+    """Parse one metadata folder; anything wrong with it becomes a :class:`MetadataProblem`.
+
+    Only what hides the distribution itself (METADATA, requires.txt, its Name or Version) is
+    returned instead of it; :func:`read_metadata_dir` also reports INSTALLER and RECORD.
+    """
+    found, problems = read_metadata_dir(location, meta_dir)
+    return found if found is not None else problems[0]
+
+
+def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | None, list[MetadataProblem]]:
+    """One metadata folder: the distribution (None when its METADATA is unusable) and every problem found.
+
+    A bad INSTALLER or RECORD keeps the distribution (its requirements are still known) and
+    adds a problem; a bad METADATA, requires.txt, Name or Version drops it.
+    """
+    is_egg = meta_dir.name.endswith(".egg-info")
+    meta_file = meta_dir / ("PKG-INFO" if is_egg else "METADATA")
+    if is_egg and not is_dir(meta_dir):  # an old single-file egg-info
+        meta_file = meta_dir
+    headers = _read_headers(meta_file)
+    if isinstance(headers, MetadataProblem):
+        return None, [headers]
+    name = (headers.get("name") or [""])[0]
+    version = (headers.get("version") or [""])[0]
+    missing = [field for field, value in (("Name", name), ("Version", version)) if not value]
+    if missing:
+        return None, [MetadataProblem(meta_file, f"has no {' and no '.join(missing)} field")]
+    for field_name, value in (("Name", name), ("Version", version)):
+        bad = _CONTROL.search(value)
+        if bad:
+            return None, [MetadataProblem(
+                meta_file, f"bad metadata: the {field_name} field contains a control character ({bad.group()!r})")]
+    requires = headers.get("requires-dist", [])
+    if is_egg and meta_file is not meta_dir:
+        egg_requires = _read_egg_requires(meta_dir / "requires.txt")
+        if isinstance(egg_requires, MetadataProblem):
+            return None, [egg_requires]
+        requires += egg_requires
+    extras = frozenset(canonicalize_name(e) for e in headers.get("provides-extra", []))
+    installer, problem = _read_installer(meta_dir / "INSTALLER")
+    dist = Distribution(name, version, location, meta_dir, tuple(requires), extras, installer)
+    problems = [problem] if problem else []
+    if not is_egg:
+        lines, record_problem = load_record(meta_dir)
+        dist.__dict__["_record_lines"] = lines  # fills the cached_property: RECORD is read once
+        problems += [record_problem] if record_problem else []
+    return dist, problems
+
+
+def _read_headers(meta_file: Path) -> dict[str, list[str]] | MetadataProblem:
+    try:
+        text = _read_text(meta_file, METADATA_LIMIT, f"a {meta_file.name} file")
+    except FileNotFoundError:
+        return MetadataProblem(meta_file, "the file is missing")
+    except OSError as exc:
+        return MetadataProblem(meta_file, f"cannot be read: {_reason(exc)}")
+    except ValueError as exc:
+        return MetadataProblem(meta_file, f"cannot be read: {exc}")
+    headers = parse_headers(text)
+    if isinstance(headers, str):
+        return MetadataProblem(meta_file, f"garbled headers: {headers}")
+    return headers
+
+
+def _read_egg_requires(path: Path) -> list[str] | MetadataProblem:
+    try:
+        return _egg_requires(_read_text(path, REQUIRES_TXT_LIMIT, "a requires.txt file"))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        return MetadataProblem(path, f"cannot be read: {_reason(exc)}")
+    except ValueError as exc:
+        return MetadataProblem(path, f"cannot be read: {exc}")
+
+
+def _read_installer(path: Path) -> tuple[str, MetadataProblem | None]:
+    """The installer's name ("" when there is no INSTALLER), and a problem for an unreadable one.
+
+    Not decoded strictly: only the fix wording depends on it.  Control characters are kept
+    here and escaped where text is shown (findings.printable).
+    """
+    try:
+        data = read_regular(path, INSTALLER_LIMIT, "an INSTALLER file")
+    except FileNotFoundError:
+        return "", None
+    except OSError as exc:
+        return "", MetadataProblem(path, f"cannot be read: {_reason(exc)}")
+    return data.decode("utf-8", errors="replace").strip(), None
+
+
+def _metadata_dirs(location: Path) -> list[Path]:
+    try:
+        names = sorted(os.listdir(location))
+    except OSError:
+        return []
+    return [location / n for n in names if n.endswith((".dist-info", ".egg-info"))]
+
+
+def scan(paths: Iterable[str | os.PathLike[str]] | None = None) -> Environment:
+    """Read every distribution on ``paths`` (default: ``sys.path``), first entry first."""
+    entries: list[Path] = []
+    for raw in sys.path if paths is None else paths:
+        path = Path(os.path.abspath(raw or os.curdir))
+        if path not in entries and is_dir(path):
+            entries.append(path)
+    dists: list[Distribution] = []
+    problems: list[MetadataProblem] = []
+    for location in entries:
+        for meta_dir in _metadata_dirs(location):
+            found, found_problems = read_metadata_dir(location, meta_dir)
+            dists += [found] if found is not None else []
+            problems += found_problems
+    by_key: dict[str, list[Distribution]] = {}
+    for dist in dists:
+        by_key.setdefault(dist.key, []).append(dist)
+    return Environment(
+        tuple(entries), tuple(dists), tuple(problems), {k: tuple(v) for k, v in by_key.items()}
+    )
+
+
+def read_version_module(package_dir: Path) -> dict[str, str | None]:
+    """The literal assignments of ``<package>/version.py``, read as text, never imported.
+
+    torch writes ``cuda: Optional[str] = '13.0'`` (or ``= None`` for a CPU build).  Raises
+    OSError (FileNotFoundError; :class:`UnsafeFile` for a FIFO or a file over
+    :data:`VERSION_PY_LIMIT`), SyntaxError, or ValueError (not UTF-8; nested too deeply to parse).
+    """
+    path = package_dir / "version.py"
+    source = _read_text(path, VERSION_PY_LIMIT, "a version.py file")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except (RecursionError, MemoryError) as exc:
+        # CPython's parser gives up on a deeply nested expression (`- - - ... 1`, `a.a.a...`)
+        # with MemoryError or RecursionError instead of SyntaxError.
+        raise ValueError(f"an expression is nested too deeply for Python's parser ({type(exc).__name__})") from None
+    values: dict[str, str | None] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if (isinstance(target, ast.Name) and isinstance(value, ast.Constant)
+                and (value.value is None or isinstance(value.value, str))):
+            values[target.id] = value.value
+    return values

@@ -1,0 +1,138 @@
+"""Native linkage: what each binary of a root needs, and which file ld.so will map for each name.
+
+:func:`analyze` loads the root's own shared objects into a simulated process
+(:mod:`pytest_cudadeps.engine.ldso`) in the order the root's import loads them and records, per
+needed soname, the file the loader settles on and who owns it.  Nothing is loaded or run.
+The findings about the result are in :mod:`pytest_cudadeps.checks.linkage`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from pytest_cudadeps.engine.distributions import Distribution, Environment
+from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem
+from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Via
+from pytest_cudadeps.engine.owners import Owners, is_shared_object_name
+
+
+@dataclass(frozen=True)
+class ResolvedLibrary:
+    """One needed soname and the file the loader would map for it.
+
+    ``path`` is None when the loader finds nothing; ``via`` says which step of the search
+    found it; ``owner`` is the distribution whose RECORD lists ``path``; ``resolution`` is the
+    first request for the name (the one that decides, with the places it searched).
+    """
+
+    soname: str
+    path: Path | None
+    via: Via
+    needed_by: tuple[Path, ...]
+    owner: str | None
+    resolution: Resolution | None = None
+
+
+@dataclass(frozen=True)
+class Linkage:
+    """Every library a root's own shared objects need, transitively, as the loader resolves them.
+
+    ``infos`` holds the ELF facts the walk read (read-only), so that the findings can look at
+    symbol versions without reading a file twice.
+    """
+
+    root: Distribution
+    objects: tuple[Path, ...]  # the root's own shared objects the walk started from
+    libraries: tuple[ResolvedLibrary, ...]  # sorted by soname
+    infos: Mapping[Path, ElfInfo | ElfProblem] = field(default_factory=lambda: MappingProxyType({}))
+    executable: Path | None = None
+    # the loader's environment the walk used, for the security findings
+    ld_library_path: tuple[str, ...] = ()  # LD_LIBRARY_PATH's entries, "" ones kept
+    preload: tuple[str, ...] = ()  # LD_PRELOAD's entries
+    preloaded: tuple[Path, ...] = ()  # the files LD_PRELOAD mapped (a bare name is searched for)
+    # the simulated process after the walk: what each soname is mapped from, and who mapped each file
+    # (a model of the same process, for what the libraries open later, starts from these)
+    loaded: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    loader_of: Mapping[Path, Path | None] = field(default_factory=lambda: MappingProxyType({}))
+
+    def cuda_libraries(self) -> tuple[ResolvedLibrary, ...]:
+        return tuple(lib for lib in self.libraries if is_cuda_soname(lib.soname))
+
+    def info(self, path: Path) -> ElfInfo | ElfProblem | None:
+        return self.infos.get(path)
+
+    def library(self, soname: str) -> ResolvedLibrary | None:
+        return next((lib for lib in self.libraries if lib.soname == soname), None)
+
+
+CUDA_SONAME_PREFIXES = (
+    "libcuda", "libcublas", "libcufft", "libcurand", "libcusolver", "libcusparse", "libcufile",
+    "libnvrtc", "libnvJitLink", "libnvToolsExt", "libnvtx", "libcupti", "libcudnn", "libnccl",
+    "libnvshmem", "libcusparseLt", "libnvperf", "libnvidia-ml", "libcheckpoint", "libnvblas",
+)
+
+
+def is_cuda_soname(soname: str) -> bool:
+    return soname.startswith(CUDA_SONAME_PREFIXES)
+
+
+def root_objects(env: Environment, root: Distribution) -> tuple[Path, ...]:
+    """The root's own shared objects, in the order its import loads them.
+
+    torch: ``torch/lib/libtorch_global_deps.so`` first (torch/__init__.py dlopens it with
+    RTLD_GLOBAL), then ``torch/_C*.so``, then the rest of ``torch/lib/*.so*``.  Any other
+    root: the shared objects its RECORD lists.
+    """
+    package = env.package_dir(root, root.key.replace("-", "_"))
+    if root.key == "torch" and package is not None:
+        lib = package / "lib"
+        first = [lib / "libtorch_global_deps.so"]
+        extensions = sorted(package.glob("_C*.so"))
+        rest = sorted(p for p in lib.glob("*.so*") if p not in first)
+        # anything at those names: a FIFO, a folder or a dangling link there is the elf[...] item's to report
+        candidates = [p for p in (*first, *extensions, *rest) if os.path.lexists(p)]
+    else:
+        candidates = sorted(p for p, _ in root.owned_files() if is_shared_object_name(p.name))
+    return tuple(dict.fromkeys(candidates))
+
+
+def analyze(
+    env: Environment,
+    root: Distribution,
+    *,
+    use_ld_cache: bool = True,
+    ld_library_path: str | None = None,
+    ld_preload: str | None = None,
+    owners: Owners | None = None,
+) -> Linkage:
+    """Load the root's objects in a simulated process and record where each needed library comes from.
+
+    System libraries (libc, libstdc++...) are resolved but not read or followed: they need no
+    CUDA library and would cost a third of the time.
+    """
+    owners = owners or Owners(env)
+    model = LoaderModel.for_this_process(
+        use_cache=use_ld_cache, ld_library_path=ld_library_path, ld_preload=ld_preload,
+        descend=lambda path, soname: is_cuda_soname(soname) or any(loc in path.parents for loc in env.paths))
+    objects = root_objects(env, root)
+    model.load(objects)
+    by_soname: dict[str, list[Resolution]] = {}
+    for resolution in model.resolutions:
+        by_soname.setdefault(resolution.soname, []).append(resolution)
+    libraries = []
+    for soname, resolutions in sorted(by_soname.items()):
+        first = resolutions[0]
+        path = model.loaded.get(soname, first.path)
+        owned = owners.of(path) if path else []
+        libraries.append(ResolvedLibrary(
+            soname, path if not first.problem else first.path, first.via,
+            tuple(dict.fromkeys(r.needed_by for r in resolutions)),
+            owned[0][0].name if owned else None, first,
+        ))
+    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
+                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
+                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)))

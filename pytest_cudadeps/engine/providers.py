@@ -1,0 +1,212 @@
+"""Which wheel provides each CUDA library: the table per CUDA major, and the one resolver every item asks.
+
+Used when the providing wheel is not installed (so its RECORD cannot tell us) and to
+say what a torch whose metadata names no CUDA wheel really needs.  ``extra`` is the
+``cuda-toolkit`` extra that installs it (CUDA 13 and later), which pins the versions
+that belong to one CUDA release.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name
+
+from pytest_cudadeps.engine.installers import install_command, reinstall_command
+
+if TYPE_CHECKING:
+    from pytest_cudadeps.engine.distributions import Distribution, Environment
+    from pytest_cudadeps.engine.owners import Owners
+    from pytest_cudadeps.engine.requirements import Demand
+
+
+@dataclass(frozen=True)
+class Provider:
+    distribution: str
+    extra: str | None = None  # cuda-toolkit[extra]
+
+    def spec(self, cuda: str | None) -> str:
+        """The requirement that installs it for the CUDA version torch was built with."""
+        if cuda and self.extra:
+            return f"cuda-toolkit[{self.extra}]=={cuda}.*"
+        if cuda and re.match(r"nvidia-cuda-(runtime|nvrtc|cupti)-cu\d+$", self.distribution):
+            return f"{self.distribution}=={cuda}.*"
+        return self.distribution
+
+
+DRIVER_SONAMES = ("libcuda.so.1", "libnvidia-ml.so.1", "libnvidia-ptxjitcompiler.so.1")
+
+_CU13: dict[str, Provider] = {
+    "libcudart.so.13": Provider("nvidia-cuda-runtime", "cudart"),
+    "libcublas.so.13": Provider("nvidia-cublas", "cublas"),
+    "libcublasLt.so.13": Provider("nvidia-cublas", "cublas"),
+    "libcufft.so.12": Provider("nvidia-cufft", "cufft"),
+    "libcufftw.so.12": Provider("nvidia-cufft", "cufft"),
+    "libcurand.so.10": Provider("nvidia-curand", "curand"),
+    "libcusolver.so.12": Provider("nvidia-cusolver", "cusolver"),
+    "libcusolverMg.so.12": Provider("nvidia-cusolver", "cusolver"),
+    "libcusparse.so.12": Provider("nvidia-cusparse", "cusparse"),
+    "libnvJitLink.so.13": Provider("nvidia-nvjitlink", "nvjitlink"),
+    "libnvrtc.so.13": Provider("nvidia-cuda-nvrtc", "nvrtc"),
+    "libcupti.so.13": Provider("nvidia-cuda-cupti", "cupti"),
+    "libcufile.so.0": Provider("nvidia-cufile", "cufile"),
+    "libcudnn.so.9": Provider("nvidia-cudnn-cu13"),
+    "libnccl.so.2": Provider("nvidia-nccl-cu13"),
+    "libnvshmem_host.so.3": Provider("nvidia-nvshmem-cu13"),
+    "libcusparseLt.so.0": Provider("nvidia-cusparselt-cu13"),
+}
+_CU12: dict[str, Provider] = {
+    "libcudart.so.12": Provider("nvidia-cuda-runtime-cu12"),
+    "libcublas.so.12": Provider("nvidia-cublas-cu12"),
+    "libcublasLt.so.12": Provider("nvidia-cublas-cu12"),
+    "libcufft.so.11": Provider("nvidia-cufft-cu12"),
+    "libcurand.so.10": Provider("nvidia-curand-cu12"),
+    "libcusolver.so.11": Provider("nvidia-cusolver-cu12"),
+    "libcusparse.so.12": Provider("nvidia-cusparse-cu12"),
+    "libnvJitLink.so.12": Provider("nvidia-nvjitlink-cu12"),
+    "libnvrtc.so.12": Provider("nvidia-cuda-nvrtc-cu12"),
+    "libcupti.so.12": Provider("nvidia-cuda-cupti-cu12"),
+    "libcufile.so.0": Provider("nvidia-cufile-cu12"),
+    "libnvToolsExt.so.1": Provider("nvidia-nvtx-cu12"),
+    "libcudnn.so.9": Provider("nvidia-cudnn-cu12"),
+    "libnccl.so.2": Provider("nvidia-nccl-cu12"),
+    "libnvshmem_host.so.3": Provider("nvidia-nvshmem-cu12"),
+    "libcusparseLt.so.0": Provider("nvidia-cusparselt-cu12"),
+}
+_BY_MAJOR = {12: _CU12, 13: _CU13}
+
+
+def provider_for(soname: str, cuda_major: int | None) -> Provider | None:
+    """The wheel that provides ``soname`` for that CUDA major (cuDNN's sub-libraries included)."""
+    table = _BY_MAJOR.get(cuda_major or 0, {})
+    if soname in table:
+        return table[soname]
+    if soname.startswith("libcudnn") and cuda_major in _BY_MAJOR:
+        return table.get("libcudnn.so.9")
+    return None
+
+
+@dataclass(frozen=True)
+class Provision:
+    """Which distribution provides a library for a root, how the root asks for it, and how to get it.
+
+    ``chain`` is the requirement chain that declares it (``torch 2.14.1 > cuda-toolkit[cudart]
+    13.0.3.0 > nvidia-cuda-runtime==13.0.96.*``, or ``torch 2.14.1 itself`` for the root's own
+    files); ``wanted`` is what to install, pinned as declared; ``installed`` is the copy on the
+    path, if any.  None of a root's requirements may declare it (``declared`` False): then
+    ``wanted`` comes from the provider table, for the CUDA the root was built with.
+    """
+
+    key: str
+    chain: str
+    wanted: str
+    installed: Distribution | None
+    declared: bool = True
+
+    def fix(self, installer: str) -> str:
+        """Install what is missing; put back the files of what is installed (pip would skip it)."""
+        if self.installed is not None and self.declared:
+            return reinstall_command(installer, self.wanted)
+        return install_command(installer, self.wanted)
+
+
+class ProviderResolver:
+    """The one answer to "which wheel provides this soname for this root, and what is the fix".
+
+    Asked by the linkage findings and the load items alike, so that the same missing
+    library gets the same command everywhere.
+    """
+
+    def __init__(
+        self, env: Environment, root: Distribution, demands: Mapping[str, Sequence[Demand]], owners: Owners,
+        cuda: str | None, extras: Mapping[str, Sequence[Demand]] | None = None,
+    ) -> None:
+        self.env, self.root, self.demands, self.owners, self.cuda = env, root, demands, owners, cuda
+        # what only the root's own extras declare (onnxruntime-gpu[cuda]): declared, and the fix installs the extras
+        self.extras = extras or {}
+        self.cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
+
+    def table_provider(self, soname: str) -> Provider | None:
+        return provider_for(soname, self.cuda_major)
+
+    def _declared(self, key: str) -> Provision:
+        demand = self.demands[key][0]
+        return Provision(key, demand.describe(), demand.wanted(), self.env.get(key))
+
+    def declared(self, soname: str, path: Path | None) -> Provision | None:
+        """The declared requirement that provides ``soname``, in this order: the root itself (it owns
+        the file, or ships a file of that name), the owner of the file the loader picks when declared,
+        the provider table, cuda-toolkit's extra for it when cuda-toolkit is missing, any other declared
+        distribution whose RECORD lists that soname."""
+        root = self.root
+        if root.key in self.owners.owner_keys(path) or any(
+                d.key == root.key for _, d in self.owners.files_named(soname)):
+            return Provision(root.key, f"{root} itself", f"{root.name}=={root.version}", root)
+        provider = self.table_provider(soname)
+        keys = [k for k in self.owners.owner_keys(path) if k in self.demands]
+        keys += [canonicalize_name(provider.distribution)] if provider else []
+        for key in keys:
+            if key in self.demands:
+                return self._declared(key)
+        toolkit = self._toolkit_demand(provider)
+        if provider is not None and toolkit is not None:
+            # cuda-toolkit itself is missing, so its extras could not be followed; it still declares the wheel.
+            return Provision(canonicalize_name(provider.distribution),
+                             f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
+                             f"{provider.distribution})", toolkit.wanted(), None)
+        by_extra = self._from_extras([*keys, *sorted({d.key for _, d in self.owners.files_named(soname)})])
+        if by_extra is not None:
+            return by_extra
+        if provider is not None:
+            return None  # the table is authoritative: a wheel that ships its own copy elsewhere (triton) does not count
+        for key in sorted({d.key for _, d in self.owners.files_named(soname)}):
+            if key in self.demands:
+                return self._declared(key)
+        return None
+
+    def provision(self, soname: str, path: Path | None) -> Provision | None:
+        """Who provides ``soname``: the declared requirement, else what the table or the file's owner says."""
+        declared = self.declared(soname, path)
+        if declared is not None:
+            return declared
+        provider = self.table_provider(soname)
+        if provider is not None:
+            return Provision(canonicalize_name(provider.distribution), "", provider.spec(self.cuda),
+                             self.env.get(provider.distribution), declared=False)
+        owned = self.owners.of(path) if path is not None else []
+        if owned:
+            dist = owned[0][0]
+            return Provision(dist.key, "", f"{dist.name}=={dist.version}", dist)
+        return None
+
+    def fix(self, soname: str, path: Path | None) -> str:
+        """The command that makes ``soname`` available to the root as it declares it."""
+        provision = self.provision(soname, path)
+        if provision is None:
+            return (f"install the distribution that provides {soname}, or reinstall {self.root.name} from the "
+                    f"index that matches this platform")
+        return provision.fix(self.root.installer)
+
+    def _from_extras(self, keys: Sequence[str]) -> Provision | None:
+        """A wheel one of the root's extras declares: reinstall it when installed, else install the root's extras."""
+        from pytest_cudadeps.engine.frameworks import extras_spec  # frameworks imports the resolver's users; imported when asked
+
+        for key in keys:
+            if key in self.extras:
+                demand, installed = self.extras[key][0], self.env.get(key)
+                wanted = demand.wanted() if installed is not None else extras_spec(self.root.name, self.extras)
+                return Provision(key, demand.describe(), wanted, installed)
+        return None
+
+    def _toolkit_demand(self, provider: Provider | None) -> Demand | None:
+        """The demand on cuda-toolkit whose extras include the provider's, when cuda-toolkit is not installed."""
+        if provider is None or provider.extra is None:
+            return None
+        for demand in self.demands.get("cuda-toolkit", []):
+            if provider.extra in {canonicalize_name(e) for e in demand.requirement.extras}:
+                return demand
+        return None

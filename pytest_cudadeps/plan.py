@@ -1,0 +1,113 @@
+"""Every item of a run, by name: the static findings of the snapshot now, the probes when their items run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_cudadeps.checks.findings import Finding, Pending
+from pytest_cudadeps.core.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_cudadeps.engine.snapshot import Snapshot
+    from pytest_cudadeps.probes.runner import ChildGroup
+
+
+def static_findings(snapshot: Snapshot) -> list[Finding]:
+    """The declared-dependency, linkage, companion, Triton, lazily-opened-library and security findings: metadata,
+    ELF files, stat and the environment variables only, nothing run."""
+    from pytest_cudadeps.checks.linkage import linkage_findings
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.checks.security import security_findings
+    from pytest_cudadeps.engine.companions import companion_findings
+    from pytest_cudadeps.engine.frameworks import framework_findings, shared_findings
+    from pytest_cudadeps.engine.lazy import lazy_findings
+    from pytest_cudadeps.engine.triton import static_triton_findings
+
+    findings = declared_findings(snapshot)
+    for root in snapshot.roots:
+        if root.linkage is not None:
+            found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
+                                     verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
+            findings += framework_findings(snapshot, root, found)
+    findings += shared_findings(snapshot)
+    findings += companion_findings(snapshot.env, snapshot.companions)
+    settings = snapshot.settings
+    findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
+                                       host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
+    return findings + lazy_findings(snapshot) + security_findings(snapshot)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run's checks: the snapshot, its static findings (the causes are computed from them), and
+    every item's pending finding by name."""
+
+    snapshot: Snapshot
+    static: tuple[Finding, ...]
+    items: dict[str, Pending]
+
+
+def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None) -> Plan:
+    """Item name to its pending finding. Names are unique (a repeat gets ``#2``) and depend on files only,
+    never on a GPU, so that every xdist worker collects the same list.
+
+    With ``start_probes`` the children start now, in the background, and run while the static
+    checks do: the whole run then takes about the time of the slowest child (``import torch``).
+    ``group`` holds the children, for the caller to stop when the run ends.
+    """
+    early = None
+    if settings.probes and start_probes:
+        # the torch child's Python starts now, while the engine is imported below and the environment read
+        from pytest_cudadeps.probes.torch import start_torch
+
+        early = start_torch(timeout=settings.timeout, paths=settings.paths, inhibit_ld_cache=settings.no_ld_cache,
+                            group=group)
+
+    from pytest_cudadeps.engine.distributions import scan
+
+    env = scan(settings.paths)
+    if early is not None:  # torch's own libraries load in the child while the rest of the engine is imported
+        from pytest_cudadeps.probes.torch import send_torch_own_steps
+
+        send_torch_own_steps(env, settings.roots, early)
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+
+    snapshot = take_snapshot(settings, env=env)
+    items: dict[str, Pending] = {}
+    probes = None
+    if settings.probes:
+        from pytest_cudadeps.probes.children import Probes, probe_checks
+
+        probes = Probes(snapshot, group, early=early)
+        items.update(probe_checks(snapshot, probes))
+    static = static_findings(snapshot)
+    if probes is not None and start_probes:
+        # after the static work, not before: on two cores the driver child would take the torch child's core
+        # while this process works; the torch child is busy with torch's own libraries until then anyway
+        probes.start()
+    _add(items, static)
+    return Plan(snapshot, tuple(static), items)
+
+
+def collect_checks(
+    settings: Settings, *, start_probes: bool = False, group: ChildGroup | None = None
+) -> dict[str, Pending]:
+    """The items of :func:`plan_checks` alone."""
+    return plan_checks(settings, start_probes=start_probes, group=group).items
+
+
+def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:
+    for finding in findings:
+        name, n = finding.name, 1
+        while name in items:
+            n += 1
+            name = f"{finding.name}#{n}"
+        items[name] = _constant(finding)
+
+
+def _constant(finding: Finding) -> Pending:
+    return lambda: finding

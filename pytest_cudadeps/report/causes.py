@@ -1,0 +1,281 @@
+"""Root causes: which failing findings follow from the same thing, and the one fix for all of them.
+
+One missing wheel fails its ``requires`` item, the ``linkage`` item of every library it
+provides, their ``load`` items and the smoke test; torch installed without its
+dependencies fails all of that for every wheel at once.  :class:`Causes` is built once per
+process from the snapshot and its static findings (files only, so every xdist worker
+builds the same one) and gives each failing finding, static or from a probe, the id of
+its cause.  The rules, in order:
+
+1. the distributions a root requires and that are not installed: one cause per root
+   (``missing[torch]``, one install command for all of them), or the ``requires`` item
+   itself when only one is missing; it explains the linkage and load items of every
+   library those distributions provide;
+2. a required distribution installed at a refused version or without an extra: its
+   ``requires`` item, which explains the items of its libraries;
+3. libraries that no requirement of the root declares (metadata of another platform):
+   one cause per root (``undeclared[torch]``);
+4. libraries resolved into one folder outside their wheels (``LD_LIBRARY_PATH``,
+   ``LD_PRELOAD``, a system CUDA): one cause per folder (``shadowed[/usr/local/cuda/lib64]``);
+5. a probe's failure that names a library whose linkage item failed (``ImportError:
+   libcudnn.so.9: cannot open ...``) follows from that item's cause; a missing driver under
+   ``--cuda-deps-require-gpu`` is one cause (``no-driver``);
+6. anything else is its own cause.
+
+A group of one finding is that finding itself: its id is the finding's name.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from pytest_cudadeps.checks.findings import INSTALL_DRIVER, REQUIRE_GPU, Finding, Outcome
+from pytest_cudadeps.engine.installers import install_command, quote
+from pytest_cudadeps.engine.ldso import Step
+from pytest_cudadeps.engine.linkage import ResolvedLibrary
+from pytest_cudadeps.engine.providers import DRIVER_SONAMES
+from pytest_cudadeps.engine.snapshot import Root, Snapshot
+
+_SONAME = re.compile(r"\blib[\w+-]+(?:\.[\w+-]+)*?\.so(?:\.\d+)*")
+_PLACEHOLDER = "SPECS"  # one spec in the installer's template, replaced by all of them (quoted alike)
+NO_DRIVER = "no-driver"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A root cause: what went wrong once (``title``, one line), why (``details``), and the one ``fix``
+    that repairs every finding that follows from it."""
+
+    id: str
+    title: str
+    details: tuple[str, ...] = ()
+    fix: str = ""
+
+    @classmethod
+    def of(cls, finding: Finding) -> Cause:
+        """A finding that is its own cause."""
+        return cls(finding.name, finding.message, finding.details, finding.fix)
+
+    def text(self) -> str:
+        lines = [self.title, *(f"  {line}" for line in self.details)]
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Group:
+    """Static findings that follow from one cause; ``head`` names the finding that is the cause, if one is."""
+
+    members: dict[str, None] = field(default_factory=dict)  # in the order added; a dict: a root can lack 20,000
+    cause: Cause | None = None
+    head: str | None = None
+
+
+def install_all(installer: str, specs: Sequence[str]) -> str:
+    """One install command for several requirements, in the root's installer's words."""
+    command = install_command(installer, _PLACEHOLDER)
+    return command.replace(quote(_PLACEHOLDER), " ".join(quote(spec) for spec in specs), 1)
+
+
+def merge_specs(specs: Iterable[str]) -> list[str]:
+    """One requirement per distribution: extras united, specifiers joined (``cuda-toolkit[a]==13.0.*`` and
+    ``cuda-toolkit[b]==13.0.*`` make ``cuda-toolkit[a,b]==13.0.*``), in the order first seen."""
+    merged: dict[str, tuple[str, set[str], list[str]]] = {}
+    unparsed: list[str] = []
+    for spec in specs:
+        try:
+            req = Requirement(spec)
+        except InvalidRequirement:
+            unparsed.append(spec)
+            continue
+        name, extras, specifiers = merged.setdefault(canonicalize_name(req.name), (req.name, set(), []))
+        extras.update(req.extras)
+        if req.specifier and str(req.specifier) not in specifiers:
+            specifiers.append(str(req.specifier))
+    out = []
+    for name, extras, specifiers in merged.values():
+        extra_text = f"[{','.join(sorted(extras))}]" if extras else ""
+        out.append(f"{name}{extra_text}{SpecifierSet(','.join(specifiers)) if specifiers else ''}")
+    return out + unparsed
+
+
+class Causes:
+    """The cause of every failing finding of a run (see the module docstring for the rules)."""
+
+    def __init__(self, snapshot: Snapshot, static: Sequence[Finding]) -> None:
+        self.snapshot = snapshot
+        self._failed = {f.name: f for f in static if f.outcome is Outcome.FAIL}
+        self._groups: dict[str, _Group] = {}
+        self._missing: dict[str, str] = {}  # root key -> its missing group's key
+        self._soname_root: dict[str, Root] = {}  # load[SONAME] -> the root whose load child opens it
+        for root in snapshot.roots:
+            self._group_root(root)
+        self._static: dict[str, Cause] = {}
+        for key, group in self._groups.items():
+            cause = self._finish(key, group)
+            for name in group.members:
+                self._static[name] = cause
+        self._lock = threading.Lock()
+        self.seen: dict[str, Cause] = {}  # every cause handed out in this process, by id
+
+    # --- the static groups ------------------------------------------------------------------------
+
+    def _add(self, key: str, name: str, *, cause: Cause | None = None, head: str | None = None) -> None:
+        group = self._groups.setdefault(key, _Group(cause=cause, head=head))
+        if name in self._failed:
+            group.members.setdefault(name)
+
+    def _group_root(self, root: Root) -> None:
+        env = self.snapshot.env
+        missing = sorted(key for key in root.demands if env.get(key) is None)
+        absent = set(missing)
+        dist_causes: dict[str, str] = {}
+        lacking: list[str] = []  # the failing requires[...] items of the missing distributions
+        for key in sorted(root.demands):
+            name = f"requires[{root.key}>{key}]"
+            if name not in self._failed:
+                continue
+            if key in absent:
+                lacking.append(name)
+            else:
+                dist_causes[key] = name
+                self._add(name, name, head=name)
+        if lacking:
+            self._add_missing(root, missing, lacking)
+        if root.linkage is None:
+            return
+        for lib in root.linkage.cuda_libraries():
+            self._soname_root.setdefault(lib.soname, root)
+            name = f"linkage[{root.key}>{lib.soname}]"
+            if name in self._failed:
+                self._group_library(root, lib, name, missing, dist_causes)
+
+    def _add_missing(self, root: Root, missing: Sequence[str], names: Sequence[str]) -> None:
+        """The root's items of missing distributions (``names``): one cause, made once, with one install command."""
+        key = f"missing[{root.key}]"
+        self._missing[root.key] = key
+        if len(missing) == 1:
+            self._add(key, names[0], head=names[0])
+            return
+        demands = [demand for dist in missing for demand in root.demands[dist]]
+        specs = merge_specs(demand.wanted() for demand in demands)
+        cause = Cause(
+            key,
+            f"{root.dist} is installed without {len(missing)} of the distributions it requires "
+            f"(installed with --no-deps, or by a tool that skipped them)",
+            tuple(f"missing: {root.demands[dist][0].describe()}" for dist in missing),
+            install_all(root.dist.installer, specs),
+        )
+        for name in names:
+            self._add(key, name, cause=cause)
+
+    def _group_library(self, root: Root, lib: ResolvedLibrary, name: str, missing: Sequence[str],
+                       dist_causes: dict[str, str]) -> None:
+        resolver = self.snapshot.resolver(root)
+        declared = resolver.declared(lib.soname, lib.path)
+        provision = resolver.provision(lib.soname, lib.path)
+        if provision is not None and provision.installed is None and root.key in self._missing:
+            self._add(self._missing[root.key], name)
+        elif declared is None:
+            self._add(f"undeclared[{root.key}]", name)
+        elif declared.key in dist_causes:
+            self._add(dist_causes[declared.key], name)
+        elif lib.path is not None and declared.key not in self.snapshot.owners.owner_keys(lib.path) \
+                and lib.via.step in (Step.LD_LIBRARY_PATH, Step.PRELOAD, Step.LD_SO_CACHE, Step.DEFAULT):
+            self._add(f"shadowed[{lib.path.parent}]", name)
+        else:
+            self._add(name, name, head=name)
+
+    def _finish(self, key: str, group: _Group) -> Cause:
+        if group.head is not None:
+            return Cause.of(self._failed[group.head])
+        if group.cause is not None:
+            return group.cause
+        members = list(group.members)
+        if len(members) == 1:
+            return Cause.of(self._failed[members[0]])
+        if key.startswith("undeclared["):
+            return self._undeclared(key, members)
+        return self._shadowed(key, members)
+
+    def _undeclared(self, key: str, members: Sequence[str]) -> Cause:
+        root = next(r for r in self.snapshot.roots if key == f"undeclared[{r.key}]")
+        resolver = self.snapshot.resolver(root)
+        sonames = [name.partition(">")[2].rstrip("]") for name in members]
+        providers = [resolver.table_provider(soname) for soname in sonames]
+        specs = merge_specs(p.spec(resolver.cuda) for p in providers if p is not None)
+        fix = install_all(root.dist.installer, specs) if specs else self._failed[members[0]].fix
+        return Cause(
+            key,
+            f"{root.dist}'s metadata declares no distribution for {len(sonames)} CUDA libraries its ELF files "
+            f"need: metadata of another platform or build?",
+            (f"undeclared: {', '.join(sonames)}",),
+            fix,
+        )
+
+    def _shadowed(self, key: str, members: Sequence[str]) -> Cause:
+        folder = key[len("shadowed["):-1]
+        sonames = [name.partition(">")[2].rstrip("]") for name in members]
+        first = self._failed[members[0]]
+        via = dict(first.facts).get("via", "")
+        return Cause(
+            key,
+            f"{folder} ({via}) shadows {len(sonames)} CUDA libraries of the wheels: the import may work by "
+            f"accident with foreign libraries",
+            (f"shadowed: {', '.join(sonames)}",),
+            first.fix,
+        )
+
+    # --- every finding, static or from a probe --------------------------------------------------------
+
+    def cause_of(self, finding: Finding) -> Cause | None:
+        """The cause of a failing finding; None for a pass or a skip."""
+        if finding.outcome is not Outcome.FAIL:
+            return None
+        cause = self._static.get(finding.name) or self._probe_cause(finding) or Cause.of(finding)
+        with self._lock:
+            self.seen.setdefault(cause.id, cause)
+        return cause
+
+    def attach(self, finding: Finding) -> Finding:
+        """The finding with its cause's id (unchanged for a pass or a skip)."""
+        cause = self.cause_of(finding)
+        return replace(finding, cause=cause.id) if cause is not None else finding
+
+    def _probe_cause(self, finding: Finding) -> Cause | None:
+        if finding.fix == INSTALL_DRIVER or finding.message.endswith(REQUIRE_GPU):
+            return Cause(NO_DRIVER, "no NVIDIA driver or GPU on this host, and --cuda-deps-require-gpu asks for one",
+                         fix=INSTALL_DRIVER)
+        root = self._soname_root.get(finding.subject) if finding.check == "load" else None
+        if root is not None:
+            cause = self._static.get(f"linkage[{root.key}>{finding.subject}]")
+            if cause is not None:
+                return cause
+        mapped = dict(finding.facts).get("mapped")
+        if mapped:
+            folder = mapped.rsplit("/", 1)[0]
+            cause = next((c for c in self._static.values() if c.id == f"shadowed[{folder}]"), None)
+            if cause is not None:
+                return cause
+        return self._named_library_cause("\n".join((finding.message, *finding.details)))
+
+    def _named_library_cause(self, text: str) -> Cause | None:
+        """The cause of the first failed library the text names: by soname (``libcudnn.so.9: cannot open``),
+        else by its stem, as torch's own loader words it (``libcudart.so.*[0-9] not found in the system path``)."""
+        failed = {soname: self._static[f"linkage[{root.key}>{soname}]"] for soname, root in self._soname_root.items()
+                  if f"linkage[{root.key}>{soname}]" in self._static and soname not in DRIVER_SONAMES}
+        for soname in _SONAME.findall(text):
+            if soname in failed:
+                return failed[soname]
+        for soname, cause in sorted(failed.items()):
+            if re.search(re.escape(soname.split(".so")[0]) + r"\.so(?![\w-])", text):
+                return cause
+        return None
