@@ -32,7 +32,7 @@ class _Verdict:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_cudadeps.plugin import PLUGIN_NAME
+        from pytest_cudadeps.options import PLUGIN_NAME
         from pytest_cudadeps.session import CudaDepsPlugin
 
         plugin = session.config.pluginmanager.get_plugin(PLUGIN_NAME)

@@ -14,7 +14,7 @@ from typing import Any
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.plan import Plan
 from pytest_cudadeps.report.causes import Cause, Causes
-from pytest_cudadeps.report.results import driver
+from pytest_cudadeps.report.document import driver
 
 
 @dataclass(frozen=True)

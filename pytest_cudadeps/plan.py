@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_cudadeps.checks.findings import Finding, Pending
@@ -14,31 +12,7 @@ from pytest_cudadeps.core.settings import Settings
 if TYPE_CHECKING:
     from pytest_cudadeps.engine.snapshot import Snapshot
     from pytest_cudadeps.probes.runner import ChildGroup
-
-
-def static_findings(snapshot: Snapshot) -> list[Finding]:
-    """The declared-dependency, linkage, companion, Triton, lazily-opened-library and security findings: metadata,
-    ELF files, stat and the environment variables only, nothing run."""
-    from pytest_cudadeps.checks.linkage import linkage_findings
-    from pytest_cudadeps.checks.requires import declared_findings
-    from pytest_cudadeps.checks.security import security_findings
-    from pytest_cudadeps.engine.companions import companion_findings
-    from pytest_cudadeps.engine.frameworks import framework_findings, shared_findings
-    from pytest_cudadeps.engine.lazy import lazy_findings
-    from pytest_cudadeps.engine.triton import static_triton_findings
-
-    findings = declared_findings(snapshot)
-    for root in snapshot.roots:
-        if root.linkage is not None:
-            found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
-                                     verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
-            findings += framework_findings(snapshot, root, found)
-    findings += shared_findings(snapshot)
-    findings += companion_findings(snapshot.env, snapshot.companions)
-    settings = snapshot.settings
-    findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
-                                       host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
-    return findings + lazy_findings(snapshot) + security_findings(snapshot)
+from pytest_cudadeps.checks.static import static_findings
 
 
 @dataclass(frozen=True)
@@ -80,7 +54,8 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     items: dict[str, Pending] = {}
     probes = None
     if settings.probes:
-        from pytest_cudadeps.probes.children import Probes, probe_checks
+        from pytest_cudadeps.probe_items import probe_checks
+        from pytest_cudadeps.probes.children import Probes
 
         probes = Probes(snapshot, group, early=early)
         items.update(probe_checks(snapshot, probes))

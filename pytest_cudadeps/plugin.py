@@ -11,15 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_cudadeps.options import asked_for
+from pytest_cudadeps.options import (  # CudaDepsWarning: its documented name is pytest_cudadeps.plugin.CudaDepsWarning
+    COLLECTOR_NAME,
+    MARKER,
+    PLUGIN_NAME,
+    USER_MARKER,
+    CudaDepsWarning,
+    asked_for,
+    settings_from_config,
+)
 
 if TYPE_CHECKING:
     from pytest_cudadeps.fixture import CudaEnv
 
-COLLECTOR_NAME = "cudadeps"
-MARKER = "cudadeps"
-USER_MARKER = "cuda"  # the user's own GPU tests: skipped with the root cause when the environment is broken
-PLUGIN_NAME = "cudadeps-plugin"
+__all__ = ["COLLECTOR_NAME", "MARKER", "PLUGIN_NAME", "USER_MARKER", "CudaDepsWarning", "cuda_env"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,10 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "it is skipped with the root cause when the environment is broken")
     if not asked_for(config):
         return  # off: nothing else is imported, pytest runs as if we were absent
-    from pytest_cudadeps.core.settings import Settings
     from pytest_cudadeps.session import CudaDepsPlugin
 
-    config.pluginmanager.register(CudaDepsPlugin(Settings.from_config(config), config), PLUGIN_NAME)
+    config.pluginmanager.register(CudaDepsPlugin(settings_from_config(config), config), PLUGIN_NAME)
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +98,6 @@ def cuda_env(request: pytest.FixtureRequest) -> CudaEnv:
 
     plugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if not isinstance(plugin, CudaDepsPlugin):
-        from pytest_cudadeps.core.settings import Settings
-
-        plugin = CudaDepsPlugin(Settings.from_config(request.config), request.config)
+        plugin = CudaDepsPlugin(settings_from_config(request.config), request.config)
     return plugin.cuda_env()
 
-
-class CudaDepsWarning(pytest.PytestWarning):
-    """A check that passed with a risk to know about (a wheel that ships a search path entry meaning the
-    working directory); ``-W error::pytest_cudadeps.plugin.CudaDepsWarning`` makes it fail a gate."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_cudadeps.plugin import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDepsWarning
+from pytest_cudadeps.options import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDepsWarning
 
 if TYPE_CHECKING:
     from pytest_cudadeps.checks.findings import Finding, Pending
@@ -145,7 +145,7 @@ class CudaDepsPlugin:
             self.children.stop()
         if self.is_worker or not self.settings.json_path:
             return
-        from pytest_cudadeps.report.results import document, write_json
+        from pytest_cudadeps.report.document import document, write_json
 
         try:
             self.report_path = write_json(self.settings.json_path, document(self.snapshot(), self.results()))
@@ -164,7 +164,7 @@ class CudaDepsPlugin:
         return result
 
     def _print_summary(self, terminal: pytest.TerminalReporter) -> None:
-        from pytest_cudadeps.report.results import summary_lines
+        from pytest_cudadeps.report.summary import summary_lines
 
         results = self.results()
         if not results.findings:
@@ -223,8 +223,8 @@ def _with_drift(plan: Plan, baseline: str) -> Plan:
     """The plan with the ``drift[...]`` items of --cuda-deps-compare (their list from files only)."""
     from dataclasses import replace
 
-    from pytest_cudadeps.report.fleet import drift_items
-    from pytest_cudadeps.report.results import driver, environment
+    from pytest_cudadeps.checks.drift import drift_items
+    from pytest_cudadeps.report.document import driver, environment
 
     def driver_now() -> dict[str, Any]:
         return driver({name: plan.items[name]() for name in ("driver[libcuda]", "driver[nvml]") if name in plan.items})

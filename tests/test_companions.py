@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cudadeps.checks.companion import companion_findings
 from pytest_cudadeps.checks.findings import Finding, Outcome
-from pytest_cudadeps.engine.companions import companion_findings, find_companions, matching_release
+from pytest_cudadeps.engine.companions import find_companions, matching_release
 from pytest_cudadeps.engine.distributions import scan
 from pytest_cudadeps.engine.elf import ElfInfo, imported_symbols, needed_names, read_elf
 from tests import sitebuilder as sb

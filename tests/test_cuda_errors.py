@@ -7,21 +7,11 @@ from pathlib import Path
 import pynvml
 import pytest
 
+from pytest_cudadeps.checks.driver import cu_result_finding, cudart_error_finding, libcuda_finding, nvml_error_finding, nvml_finding
 from pytest_cudadeps.checks.findings import Outcome
 from pytest_cudadeps.probes.child.protocol import LibcudaAnswer, NvmlAnswer
-from pytest_cudadeps.probes.driver import libcuda_finding, nvml_finding, probe_driver
-from pytest_cudadeps.tables.cuda_errors import (
-    CU_RESULTS,
-    CUDART_ERRORS,
-    NVML_ERRORS,
-    DriverError,
-    cu_error,
-    cu_result_finding,
-    cudart_error,
-    cudart_error_finding,
-    nvml_error,
-    nvml_error_finding,
-)
+from pytest_cudadeps.probes.driver import probe_driver
+from pytest_cudadeps.tables.cuda_errors import CU_RESULTS, CUDART_ERRORS, NVML_ERRORS, DriverError, cu_error, cudart_error, nvml_error
 from tests.fakes import fake_driver
 
 REQUIRED_CU = (1, 2, 3, 4, 34, 46, 100, 101, 200, 209, 222, 304, 801, 802, 803, 804, 999)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cudadeps.checks.driver import gpus_or_reason, libcuda_finding, nvml_finding, runtime_compat_finding
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, LibcudaAnswer
-from pytest_cudadeps.probes.driver import DriverInfo, gpus_or_reason, libcuda_finding, nvml_finding, probe_driver, runtime_compat_finding
+from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
 from pytest_cudadeps.tables.drivers import minimum_driver, torch_build_for
 from tests import venvs
 from tests.fakes import fake_driver, misbehaving

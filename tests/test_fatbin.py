@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cudadeps.checks.arch import arch_finding
 from pytest_cudadeps.checks.findings import Outcome
-from pytest_cudadeps.engine.fatbin import MAGIC, FatbinError, arch_finding, read_architectures
+from pytest_cudadeps.engine.fatbin import MAGIC, FatbinError, read_architectures
 from tests import venvs
 from tests.conftest import build_so
 

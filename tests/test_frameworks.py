@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.static import static_findings
 from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.snapshot import take_snapshot
-from pytest_cudadeps.plan import static_findings
 from tests import sitebuilder as sb
 from tests import venvs
 from tests.conftest import build_so

@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.checks.findings import Outcome
-from pytest_cudadeps.engine import host
-from pytest_cudadeps.engine.distributions import read_version_module
-from pytest_cudadeps.engine.host import (
+from pytest_cudadeps.checks.host import (
     SHM_FIX,
     UVM_FIX,
-    HostFacts,
     compat_finding,
     cpu_build_finding,
     device_nodes_finding,
@@ -25,12 +22,12 @@ from pytest_cudadeps.engine.host import (
     kernel_module_finding,
     mig_blocks_all_reduce,
     mig_finding,
-    parse_kernel_module_version,
-    read_host,
-    read_small_file,
     shm_finding,
     visible_devices_finding,
 )
+from pytest_cudadeps.engine import host
+from pytest_cudadeps.engine.distributions import read_version_module
+from pytest_cudadeps.engine.host import HostFacts, parse_kernel_module_version, read_host, read_small_file
 from pytest_cudadeps.engine.installers import torch_index_install_command
 from pytest_cudadeps.probes.driver import Gpu
 from tests import venvs

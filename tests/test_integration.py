@@ -333,7 +333,7 @@ def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
     python -m pytest_cudadeps; what compare and --cuda-deps-compare say between the two."""
     import jsonschema
 
-    from pytest_cudadeps.report.results import schema
+    from pytest_cudadeps.report.document import schema
 
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     result = venvs.run_plugin(venvs.site_packages(cuda_venv), "-n", "2", f"--cuda-deps-json={good}", cwd=tmp_path)

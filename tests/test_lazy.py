@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.lazy import lazy_findings
 from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine import lazy
-from pytest_cudadeps.engine.lazy import LAZY, lazy_findings, lazy_load_targets
+from pytest_cudadeps.engine.distributions import Environment
 from pytest_cudadeps.engine.ldso import LoaderModel
 from pytest_cudadeps.engine.linkage import Linkage
-from pytest_cudadeps.engine.snapshot import Snapshot, take_snapshot
+from pytest_cudadeps.engine.snapshot import take_snapshot
 from pytest_cudadeps.plan import plan_checks
+from pytest_cudadeps.probes.children import lazy_load_targets
+from pytest_cudadeps.tables.lazy_libraries import LAZY
 from tests import sitebuilder as sb
 from tests.conftest import build_so
 from tests.test_companions import add_to_record
@@ -167,9 +170,9 @@ def test_the_lazy_resolutions_are_worked_out_once_per_run(tmp_path: Path, gcc: s
     models: list[Linkage] = []
     real = lazy._model
 
-    def counted(snapshot: Snapshot, linkage: Linkage) -> LoaderModel:
+    def counted(env: Environment, linkage: Linkage, use_cache: bool) -> LoaderModel:
         models.append(linkage)
-        return real(snapshot, linkage)
+        return real(env, linkage, use_cache)
 
     monkeypatch.setattr(lazy, "_model", counted)
     items = plan_checks(Settings(paths=(str(site),), no_ld_cache=True)).items  # probes on: load steps planned too

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.checks.load import load_finding
 from pytest_cudadeps.engine.installers import reinstall_command
 from pytest_cudadeps.probes.child.protocol import Loaded
-from pytest_cudadeps.probes.load import LoadStep, library_steps, load_finding, probe_loads, torch_steps
+from pytest_cudadeps.probes.load import LoadStep, library_steps, probe_loads, torch_steps
 from pytest_cudadeps.probes.runner import Blame
 from tests import venvs
 from tests.fakes import misbehaving, needing

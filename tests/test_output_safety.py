@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.checks.findings import failed, printable, skipped
-from pytest_cudadeps.engine.installers import install_command, quote, reinstall_command, uninstall_command
+from pytest_cudadeps.checks.findings import failed, skipped
+from pytest_cudadeps.core.text import printable, quote
+from pytest_cudadeps.engine.installers import install_command, reinstall_command, uninstall_command
 
 HOSTILE = [
     "nvidia-cublas==13.1.1.3.*",

@@ -34,9 +34,10 @@ from pytest_cudadeps.engine.owners import Owners
 from pytest_cudadeps.engine.requirements import Closures
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.plan import collect_checks
+from pytest_cudadeps.probe_items import probe_checks
 from pytest_cudadeps.probes import children as probing
 from pytest_cudadeps.probes.child.protocol import GpuAnswer, LibcudaAnswer, Loaded, NvmlAnswer
-from pytest_cudadeps.probes.children import Probes, probe_checks
+from pytest_cudadeps.probes.children import Probes
 from pytest_cudadeps.probes.driver import DriverInfo
 from pytest_cudadeps.probes.load import LoadResult, LoadStep
 from pytest_cudadeps.probes.runner import ChildRun

@@ -12,7 +12,8 @@ import pytest
 
 from pytest_cudadeps.engine.snapshot import Snapshot
 from pytest_cudadeps.report.causes import install_all, merge_specs
-from pytest_cudadeps.report.results import Library, _library_lines, schema
+from pytest_cudadeps.report.document import Library, schema
+from pytest_cudadeps.report.summary import _library_lines
 from tests import sitebuilder as sb
 from tests.test_plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, inner, run_only
 

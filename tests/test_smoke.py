@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from pytest_cudadeps.checks.findings import Outcome
+from pytest_cudadeps.checks.smoke import all_reduce_finding, compile_finding, matmul_finding
 from pytest_cudadeps.probes.child.protocol import Loaded
 from pytest_cudadeps.probes.load import LoadStep, library_steps
 from pytest_cudadeps.probes.runner import ChildRun
-from pytest_cudadeps.probes.torch import SmokeRun, all_reduce_finding, compile_finding, matmul_finding, probe_torch, send_steps, start_torch
+from pytest_cudadeps.probes.torch import SmokeRun, probe_torch, send_steps, start_torch
 from tests import venvs
 from tests.fakes import misbehaving
 

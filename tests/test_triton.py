@@ -9,23 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.checks.findings import Outcome
-from pytest_cudadeps.engine.distributions import scan
-from pytest_cudadeps.engine.triton import (
-    Triton,
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.triton import (
     compiler_finding,
-    find_compiler,
-    find_triton,
-    gpu_name,
-    libcuda_dirs,
     libcuda_finding,
     ptxas_arch_finding,
     ptxas_finding,
     python_h_finding,
-    python_include_dir,
     static_triton_findings,
     version_finding,
 )
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.triton import Triton, find_compiler, find_triton, libcuda_dirs, python_include_dir
+from pytest_cudadeps.probes.tools import assemble_for, gpu_name, tool_version
 from tests import sitebuilder as sb
 from tests import venvs
 from tests.conftest import build_so
@@ -33,6 +29,15 @@ from tests.conftest import build_so
 NVIDIA_BIN = "triton/backends/nvidia/bin"
 FAKE_PTXAS = "#!/bin/sh\necho 'ptxas: NVIDIA (R) Ptx optimizing assembler'\necho 'Cuda compilation tools, release 12.9, V12.9.86'\n"
 
+
+
+def ptxas(triton: Triton, name: str, environ: dict[str, str], timeout: float) -> Finding:
+    """The item as the plan runs it: the tool asked in its own process, then worded."""
+    return ptxas_finding(triton, name, tool_version(triton, name, environ, timeout))
+
+
+def ptxas_arch(triton: Triton, capabilities: list[tuple[int, int]], environ: dict[str, str], timeout: float) -> Finding:
+    return ptxas_arch_finding(triton, assemble_for(triton, capabilities, environ, timeout))
 
 def triton_tree(tmp_path: Path, version: str = "3.8.0", ptxas: str | None = FAKE_PTXAS) -> Triton:
     files = {"triton/__init__.py": "", "triton/backends/nvidia/__init__.py": ""}
@@ -158,15 +163,15 @@ def test_version_against_torch_s_pin(tmp_path: Path, version: str, outcome: Outc
 
 
 def test_a_fake_ptxas_runs_and_its_release_is_read(tmp_path: Path) -> None:
-    found = ptxas_finding(triton_tree(tmp_path), "ptxas", {}, 30)
+    found = ptxas(triton_tree(tmp_path), "ptxas", {}, 30)
     assert found.outcome is Outcome.PASS
     assert found.message.endswith("ptxas is CUDA 12.9")
 
 
 def test_missing_ptxas_fails_and_a_missing_variable_falls_back(tmp_path: Path) -> None:
     triton = triton_tree(tmp_path)
-    assert ptxas_finding(triton, "ptxas", {"TRITON_PTXAS_PATH": "/nowhere/ptxas"}, 30).outcome is Outcome.PASS
-    gone = ptxas_finding(triton, "ptxas-blackwell", {}, 30)
+    assert ptxas(triton, "ptxas", {"TRITON_PTXAS_PATH": "/nowhere/ptxas"}, 30).outcome is Outcome.PASS
+    gone = ptxas(triton, "ptxas-blackwell", {}, 30)
     assert gone.outcome is Outcome.FAIL
     assert "Cannot find ptxas-blackwell" in gone.message
     assert gone.details == (f"tried: {triton.nvidia / 'bin' / 'ptxas-blackwell'}: missing",)
@@ -175,7 +180,7 @@ def test_missing_ptxas_fails_and_a_missing_variable_falls_back(tmp_path: Path) -
 def test_a_ptxas_without_execute_bit_is_the_permission_error_triton_raises(tmp_path: Path) -> None:
     triton = triton_tree(tmp_path)
     (triton.nvidia / "bin" / "ptxas").chmod(0o644)
-    found = ptxas_finding(triton, "ptxas", {}, 30)
+    found = ptxas(triton, "ptxas", {}, 30)
     assert found.outcome is Outcome.FAIL
     assert "PermissionError" in found.details[0]
     assert "(triton raises it)" in found.details[0]
@@ -183,7 +188,7 @@ def test_a_ptxas_without_execute_bit_is_the_permission_error_triton_raises(tmp_p
 
 def test_a_hanging_ptxas_is_killed_at_the_timeout(tmp_path: Path) -> None:
     triton = triton_tree(tmp_path, ptxas="#!/bin/sh\nsleep 30 &\nsleep 30\n")
-    found = ptxas_finding(triton, "ptxas", {}, 0.5)
+    found = ptxas(triton, "ptxas", {}, 0.5)
     assert found.outcome is Outcome.FAIL
     assert "still running after 0.5 s" in found.details[0]
 
@@ -193,7 +198,7 @@ def test_gpu_names_as_triton_writes_them() -> None:
 
 
 def test_ptxas_arch_without_a_gpu_skips(tmp_path: Path) -> None:
-    assert ptxas_arch_finding(triton_tree(tmp_path), [], {}, 30).outcome is Outcome.SKIP
+    assert ptxas_arch(triton_tree(tmp_path), [], {}, 30).outcome is Outcome.SKIP
 
 
 # --- the real triton 3.8.0 of the cached venv (read-only) -----------------------------------------
@@ -214,15 +219,15 @@ def triton_says(venv: Path, code: str, environ: dict[str, str]) -> subprocess.Co
 
 @pytest.mark.integration
 def test_real_ptxas_and_its_architectures(real_triton: Triton) -> None:
-    assert dict(ptxas_finding(real_triton, "ptxas", {}, 60).facts)["path"] == str(real_triton.nvidia / "bin" / "ptxas")
-    assert dict(ptxas_finding(real_triton, "ptxas-blackwell", {}, 60).facts)["release"] == "13.3"
-    assert ptxas_arch_finding(real_triton, [(8, 0), (9, 0), (12, 0)], {}, 60).outcome is Outcome.PASS
-    too_new = ptxas_arch_finding(real_triton, [(13, 0)], {}, 60)
+    assert dict(ptxas(real_triton, "ptxas", {}, 60).facts)["path"] == str(real_triton.nvidia / "bin" / "ptxas")
+    assert dict(ptxas(real_triton, "ptxas-blackwell", {}, 60).facts)["release"] == "13.3"
+    assert ptxas_arch(real_triton, [(8, 0), (9, 0), (12, 0)], {}, 60).outcome is Outcome.PASS
+    too_new = ptxas_arch(real_triton, [(13, 0)], {}, 60)
     assert too_new.outcome is Outcome.FAIL
     assert "Value 'sm_130a' is not defined for option 'gpu-name'" in too_new.message
     # an older ptxas given for Blackwell and later (triton-lang/triton#8539's case): ptxas 12.9 lacks sm_110a
     older = {"TRITON_PTXAS_BLACKWELL_PATH": str(real_triton.nvidia / "bin" / "ptxas")}
-    thor = ptxas_arch_finding(real_triton, [(11, 0)], older, 60)
+    thor = ptxas_arch(real_triton, [(11, 0)], older, 60)
     assert thor.outcome is Outcome.FAIL
     assert "(CUDA 12.9) says `ptxas fatal   : Value 'sm_110a' is not defined" in thor.message
 

@@ -9,26 +9,10 @@ item's outcome.  Keeping them plain frozen dataclasses means any other face
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# What a terminal, a log viewer or an XML report must never receive raw from a file we read:
-# C0 controls but tab and newline (ESC starts terminal sequences, CR overwrites the line,
-# NUL truncates C strings), DEL, C1 controls (U+009B is a one-character CSI), the bidi
-# overrides that reorder what is shown, and lone surrogates (a non-UTF-8 file name decoded with
-# surrogateescape; they cannot be encoded, which made xdist's transfer fail).
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters written as escapes (``\\x1b``, ``\\x00``, ``\\udcff``); tabs and newlines kept."""
-    return _UNPRINTABLE.sub(_escape, text) if _UNPRINTABLE.search(text) else text
+from pytest_cudadeps.core.text import printable
 
 
 class Outcome(str, enum.Enum):

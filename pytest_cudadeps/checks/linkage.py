@@ -25,8 +25,9 @@ from pytest_cudadeps.engine.installers import reinstall_command
 from pytest_cudadeps.engine.ldso import Resolution, Step, Via
 from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
 from pytest_cudadeps.engine.owners import Owners, is_shared_object_name
-from pytest_cudadeps.engine.providers import DRIVER_SONAMES, ProviderResolver, Provision
+from pytest_cudadeps.engine.providers import ProviderResolver, Provision
 from pytest_cudadeps.engine.requirements import Closure
+from pytest_cudadeps.tables.wheels import DRIVER_SONAMES
 
 CHECK = "linkage"
 _NVJITLINK_SYMBOL = r"__nvJitLink\w*_\d+_\d+$"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from pytest_cudadeps.checks.cuda_major import build_finding
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
-from pytest_cudadeps.engine.build import build_finding
-from pytest_cudadeps.engine.requirements import duplicate_findings, problem_finding, requirement_finding
+from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
+from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command
+from pytest_cudadeps.engine.requirements import Demand, known_extras
 from pytest_cudadeps.engine.snapshot import Snapshot
 
 
@@ -36,3 +42,93 @@ def _unknown_root(name: str, snapshot: Snapshot) -> Finding:
         f"searched: {', '.join(str(p) for p in snapshot.env.paths)}",
         fix=f"pip install '{name}', or drop it from --cuda-deps-root / cuda_deps_root",
     )
+
+
+def _where(dist: Distribution) -> str:
+    return f"{dist} in {dist.location} ({dist.meta_dir.name})"
+
+
+def _combined(demands: list[Demand]) -> str:
+    req0 = demands[0].requirement
+    extras = sorted({e for d in demands for e in d.requirement.extras})
+    spec = SpecifierSet(",".join(str(d.requirement.specifier) for d in demands if d.requirement.specifier))
+    return f"{req0.name}{'[' + ','.join(extras) + ']' if extras else ''}{spec}"
+
+
+def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
+    lines = [f"required by: {d.describe()}" for d in demands[:limit]]
+    if len(demands) > limit:
+        lines.append(f"(and {len(demands) - limit} more chains)")
+    return lines
+
+
+def requirement_finding(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
+    """One required distribution: installed, at a version every asker accepts, with its extras."""
+    subject = f"{root.key}>{key}"
+    fix = install_command(root.installer, _combined(demands))
+    note = install_note(root.installer)
+    fix_for = (f"installer: {root.name} was installed by {root.installer}" if root.installer else
+               "installer: no INSTALLER file, pip assumed") + (f"; {note}" if note else "")
+    dist = env.get(key)
+    if dist is None:
+        return failed(
+            "requires", subject, f"{demands[0].requirement.name} is not installed",
+            *_chains(demands), "installed: nothing of that name on the path", fix_for,
+            fix=fix,
+        )
+    try:
+        version = Version(dist.version)
+    except InvalidVersion:
+        return failed(
+            "requires", subject, f"{dist.name} has version {dist.version!r}, which is not a valid version",
+            *_chains(demands), f"installed: {_where(dist)}", fix_for, fix=fix,
+        )
+    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
+    if refused:
+        return failed(
+            "requires", subject,
+            f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
+            *_chains(refused), f"installed: {_where(dist)}", fix_for, fix=fix,
+        )
+    provided = known_extras(dist)
+    for demand in demands:
+        lacking = sorted(canonicalize_name(e) for e in demand.requirement.extras if canonicalize_name(e) not in provided)
+        if lacking:
+            return failed(
+                "requires", subject,
+                f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
+                f"required by: {demand.describe()}",
+                f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
+                fix_for, fix=fix,
+            )
+    specs = sorted({str(d.requirement.specifier) for d in demands if d.requirement.specifier})
+    wanted = f" satisfies {', '.join(specs)}" if specs else " is installed"
+    return passed(
+        "requires", subject, f"{dist}{wanted} ({demands[0].describe()})",
+        installed=str(dist.meta_dir), chain=demands[0].describe(),
+    )
+
+
+def problem_finding(problem: MetadataProblem) -> Finding:
+    folder = problem.path.parent if problem.path.name in ("METADATA", "PKG-INFO", "requires.txt") else problem.path
+    return failed(
+        "metadata", folder.name, f"{problem.path}: {problem.problem}",
+        "installers and importlib.metadata read this file; a broken one hides what is installed",
+        fix=f"reinstall the distribution that owns {folder.name}: {reinstall_command('', 'NAME==VERSION')}",
+    )
+
+
+def duplicate_findings(env: Environment) -> list[Finding]:
+    """The same distribution installed twice on the path: Python uses the first, pip may change the other."""
+    findings = []
+    for key, copies in sorted(env.by_key.items()):
+        if len(copies) < 2:
+            continue
+        findings.append(failed(
+            "installed-once", key,
+            f"{copies[0].name} is installed {len(copies)} times on the path",
+            *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(copies)),
+            fix=f"run `pip uninstall {copies[0].name}` until `pip show {copies[0].name}` finds nothing, "
+                f"then install the version you need once",
+        ))
+    return findings

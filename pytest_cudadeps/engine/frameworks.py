@@ -37,28 +37,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
-from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
 from pytest_cudadeps.core.safe_io import is_regular
 from pytest_cudadeps.engine.companions import TORCH_LIBRARY
 from pytest_cudadeps.engine.distributions import Distribution, Environment
-from pytest_cudadeps.engine.elf import ElfInfo, needed_names
-from pytest_cudadeps.engine.installers import install_command
-from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary, is_cuda_soname
+from pytest_cudadeps.engine.elf import needed_names
+from pytest_cudadeps.engine.linkage import Linkage, is_cuda_soname
 from pytest_cudadeps.engine.owners import is_shared_object_name
-from pytest_cudadeps.engine.providers import DRIVER_SONAMES
-from pytest_cudadeps.engine.requirements import CUDA_PREFIXES, NEVER_ROOTS, NOT_CUDA_WHEELS, Closures, Demand, known_extras, requirements_of
+from pytest_cudadeps.engine.requirements import NEVER_ROOTS, Closures, Demand, known_extras, requirements_of
+from pytest_cudadeps.tables.wheels import CUDA_PREFIXES
 
 if TYPE_CHECKING:
-    from pytest_cudadeps.engine.snapshot import Root, Snapshot
-
+    pass
+from pytest_cudadeps.tables.plugins import OPTIONAL_PLUGINS, Plugin
 
 # --- roots found from ELF files --------------------------------------------------------------------
 
@@ -108,17 +104,6 @@ def extra_demands(dist: Distribution) -> dict[str, list[Demand]]:
         for req in requirements_of(dist, extra):  # true with the extra, false without it
             found.setdefault(canonicalize_name(req.name), []).append(Demand(chain, req))
     return found
-
-
-def extras_spec(name: str, demands: Mapping[str, Sequence[Demand]]) -> str:
-    """``onnxruntime-gpu[cuda,cudnn]``: the root with every extra of it that brings a CUDA wheel."""
-    extras = sorted({extra for key, found in demands.items() if key.startswith(CUDA_PREFIXES)
-                     and key not in NOT_CUDA_WHEELS for d in found
-                     for extra in _EXTRA.findall(str(d.requirement.marker))})
-    return f"{name}[{','.join(extras)}]" if extras else name
-
-
-_EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 _CUDART = re.compile(r"libcudart\.so\.(\d+)$")
 
 
@@ -128,235 +113,8 @@ def cuda_of_linkage(linkage: Linkage | None) -> str | None:
     return majors[-1] if majors else None
 
 
-# --- optional plugins and objects that rely on preloading ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """A shared object of a framework that is loaded only when the user asks for it."""
-
-    package: str  # the import package that ships it
-    file: str
-    what: str
-
-
-OPTIONAL_PLUGINS: tuple[Plugin, ...] = tuple(
-    Plugin("onnxruntime", f"libonnxruntime_providers_{name}.so", what)
-    for name, what in (
-        ("tensorrt", "the TensorRT execution provider (TensorrtExecutionProvider); it needs TensorRT "
-                     "(libnvinfer.so.10, `pip install tensorrt-cu13`), which no extra of onnxruntime declares"),
-        ("nv_tensorrt_rtx", "the TensorRT RTX execution provider (NvTensorRTRTXExecutionProvider)"),
-        ("migraphx", "the MIGraphX execution provider"), ("openvino", "the OpenVINO execution provider"),
-    )
-)
-
-
-def _plugin(dist: Distribution, path: Path) -> Plugin | None:
+def optional_plugin(dist: Distribution, path: Path) -> Plugin | None:
     for plugin in OPTIONAL_PLUGINS:
         if path.name == plugin.file and (dist.location / plugin.package) in path.parents:
             return plugin
     return None
-
-
-def _preload_dlls(root: Root, soname: str) -> Path | None:
-    """The file onnxruntime 1.31.1's ``preload_dlls()`` loads for ``soname`` from the nvidia wheels, if any."""
-    package = root.dist.location / "onnxruntime"
-    init = package / "__init__.py"
-    try:
-        if "def preload_dlls" not in init.read_text(encoding="utf-8", errors="replace"):
-            return None
-    except OSError:
-        return None
-    major = cuda_of_linkage(root.linkage)
-    if major is None:
-        return None
-    base = soname.split(".so")[0]
-    folder = {"libcudnn": "cudnn"}.get(base)
-    if folder is None:
-        legacy = {"libcublasLt": "cublas", "libcublas": "cublas", "libnvrtc": "cuda_nvrtc", "libcurand": "curand",
-                  "libcufft": "cufft", "libcudart": "cuda_runtime"}
-        if base not in legacy:
-            return None
-        folder = f"cu{major}" if int(major) >= 13 else legacy[base]
-    path = root.dist.location / "nvidia" / folder / "lib" / soname
-    return path if is_regular(path) else None
-
-
-def _without_search_path(linkage: Linkage, lib: ResolvedLibrary) -> list[Path]:
-    """The objects needing ``lib`` that have neither DT_RPATH nor DT_RUNPATH (all of them, or none)."""
-    bare = []
-    for user in lib.needed_by:
-        info = linkage.info(user)
-        if not isinstance(info, ElfInfo) or info.rpath or info.runpath:
-            return []
-        bare.append(user)
-    return bare
-
-
-def _routes(snapshot: Snapshot, root: Root, soname: str) -> list[tuple[str, Path]]:
-    """How a preloading process gets ``soname``: (how, the file it maps)."""
-    routes = []
-    torch = snapshot.torch
-    if torch is not None and torch is not root and torch.linkage is not None:
-        mapped = torch.linkage.library(soname)
-        if mapped is not None and mapped.path is not None:
-            routes.append(("`import torch` first", mapped.path))
-    preloaded = _preload_dlls(root, soname)
-    if preloaded is not None:
-        routes.append(("`onnxruntime.preload_dlls()`", preloaded))
-    return routes
-
-
-def preload_finding(snapshot: Snapshot, root: Root, lib: ResolvedLibrary, users: list[Path]) -> Finding:
-    """``linkage[ROOT>SONAME]`` of a library whose users have no search path: found only when loaded already."""
-    subject = f"{root.key}>{lib.soname}"
-    resolver = snapshot.resolver(root)
-    declared = resolver.declared(lib.soname, None)
-    owners = snapshot.owners
-    good = [(how, path) for how, path in _routes(snapshot, root, lib.soname)
-            if declared is None or declared.key in owners.owner_keys(path)]
-    user = users[0].name
-    alone = (f"alone, ld.so finds {lib.path} (via {lib.via})" if lib.path is not None else
-             f"alone, ld.so finds nothing (`{lib.soname}: cannot open shared object file`)")
-    declared_text = f"declared: {declared.chain}" if declared else f"declared by no requirement of {root.dist}"
-    if good:
-        how = " or ".join(f"{h} (maps {p}, {_owner(snapshot, p)})" for h, p in good)
-        return passed("linkage", subject, f"{user} has no RPATH or RUNPATH: {lib.soname} is found only when it is "
-                                          f"loaded already: {how}; {alone}",
-                      path=str(good[0][1]), via="preloaded", preload=good[0][0])
-    return failed(
-        "linkage", subject,
-        f"{user} has no RPATH or RUNPATH and relies on {lib.soname} being loaded first, but neither `import torch` "
-        f"nor the framework's own preload maps the copy it declares: {alone}",
-        f"needed by: {', '.join(str(u) for u in users[:3])}", declared_text,
-        fix=resolver.fix(lib.soname, None),
-    )
-
-
-def _owner(snapshot: Snapshot, path: Path) -> str:
-    owned = snapshot.owners.of(path)
-    return str(owned[0][0]) if owned else "owned by no distribution"
-
-
-def plugin_findings(snapshot: Snapshot, root: Root) -> list[Finding]:
-    """``plugin[ROOT>FILE]``: a note per optional plugin the root ships, with what it lacks even when preloaded."""
-    linkage = root.linkage
-    if linkage is None:
-        return []
-    findings = []
-    for obj in linkage.objects:
-        plugin = _plugin(root.dist, obj)
-        if plugin is None:
-            continue
-        missing = sorted(lib.soname for lib in linkage.libraries
-                         if obj in lib.needed_by and lib.path is None and not _routes(snapshot, root, lib.soname))
-        subject = f"{root.key}>{obj.name}"
-        if missing:
-            findings.append(skipped("plugin", subject, f"optional: {obj.name} is {plugin.what}; loaded only when a "
-                                                       f"session asks for it; it lacks {', '.join(missing)}"))
-        else:
-            findings.append(passed("plugin", subject, f"{obj.name} ({plugin.what}) finds what it needs"))
-    return findings
-
-
-def _optional_only(root: Root, lib: ResolvedLibrary) -> Plugin | None:
-    plugins = [_plugin(root.dist, user) for user in lib.needed_by]
-    return plugins[0] if plugins and all(plugins) else None
-
-
-def framework_findings(snapshot: Snapshot, root: Root, linkage_items: Iterable[Finding]) -> list[Finding]:
-    """The root's linkage items, with those of optional plugins turned into notes and those of objects without
-    search path told as such, plus a ``plugin[...]`` note per optional plugin.  torch's items pass through."""
-    linkage = root.linkage
-    items = list(linkage_items)
-    if linkage is None or root.key == "torch":
-        return items
-    by_name = {f.name: f for f in items}
-    for lib in linkage.cuda_libraries():
-        name = f"linkage[{root.key}>{lib.soname}]"
-        current = by_name.get(name)
-        if current is None or current.outcome is not Outcome.FAIL:
-            continue
-        plugin = _optional_only(root, lib)
-        if plugin is not None:
-            by_name[name] = skipped("linkage", f"{root.key}>{lib.soname}",
-                                    f"{lib.soname} is needed only by {plugin.file}, an optional plugin (see "
-                                    f"plugin[{root.key}>{plugin.file}]): {current.message}")
-            continue
-        users = _without_search_path(linkage, lib)
-        if users:
-            by_name[name] = preload_finding(snapshot, root, lib, users)
-    return [*by_name.values(), *plugin_findings(snapshot, root)]
-
-
-# --- conflicts between roots ------------------------------------------------------------------------
-
-
-def _base(soname: str) -> str:
-    return soname.split(".so", 1)[0]
-
-
-def major_findings(roots: Sequence[Root]) -> list[Finding]:
-    """``shared[LIBRARY]``: roots that need the same library agree on its major (its soname)."""
-    needs: dict[str, dict[str, list[str]]] = {}
-    for root in roots:
-        for lib in root.linkage.cuda_libraries() if root.linkage else ():
-            if lib.soname in DRIVER_SONAMES:
-                continue  # the driver's: one per host, whoever needs it
-            needs.setdefault(_base(lib.soname), {}).setdefault(lib.soname, []).append(root.key)
-    findings = []
-    for base, sonames in sorted(needs.items()):
-        keys = sorted({k for ks in sonames.values() for k in ks})
-        if len(keys) < 2:
-            continue
-        if len(sonames) == 1:
-            findings.append(passed("shared", base, f"{' and '.join(keys)} need the same {next(iter(sonames))}"))
-            continue
-        who = "; ".join(f"{soname}: {', '.join(sorted(set(k)))}" for soname, k in sorted(sonames.items()))
-        findings.append(failed(
-            "shared", base, f"the roots need different majors of {base}: {who}",
-            "each major comes from a wheel of its own CUDA (or cuDNN) series; wheels of two CUDA majors share folders "
-            "under nvidia/ and overwrite each other, and one process maps both only by luck",
-            fix="install the builds of these frameworks for one CUDA major (the one torch was built for)",
-        ))
-    return findings
-
-
-def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
-    """``shared[DIST]``: a distribution two roots ask for (requirements or extras) is installed at a version all accept."""
-    asked: dict[str, list[Demand]] = {}
-    for root in roots:
-        for key, demands in {**root.extras, **root.demands}.items():
-            if key.startswith(CUDA_PREFIXES):
-                asked.setdefault(key, []).extend(demands)
-    findings = []
-    for key, demands in sorted(asked.items()):
-        askers = {d.chain[0].split(" ")[0].split("[")[0] for d in demands}
-        dist = env.get(key)
-        if len(askers) < 2 or dist is None:
-            continue  # one root only, or not installed: the requires[...] items say it
-        try:
-            version = Version(dist.version)
-        except InvalidVersion:
-            continue  # the requires[...] items name it
-        refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
-        if refused:
-            findings.append(failed(
-                "shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
-                               f"{refused[0].chain[0]} refuses ({refused[0].wanted()})",
-                *(f"{d.describe()}" for d in demands[:6]),
-                fix=f"choose versions of {', '.join(sorted(askers))} whose requirements on {dist.name} overlap; "
-                    f"then {install_command(dist.installer, dist.name)} at a version every root accepts",
-            ))
-        else:
-            findings.append(passed("shared", key, f"{dist} satisfies every root ({specs})"))
-    return findings
-
-
-def shared_findings(snapshot: Snapshot) -> list[Finding]:
-    """Conflicts between the roots: library majors, then distribution pins; nothing with one root."""
-    roots = snapshot.roots
-    if len(roots) < 2:
-        return []
-    return major_findings(roots) + pin_findings(snapshot.env, roots)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shlex
 
+from pytest_cudadeps.core.text import quote
+
 _COMMANDS: dict[str, str] = {
     "pip": "pip install {spec}",
     "uv": "uv pip install {spec}",
@@ -29,17 +31,6 @@ _NOTES: dict[str, str] = {
 def install_note(installer: str) -> str | None:
     """What a user of this installer should know beside the fix command (None: nothing)."""
     return _NOTES.get(installer.strip().lower())
-
-
-def quote(spec: str) -> str:
-    """``spec`` as one inert shell word, always in single quotes: ``'nvidia-cublas==13.1.1.3.*'``.
-
-    Requirement text comes from METADATA files that anyone can write: a Requires-Dist with
-    backticks or ``$(...)`` must not run a command when the fix line is pasted into a shell.
-    shlex.quote leaves "safe" words bare; we quote those too, so every fix looks alike.
-    """
-    quoted = shlex.quote(spec)
-    return quoted if quoted.startswith("'") else f"'{spec}'"
 
 
 def install_command(installer: str, spec: str, *more: str) -> str:

@@ -18,6 +18,7 @@ from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem
 from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Via
 from pytest_cudadeps.engine.owners import Owners, is_shared_object_name
+from pytest_cudadeps.tables.wheels import CUDA_SONAME_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,6 @@ class Linkage:
 
     def library(self, soname: str) -> ResolvedLibrary | None:
         return next((lib for lib in self.libraries if lib.soname == soname), None)
-
-
-CUDA_SONAME_PREFIXES = (
-    "libcuda", "libcublas", "libcufft", "libcurand", "libcusolver", "libcusparse", "libcufile",
-    "libnvrtc", "libnvJitLink", "libnvToolsExt", "libnvtx", "libcupti", "libcudnn", "libnccl",
-    "libnvshmem", "libcusparseLt", "libnvperf", "libnvidia-ml", "libcheckpoint", "libnvblas",
-)
 
 
 def is_cuda_soname(soname: str) -> bool:

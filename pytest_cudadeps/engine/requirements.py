@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
-from pytest_cudadeps.checks.findings import Finding, failed, passed
 from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
-from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command
+from pytest_cudadeps.tables.wheels import CUDA_PREFIXES, NOT_CUDA_WHEELS
 
-CUDA_PREFIXES = ("nvidia-", "cuda-")
+if TYPE_CHECKING:
+    pass
+
 # how such a name can start before it is normalized (nvidia_cublas, NVIDIA.cublas, cuda_toolkit)
 _CUDA_HEADS = ("nvidia", "cuda")
-# nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
-NOT_CUDA_WHEELS = frozenset({"nvidia-ml-py", "nvidia-ml-py3", "pynvml"})
 # Never a root: this plugin requires nvidia-ml-py for its own driver probe.
 NEVER_ROOTS = frozenset({"pytest-cudadeps"})
 _EXTRA_IN_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
@@ -309,91 +308,12 @@ def _covers(other: str, key: str, reach: dict[str, set[str]]) -> bool:
     return key in reach[other] and (other not in reach[key] or other < key)
 
 
-def _where(dist: Distribution) -> str:
-    return f"{dist} in {dist.location} ({dist.meta_dir.name})"
+def extras_spec(name: str, demands: Mapping[str, Sequence[Demand]]) -> str:
+    """``onnxruntime-gpu[cuda,cudnn]``: the root with every extra of it that brings a CUDA wheel."""
+    extras = sorted({extra for key, found in demands.items() if key.startswith(CUDA_PREFIXES)
+                     and key not in NOT_CUDA_WHEELS for d in found
+                     for extra in _EXTRA.findall(str(d.requirement.marker))})
+    return f"{name}[{','.join(extras)}]" if extras else name
 
 
-def _combined(demands: list[Demand]) -> str:
-    req0 = demands[0].requirement
-    extras = sorted({e for d in demands for e in d.requirement.extras})
-    spec = SpecifierSet(",".join(str(d.requirement.specifier) for d in demands if d.requirement.specifier))
-    return f"{req0.name}{'[' + ','.join(extras) + ']' if extras else ''}{spec}"
-
-
-def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
-    lines = [f"required by: {d.describe()}" for d in demands[:limit]]
-    if len(demands) > limit:
-        lines.append(f"(and {len(demands) - limit} more chains)")
-    return lines
-
-
-def requirement_finding(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
-    """One required distribution: installed, at a version every asker accepts, with its extras."""
-    subject = f"{root.key}>{key}"
-    fix = install_command(root.installer, _combined(demands))
-    note = install_note(root.installer)
-    fix_for = (f"installer: {root.name} was installed by {root.installer}" if root.installer else
-               "installer: no INSTALLER file, pip assumed") + (f"; {note}" if note else "")
-    dist = env.get(key)
-    if dist is None:
-        return failed(
-            "requires", subject, f"{demands[0].requirement.name} is not installed",
-            *_chains(demands), "installed: nothing of that name on the path", fix_for,
-            fix=fix,
-        )
-    try:
-        version = Version(dist.version)
-    except InvalidVersion:
-        return failed(
-            "requires", subject, f"{dist.name} has version {dist.version!r}, which is not a valid version",
-            *_chains(demands), f"installed: {_where(dist)}", fix_for, fix=fix,
-        )
-    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-    if refused:
-        return failed(
-            "requires", subject,
-            f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
-            *_chains(refused), f"installed: {_where(dist)}", fix_for, fix=fix,
-        )
-    provided = known_extras(dist)
-    for demand in demands:
-        lacking = sorted(canonicalize_name(e) for e in demand.requirement.extras if canonicalize_name(e) not in provided)
-        if lacking:
-            return failed(
-                "requires", subject,
-                f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
-                f"required by: {demand.describe()}",
-                f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
-                fix_for, fix=fix,
-            )
-    specs = sorted({str(d.requirement.specifier) for d in demands if d.requirement.specifier})
-    wanted = f" satisfies {', '.join(specs)}" if specs else " is installed"
-    return passed(
-        "requires", subject, f"{dist}{wanted} ({demands[0].describe()})",
-        installed=str(dist.meta_dir), chain=demands[0].describe(),
-    )
-
-
-def problem_finding(problem: MetadataProblem) -> Finding:
-    folder = problem.path.parent if problem.path.name in ("METADATA", "PKG-INFO", "requires.txt") else problem.path
-    return failed(
-        "metadata", folder.name, f"{problem.path}: {problem.problem}",
-        "installers and importlib.metadata read this file; a broken one hides what is installed",
-        fix=f"reinstall the distribution that owns {folder.name}: {reinstall_command('', 'NAME==VERSION')}",
-    )
-
-
-def duplicate_findings(env: Environment) -> list[Finding]:
-    """The same distribution installed twice on the path: Python uses the first, pip may change the other."""
-    findings = []
-    for key, copies in sorted(env.by_key.items()):
-        if len(copies) < 2:
-            continue
-        findings.append(failed(
-            "installed-once", key,
-            f"{copies[0].name} is installed {len(copies)} times on the path",
-            *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(copies)),
-            fix=f"run `pip uninstall {copies[0].name}` until `pip show {copies[0].name}` finds nothing, "
-                f"then install the version you need once",
-        ))
-    return findings
+_EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")

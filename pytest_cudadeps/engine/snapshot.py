@@ -9,20 +9,17 @@ is cached at module level, so two runs in one process (pytester) never share sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
+from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.build import Build, read_build
 from pytest_cudadeps.engine.companions import Companion, find_companions
 from pytest_cudadeps.engine.distributions import Distribution, Environment, scan
 from pytest_cudadeps.engine.frameworks import cuda_of_linkage, elf_roots, extra_demands
+from pytest_cudadeps.engine.lazy import LazyResolution, resolve_lazy
 from pytest_cudadeps.engine.linkage import Linkage, analyze
 from pytest_cudadeps.engine.owners import Owners
 from pytest_cudadeps.engine.providers import ProviderResolver
 from pytest_cudadeps.engine.requirements import Closure, Closures, Demand, default_roots
-
-if TYPE_CHECKING:
-    from pytest_cudadeps.core.settings import Settings
-    from pytest_cudadeps.engine.lazy import LazyResolution
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,7 @@ class Root:
     linkage: Linkage | None
     demands: dict[str, list[Demand]] = field(compare=False)
     extras: dict[str, list[Demand]] = field(default_factory=dict, compare=False)  # behind the root's own extras
+    lazy: tuple[LazyResolution, ...] = ()  # what its libraries open by name at run time (needs the linkage)
 
     @property
     def key(self) -> str:
@@ -70,9 +68,6 @@ class Snapshot:
     roots: tuple[Root, ...]
     unknown_roots: tuple[str, ...] = ()  # named with --cuda-deps-root but not installed
     companions: tuple[Companion, ...] = ()  # distributions with extensions linked against torch (ELF view only)
-    # per root, what its libraries open by name at run time: filled once by lazy.lazy_resolutions, which the
-    # static lazy[...] items and the load probe's steps both ask
-    lazy: dict[str, list[LazyResolution]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def torch(self) -> Root | None:
@@ -107,8 +102,15 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environ
     snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
     if not with_linkage:
         return snapshot
-    linked = tuple(replace(root, linkage=analyze(env, root.dist, use_ld_cache=not settings.no_ld_cache, owners=owners))
-                   for root in roots)
+    use_cache = not settings.no_ld_cache
+    linked = tuple(_linked(env, owners, root, use_cache) for root in roots)
     torch = next((root for root in linked if root.key == "torch"), None)
     companions = find_companions(env, known=torch.linkage.infos) if torch is not None and torch.linkage else ()
     return replace(snapshot, roots=linked, companions=companions)
+
+
+def _linked(env: Environment, owners: Owners, root: Root, use_cache: bool) -> Root:
+    """The root with its ELF view: the linkage walk, then what its libraries open by name at run time."""
+    linkage = analyze(env, root.dist, use_ld_cache=use_cache, owners=owners)
+    linked = replace(root, linkage=linkage)
+    return replace(linked, lazy=resolve_lazy(env, owners, linkage, linked.cuda, use_cache=use_cache))

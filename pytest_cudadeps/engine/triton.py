@@ -28,41 +28,28 @@ Read from triton 3.8.0 (the wheel torch 2.14.1 pins, ``triton~=3.8.0``):
 
 The static items (``triton[libcuda]``, ``triton[compiler]``, ``triton[python-h]``,
 ``triton[version]``) read files and the environment only.  Running ptxas is running the wheel's
-code, so :func:`ptxas_finding` and :func:`ptxas_arch_finding` run it in a child process with a
-timeout, from an item's ``runtest``.
+code, so :mod:`pytest_cudadeps.probes.tools` runs it in a process of its own with a timeout, from an
+item's ``runtest``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import sysconfig
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
-
-from pytest_cudadeps.checks.findings import Finding, failed, passed, unavailable
 from pytest_cudadeps.core.safe_io import is_dir, is_regular
 from pytest_cudadeps.engine.distributions import Distribution, Environment
-from pytest_cudadeps.engine.installers import install_command, reinstall_command
-from pytest_cudadeps.engine.ldso import default_dirs, read_ld_so_cache
-from pytest_cudadeps.engine.requirements import requirements_of
+from pytest_cudadeps.engine.ldso import default_dirs
 
-CHECK = "triton"
 LIBCUDA = "libcuda.so.1"
 LDCONFIG = Path("/sbin/ldconfig")
 TOOLS = ("ptxas", "ptxas-blackwell")
-_RELEASE = re.compile(r".*release (\d+\.\d+).*", re.MULTILINE)  # NvidiaTool.from_path's own pattern
-_OUTPUT_CAP = 64 << 10
+RELEASE = re.compile(r".*release (\d+\.\d+).*", re.MULTILINE)  # NvidiaTool.from_path's own pattern
 
 
 @dataclass(frozen=True)
@@ -147,32 +134,6 @@ def _driver_elsewhere(host_root: Path) -> Path | None:
     return next((d / LIBCUDA for d in default_dirs() if is_regular(d / LIBCUDA)), None)
 
 
-def libcuda_finding(triton: Triton, environ: Mapping[str, str], *, use_ld_cache: bool = True,
-                    host_root: Path = Path("/"), require_gpu: bool = False) -> Finding:
-    """``triton[libcuda]``: libcuda.so.1 where triton's ``libcuda_dirs()`` looks; no driver at all is a skip."""
-    search = libcuda_dirs(environ, read_ld_so_cache() if use_ld_cache else {})
-    found = search.found
-    if found is not None and search.error is None:
-        return passed(CHECK, "libcuda", f"{found} (found as {triton.dist} finds it: {search.how})",
-                      path=str(found), via=search.how)
-    sign = _driver_elsewhere(host_root)
-    if sign is None and not environ.get("TRITON_LIBCUDA_PATH") and search.error and "cannot found" in search.error:
-        return unavailable(CHECK, "libcuda", f"no NVIDIA driver here: {LIBCUDA} is in no folder triton searches "
-                           f"({search.how}) and {host_root / 'proc/driver/nvidia/version'} is absent",
-                           require_gpu=require_gpu, fix="install the NVIDIA driver (or run the container with --gpus)")
-    seen = f"a driver is installed ({sign})" if sign else "no driver sign seen"
-    return failed(
-        CHECK, "libcuda",
-        f"triton cannot find {LIBCUDA}: the first torch.compile'd call fails with {search.error}",
-        f"searched as triton 3.8.0's libcuda_dirs() does: {search.how}"
-        + (f" ({', '.join(str(d) for d in search.dirs)})" if search.dirs else ""),
-        seen,
-        fix=(f"export TRITON_LIBCUDA_PATH={sign.parent}" if sign is not None and sign.name == LIBCUDA else
-             "run `sudo /sbin/ldconfig` after installing the driver, or export TRITON_LIBCUDA_PATH=<folder of "
-             f"{LIBCUDA}>"),
-    )
-
-
 # --- the C compiler and Python.h, as runtime/build.py finds them --------------------------------
 
 
@@ -196,22 +157,6 @@ def find_compiler(environ: Mapping[str, str]) -> tuple[str | None, str, str | No
                                           "triton.knobs.build.impl.`")
 
 
-def compiler_finding(triton: Triton, environ: Mapping[str, str]) -> Finding:
-    """``triton[compiler]``: the C compiler triton builds its launcher with."""
-    program, how, problem = find_compiler(environ)
-    if problem is not None or program is None:
-        fallback = find_compiler({k: v for k, v in environ.items() if k != "CC"})[0]
-        if "CC" in environ:
-            fix = f"unset CC (triton then takes {fallback})" if fallback else "unset CC and install gcc"
-            fix += ", or export CC=<the path of a C compiler>"
-        else:
-            fix = "install a C compiler (`apt-get install gcc`, `dnf install gcc`) or export CC=/path/to/gcc"
-        return failed(CHECK, "compiler", f"{problem}; torch.compile cannot build triton's launcher",
-                      f"chosen as {triton.dist}'s runtime/build.py _find_compiler does: CC, then gcc, then clang",
-                      f"PATH: {environ.get('PATH', '(unset)')}", fix=fix)
-    return passed(CHECK, "compiler", f"{program} ({how})", path=program, via=how)
-
-
 def python_include_dir() -> Path:
     """Where triton 3.8.0's ``_build()`` looks for ``Python.h``, for this interpreter (the probes' children run it)."""
     get_default = getattr(sysconfig, "get_default_scheme", None)  # Python 3.10+; triton 3.8 needs 3.10+
@@ -220,180 +165,3 @@ def python_include_dir() -> Path:
         scheme = "posix_prefix"
     paths = sysconfig.get_paths(scheme=scheme) if scheme else sysconfig.get_paths()
     return Path(paths["include"])
-
-
-def python_h_finding(triton: Triton, include_dir: Path | None = None) -> Finding:
-    """``triton[python-h]``: ``Python.h`` in the interpreter's sysconfig include folder."""
-    include_dir = include_dir or python_include_dir()
-    header = include_dir / "Python.h"
-    if is_regular(header):
-        return passed(CHECK, "python-h", f"{header} (sysconfig include folder of {sys.executable})", path=str(header))
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    return failed(
-        CHECK, "python-h",
-        f"{header} is missing: torch.compile fails when triton builds its launcher "
-        f"(`fatal error: Python.h: No such file or directory`)",
-        f"read as {triton.dist}'s runtime/build.py does: sysconfig.get_paths(scheme)['include'] of {sys.executable}",
-        fix=f"install the Python headers: `apt-get install python{version}-dev` (Debian, Ubuntu) or "
-            f"`dnf install python{version}-devel` (Fedora, RHEL); a python.org or pyenv build has them",
-    )
-
-
-# --- triton's version against torch's pin ------------------------------------------------------
-
-
-def version_finding(env: Environment, triton: Triton) -> Finding | None:
-    """``triton[version]``: the installed triton satisfies torch's Requires-Dist on it; None without torch."""
-    torch = env.get("torch")
-    if torch is None:
-        return None
-    pins = [req for req in requirements_of(torch) if canonicalize_name(req.name) == "triton"]
-    if not pins:
-        return passed(CHECK, "version", f"{torch} declares no requirement on triton here; {triton.dist} is installed")
-    try:
-        installed = Version(triton.dist.version)
-    except InvalidVersion:
-        return failed(CHECK, "version", f"triton's version {triton.dist.version!r} is not a valid version",
-                      fix=reinstall_command(triton.dist.installer, f"triton{pins[0].specifier}"))
-    refused = [r for r in pins if not r.specifier.contains(installed, prereleases=True)]
-    if refused:
-        return failed(
-            CHECK, "version",
-            f"{torch} requires triton{refused[0].specifier}, but {triton.dist} is installed: torch.compile's generated "
-            f"code targets another triton",
-            f"triton: {triton.dist.meta_dir}",
-            fix=install_command(torch.installer, f"triton{refused[0].specifier}"),
-        )
-    return passed(CHECK, "version", f"{triton.dist} satisfies {torch}'s triton{pins[0].specifier}")
-
-
-def static_triton_findings(env: Environment, environ: Mapping[str, str], *, use_ld_cache: bool = True,
-                           host_root: Path = Path("/"), require_gpu: bool = False) -> list[Finding]:
-    """The static ``triton[...]`` items; nothing when no triton with an NVIDIA backend is installed."""
-    triton = find_triton(env)
-    if triton is None:
-        return []
-    findings = [libcuda_finding(triton, environ, use_ld_cache=use_ld_cache, host_root=host_root,
-                                require_gpu=require_gpu),
-                compiler_finding(triton, environ), python_h_finding(triton)]
-    version = version_finding(env, triton)
-    return findings + ([version] if version is not None else [])
-
-
-# --- ptxas: run, in a child, with a timeout ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToolRun:
-    """How one run of a tool ended: its exit status (None: killed at the timeout), its output, or why it did not start."""
-
-    command: tuple[str, ...]
-    returncode: int | None
-    output: str
-    error: str | None = None
-
-
-def run_tool(command: Sequence[str], timeout: float) -> ToolRun:
-    """Run a program of the checked environment in its own session, output to a file, killed with its group at the timeout."""
-    with tempfile.TemporaryFile() as output:
-        try:
-            process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                       start_new_session=True)
-        except OSError as exc:  # FileNotFoundError, PermissionError, ENOEXEC: what triton would meet too
-            return ToolRun(tuple(command), None, "", f"{type(exc).__name__}: {exc}")
-        try:
-            code: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            # the whole group, also after a normal exit: nothing the tool forked may outlive the item
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        output.seek(0)
-        text = output.read(_OUTPUT_CAP).decode("utf-8", "replace")
-    return ToolRun(tuple(command), code, text)
-
-
-def tool_version(triton: Triton, name: str, environ: Mapping[str, str], timeout: float) -> tuple[Path | None, str, list[str]]:
-    """(the path triton settles on, its ``release X.Y``, what went wrong with each path tried), as ``env_nvidia_tool``."""
-    tried: list[str] = []
-    for path in triton.tool(name, environ):
-        run = run_tool([str(path), "--version"], timeout)
-        if run.error is not None and not run.error.startswith("FileNotFoundError"):
-            # NvidiaTool.from_path catches only CalledProcessError and FileNotFoundError: this one propagates
-            return None, "", [*tried, f"{path}: {run.error} (triton raises it)"]
-        if run.error is not None:
-            tried.append(f"{path}: missing")
-            continue
-        if run.returncode is None:
-            tried.append(f"{path}: `--version` still running after {timeout:g} s")
-            return None, "", tried
-        match = _RELEASE.search(run.output)
-        if run.returncode == 0 and match:
-            return path, match.group(1), tried
-        tried.append(f"{path}: `--version` exited {run.returncode} ({_first_line(run.output)})")
-    return None, "", tried
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "no output")[:200]
-
-
-def _reinstall_triton(triton: Triton) -> str:
-    return reinstall_command(triton.dist.installer, f"triton=={triton.dist.version}")
-
-
-def ptxas_finding(triton: Triton, name: str, environ: Mapping[str, str], timeout: float) -> Finding:
-    """``triton[ptxas]`` / ``triton[ptxas-blackwell]``: the tool triton would use answers ``--version``."""
-    path, release, tried = tool_version(triton, name, environ, timeout)
-    if path is None:
-        return failed(CHECK, name, f"{name} does not run: triton raises `RuntimeError: Cannot find {name}` "
-                                   f"(or the error below) at the first kernel it compiles",
-                      *(f"tried: {line}" for line in tried), fix=_reinstall_triton(triton))
-    return passed(CHECK, name, f"{path} is CUDA {release}", path=str(path), release=release)
-
-
-_PTX = ".version 7.0\n.target sm_75\n.address_size 64\n.visible .entry cudadeps_probe() { ret; }\n"
-
-
-def gpu_name(capability: tuple[int, int]) -> str:
-    """``sm_arch_from_capability``: ``sm_120a`` for 12.0 (the ``a`` from 9.0 on), ``sm_86`` for 8.6."""
-    cc = capability[0] * 10 + capability[1]
-    return f"sm_{cc}{'a' if cc >= 90 else ''}"
-
-
-def ptxas_arch_finding(triton: Triton, capabilities: Sequence[tuple[int, int]], environ: Mapping[str, str],
-                       timeout: float, *, require_gpu: bool = False) -> Finding:
-    """``triton[ptxas-arch]``: for each GPU's compute capability, the ptxas triton picks compiles for it.
-
-    A tiny PTX (target sm_75, which every newer ``--gpu-name`` accepts) is assembled with
-    ``--gpu-name=sm_XXa``, as triton's compiler calls ptxas.  The lead's GPU probe supplies the
-    capabilities (NVML's); without a GPU it is a skip.
-    """
-    if not capabilities:
-        return unavailable(CHECK, "ptxas-arch", "no GPU to check ptxas against", require_gpu=require_gpu,
-                           fix="run on a machine with the GPU")
-    lines, bad = [], []
-    with tempfile.TemporaryDirectory() as work:
-        source = Path(work) / "probe.ptx"
-        source.write_text(_PTX, encoding="ascii")
-        for capability in sorted(set(capabilities)):
-            name = TOOLS[1] if capability[0] >= 10 else TOOLS[0]  # get_ptxas(arch): arch >= 100
-            path, release, _ = tool_version(triton, name, environ, timeout)
-            arch = gpu_name(capability)
-            if path is None:
-                bad.append(f"{arch}: {name} does not run")
-                continue
-            run = run_tool([str(path), f"--gpu-name={arch}", str(source), "-o", str(Path(work) / "probe.cubin")],
-                           timeout)
-            if run.returncode == 0:
-                lines.append(f"{arch}: {name} {release}")
-            else:
-                bad.append(f"{arch}: {path} (CUDA {release}) says `{_first_line(run.output or run.error or '')}`")
-    if bad:
-        return failed(CHECK, "ptxas-arch", f"triton's ptxas cannot compile for this GPU: {bad[0]}", *bad[1:], *lines,
-                      fix=f"{install_command(triton.dist.installer, 'triton')} --upgrade (a triton whose ptxas knows "
-                          f"the GPU), or export TRITON_{'PTXAS_BLACKWELL' if 'blackwell' in bad[0] else 'PTXAS'}_PATH="
-                          f"<a ptxas of a CUDA toolkit that does>")
-    return passed(CHECK, "ptxas-arch", "; ".join(lines))

@@ -9,54 +9,19 @@ collects the same list.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Generic, Protocol, TypeVar
 
-from pytest_cudadeps.checks.findings import Finding, Pending, failed, skipped
-from pytest_cudadeps.engine.build import Build
-from pytest_cudadeps.engine.companions import Companion, import_finding, import_names
-from pytest_cudadeps.engine.fatbin import FatbinError, arch_finding, read_architectures
-from pytest_cudadeps.engine.host import (
-    HostFacts,
-    compat_finding,
-    cpu_build_finding,
-    device_nodes_finding,
-    kernel_module_finding,
-    mig_blocks_all_reduce,
-    mig_finding,
-    read_host,
-    shm_finding,
-    visible_devices_finding,
-)
-from pytest_cudadeps.engine.installers import reinstall_command
-from pytest_cudadeps.engine.lazy import lazy_load_targets
+from pytest_cudadeps.engine.companions import import_names
+from pytest_cudadeps.engine.host import HostFacts, read_host
+from pytest_cudadeps.engine.lazy import lazy_fix
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
-from pytest_cudadeps.engine.triton import TOOLS, find_triton, ptxas_arch_finding, ptxas_finding
-from pytest_cudadeps.probes.child.protocol import LibcudaAnswer
-from pytest_cudadeps.probes.driver import (
-    DriverInfo,
-    Gpu,
-    gpus_or_reason,
-    libcuda_finding,
-    nvml_finding,
-    probe_driver,
-    runtime_compat_finding,
-)
-from pytest_cudadeps.probes.load import LoadResult, LoadStep, library_steps, load_finding, probe_loads
-from pytest_cudadeps.probes.runner import Blame, ChildGroup, Running
-from pytest_cudadeps.probes.torch import (
-    SmokeRun,
-    TorchRun,
-    all_reduce_finding,
-    compile_finding,
-    matmul_finding,
-    probe_torch,
-    torch_own_steps,
-)
-from pytest_cudadeps.tables.drivers import cuda_version_tuple
+from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
+from pytest_cudadeps.probes.load import LoadResult, LoadStep, library_steps, probe_loads
+from pytest_cudadeps.probes.runner import ChildGroup, Running
+from pytest_cudadeps.probes.torch import SmokeRun, TorchRun, probe_torch, torch_own_steps
 
 T = TypeVar("T")
 
@@ -163,117 +128,6 @@ class Probes:
             self._early = None
 
 
-def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
-    """Item name to pending finding for every runtime probe of the snapshot's roots."""
-    if not snapshot.roots:
-        return {}
-    require_gpu = snapshot.settings.require_gpu
-    torch = snapshot.torch
-    build_cuda = torch.cuda if torch is not None else None
-    build_source = torch.build_source if torch is not None else "no torch among the roots"
-    items: dict[str, Pending] = {
-        "driver[libcuda]": lambda: libcuda_finding(probes.driver(), require_gpu=require_gpu),
-        "driver[nvml]": lambda: nvml_finding(probes.driver(), require_gpu=require_gpu),
-        "driver[runtime-compat]": lambda: runtime_compat_finding(probes.driver(), build_cuda, build_source,
-                                                                 require_gpu=require_gpu),
-    }
-    seen: set[str] = set()
-    for root in snapshot.roots:
-        if root.linkage is None:
-            continue
-        steps = load_steps(snapshot, root, seen)
-        loads = probes.loads_for(root, steps)
-        for step in steps:
-            items[f"load[{step.name}]"] = _load_item(loads, step, require_gpu)
-        items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
-    if torch is not None:
-        cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
-        if cpu_reason is None or snapshot.companions:
-            probes.torch_child()  # made with the torch root's load steps above, or now without any
-        for companion in snapshot.companions:
-            items[f"companion[{companion.dist.key}>import]"] = _import_item(snapshot, probes, companion)
-        items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
-                                         lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
-        items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
-        if snapshot.settings.compile:  # an item of the option's, the same on every worker
-            items["smoke[compile]"] = _unless(cpu_reason, "smoke", "compile",
-                                              lambda: compile_finding(probes.smoke(), require_gpu=require_gpu))
-    items.update(host_items(snapshot, probes))
-    items.update(triton_items(snapshot, probes))
-    return items
-
-
-def triton_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
-    """``triton[ptxas]``, ``triton[ptxas-blackwell]``: the bundled tools run (foreign code: a child each);
-    ``triton[ptxas-arch]``: the ptxas triton picks for each GPU the driver reports knows its architecture."""
-    triton = find_triton(snapshot.env)
-    if triton is None:
-        return {}
-    timeout, need = snapshot.settings.timeout, snapshot.settings.require_gpu
-
-    def tool(name: str) -> Pending:
-        return lambda: ptxas_finding(triton, name, os.environ, timeout)
-
-    items = {f"triton[{name}]": tool(name) for name in TOOLS}
-    items["triton[ptxas-arch]"] = lambda: ptxas_arch_finding(
-        triton, [gpu.capability for gpu in probes.driver().gpus], os.environ, timeout, require_gpu=need)
-    return items
-
-
-def host_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
-    """``host[...]``: the host's files (kernel module, device nodes, visibility, /dev/shm, compat, MIG)
-    against what the driver child reports, and a CPU-only torch on a host with GPUs."""
-    need = snapshot.settings.require_gpu
-
-    def libcuda() -> LibcudaAnswer | None:
-        answer = probes.driver().libcuda
-        return answer if isinstance(answer, LibcudaAnswer) else None
-
-    def libcuda_path() -> str | None:
-        answer = libcuda()
-        return answer.path if answer is not None else None
-
-    def cu_init() -> int | None:
-        answer = libcuda()
-        return answer.cu_init if answer is not None else None
-
-    items: dict[str, Pending] = {
-        "host[kernel-module]": lambda: kernel_module_finding(probes.host(), probes.driver().driver_version,
-                                                             libcuda_path(), require_gpu=need),
-        "host[device-nodes]": lambda: device_nodes_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
-        "host[visible-devices]": lambda: visible_devices_finding(
-            probes.host(), probes.driver().gpus, require_gpu=need, uuids=_uuids(probes.driver().gpus)),
-        "host[shm]": lambda: shm_finding(probes.host(), len(probes.driver().gpus), require_gpu=need),
-        "host[compat]": lambda: compat_finding(probes.host(), libcuda_path(), probes.driver().gpus,
-                                               cu_init=cu_init(), require_gpu=need),
-        "host[mig]": lambda: mig_finding(probes.host(), probes.driver().gpus, require_gpu=need),
-    }
-    torch = snapshot.torch
-    if torch is not None:
-        def torch_build() -> Finding:
-            driver = probes.driver()
-            cuda = cuda_version_tuple(driver.driver_cuda) if driver.driver_cuda else None
-            return cpu_build_finding(torch.dist.version, torch.dist.installer, driver.gpus, cuda, require_gpu=need,
-                                     cpu_only=not torch.cuda if isinstance(torch.build, Build) else None)
-
-        items["host[torch-build]"] = torch_build
-    return items
-
-
-def _uuids(gpus: Sequence[Gpu]) -> tuple[str, ...]:
-    """The GPUs' UUIDs in NVML order, or none when NVML did not give every one (then they are not checked)."""
-    found = tuple(gpu.uuid for gpu in gpus if gpu.uuid)
-    return found if len(found) == len(gpus) else ()
-
-
-def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
-    """The all-reduce child runs only where it can: MIG instances cannot talk to each other through NCCL."""
-    blocked = mig_blocks_all_reduce(probes.driver().gpus)
-    if blocked is not None:
-        return skipped("smoke", "all-reduce", blocked)
-    return all_reduce_finding(probes.smoke(), require_gpu=require_gpu)
-
-
 def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:
     """What the load child opens for a root: torch's own libraries as its import does, then each CUDA
     library the linkage resolved that no earlier root loads already, each with the resolver's fix."""
@@ -303,41 +157,12 @@ def _cudart(snapshot: Snapshot) -> Path | None:
     return None
 
 
-def _load_item(loads: Callable[[], dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
-    return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
+def lazy_load_targets(snapshot: Snapshot, root: Root) -> list[tuple[str, Path | None, str]]:
+    """(soname, predicted path, fix) for each library ``root``'s libraries open lazily: what the load probe opens.
 
-
-def _import_item(snapshot: Snapshot, probes: Probes, companion: Companion) -> Pending:
-    def check() -> Finding:
-        answers = probes.torch_child()().imports
-        errors = {name: answer.trouble if isinstance(answer, Blame) else answer.error for name, answer in answers.items()}
-        return import_finding(snapshot.env, companion, errors)
-
-    return check
-
-
-def _unless(reason: str | None, check: str, subject: str, run: Pending) -> Pending:
-    return (lambda: skipped(check, subject, reason)) if reason else run
-
-
-def _arch_item(root: Root, probes: Probes, require_gpu: bool) -> Pending:
-    dist, objects = root.dist, root.linkage.objects if root.linkage is not None else ()
-    cpu_build = root.key == "torch" and not root.cuda
-
-    def check() -> Finding:
-        if cpu_build:
-            return skipped("arch", root.key, f"{dist} is a CPU-only build: no GPU code to check")
-        gpus = gpus_or_reason(probes.driver(), "arch", root.key, require_gpu=require_gpu)
-        if isinstance(gpus, Finding):
-            return gpus
-        try:
-            libraries = [read_architectures(path) for path in objects]
-        except (OSError, FatbinError) as exc:
-            return failed("arch", root.key, f"cannot read the GPU code of {dist}: {exc}",
-                          fix=f"reinstall it: {reinstall_command(dist.installer, f'{dist.name}=={dist.version}')}")
-        if root.key != "torch" and not any(lib.variants for lib in libraries):
-            return skipped("arch", root.key, f"{dist}'s libraries carry no GPU code (.nv_fatbin)")
-        return arch_finding(root.key, libraries, [(f"GPU {g.index} {g.name}", g.capability) for g in gpus],
-                            primary="libtorch_cuda.so" if root.key == "torch" else None)
-
-    return check
+    The predicted path is None where nothing would be found: the static ``lazy[...]`` item says so,
+    and the probe skips it (a bare name opened from the probe would search another object's paths).
+    The probe opens them after the root's own steps, in the process the root's import made.
+    """
+    resolver = snapshot.resolver(root)
+    return [(lazy.soname, lazy.path, lazy_fix(lazy, resolver)) for lazy in root.lazy]

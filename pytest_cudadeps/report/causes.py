@@ -37,11 +37,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, REQUIRE_GPU, Finding, Outcome
-from pytest_cudadeps.engine.installers import install_command, quote
+from pytest_cudadeps.core.text import quote
+from pytest_cudadeps.engine.installers import install_command
 from pytest_cudadeps.engine.ldso import Step
 from pytest_cudadeps.engine.linkage import ResolvedLibrary
-from pytest_cudadeps.engine.providers import DRIVER_SONAMES
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.tables.wheels import DRIVER_SONAMES
 
 _SONAME = re.compile(r"\blib[\w+-]+(?:\.[\w+-]+)*?\.so(?:\.\d+)*")
 _PLACEHOLDER = "SPECS"  # one spec in the installer's template, replaced by all of them (quoted alike)

@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pytest_cudadeps.checks.findings import Finding, failed
-
 
 @dataclass(frozen=True)
 class DriverError:
@@ -245,24 +243,3 @@ def cudart_error(code: int) -> DriverError:
 def nvml_error(code: int) -> DriverError:
     """The ``nvmlReturn_t`` entry for ``code``; an unknown code gives an entry that says so."""
     return NVML_ERRORS.get(code) or _unknown(code, "nvmlReturn_t")
-
-
-def _error_finding(check: str, subject: str, call: str, error: DriverError, path: str | None) -> Finding:
-    where = f" in {path}" if path else ""
-    return failed(check, subject, f"{call} returned {error.code} ({error.name}){where}: {error.cause}",
-                  fix=error.cure, code=str(error.code), error=error.name)
-
-
-def cu_result_finding(check: str, subject: str, call: str, code: int, path: str | None) -> Finding:
-    """A failed driver API call worded from the table: ``cuInit(0) returned 802 (CUDA_ERROR_SYSTEM_NOT_READY) in ...``."""
-    return _error_finding(check, subject, call, cu_error(code), path)
-
-
-def cudart_error_finding(check: str, subject: str, call: str, code: int, path: str | None) -> Finding:
-    """A failed CUDA runtime call (``cudaGetDeviceCount``) worded from the runtime's table."""
-    return _error_finding(check, subject, call, cudart_error(code), path)
-
-
-def nvml_error_finding(check: str, subject: str, call: str, code: int, path: str | None) -> Finding:
-    """A failed NVML call worded from the table: ``nvmlInit() returned 18 (NVML_ERROR_LIB_RM_VERSION_MISMATCH) ...``."""
-    return _error_finding(check, subject, call, nvml_error(code), path)

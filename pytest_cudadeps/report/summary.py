@@ -1,0 +1,99 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_cudadeps.core.text import printable
+from pytest_cudadeps.engine.snapshot import Snapshot
+from pytest_cudadeps.report.document import Library, driver, libraries
+from pytest_cudadeps.report.results import Results
+
+WIDTH = 80
+
+
+Markup = Mapping[str, bool]
+
+
+# --- the summary section ----------------------------------------------------------------------------
+def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH) -> list[tuple[str, Markup]]:
+    """The terminal's ``cudadeps summary``: roots, driver and GPUs, one line per CUDA library, then the
+    verdict and one line and one fix per root cause (its further lines when no item printed them)."""
+    found = results.by_name()
+    plain: Markup = {}
+    lines: list[tuple[str, Markup]] = [(_root_line(root), plain) for root in snapshot.roots]
+    lines += _driver_lines(driver(found))
+    lines += _library_lines(snapshot, libraries(snapshot, found), width)
+    lines.append((results.verdict(), {"red": True, "bold": True} if results.failed() else {"green": True}))
+    for number, rc in enumerate(results.root_causes(), 1):
+        count = len(rc.findings)
+        lines.append((f"[{number}] {rc.cause.id}: {count} failed check{'s' if count > 1 else ''}: {rc.cause.title}",
+                      {"red": True}))
+        if not rc.own:
+            lines += [(f"    {detail}", plain) for detail in rc.cause.details]
+        lines.append((f"    fix: {rc.cause.fix or 'see the item above'}", {"bold": True}))
+    # names, versions and installers come from files: no terminal control sequence reaches the screen
+    return [(printable(text), markup) for text, markup in lines]
+
+
+def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> list[tuple[str, Markup]]:
+    """``  libcublas.so.13  ok  nvidia-cublas 13.1.1.3  nvidia/cu13/lib`` (the folder, under site-packages), the
+    columns as wide as their longest entry and the path cut in the middle to keep the line within ``width``."""
+    if not found:
+        return []
+    soname_width = max(len(lib.soname) for lib in found)
+    status_width = max(len(lib.status) for lib in found)
+    owner_width = max(len(lib.owner or "-") for lib in found)
+    # the search path's folders the listed libraries lie under (not every sys.path entry: the standard library's
+    # folders hold none, and naming them says nothing)
+    inside = {location.name for lib in found if lib.path
+              for location in [_location(Path(lib.path).parent, snapshot)] if location is not None}
+    lines: list[tuple[str, Markup]] = [(f"CUDA libraries (folders under {', '.join(sorted(inside)) or '/'}/ or absolute):", {})]
+    for lib in found:
+        head = f"  {lib.soname:<{soname_width}} {lib.status:<{status_width}} {lib.owner or '-':<{owner_width}} "
+        where = _folder(Path(lib.path).parent, snapshot) if lib.path else "-"
+        room = max(width - len(head), 12)
+        if len(where) > room:
+            keep = room - 3
+            where = where[: keep // 2] + "..." + where[len(where) - (keep - keep // 2):]
+        lines.append((head + where, _colour(lib.status)))
+    return lines
+
+
+def _location(folder: Path, snapshot: Snapshot) -> Path | None:
+    """The search path's folder that ``folder`` lies in, if any."""
+    return next((location for location in snapshot.env.paths if folder == location or location in folder.parents),
+                None)
+
+
+def _folder(folder: Path, snapshot: Snapshot) -> str:
+    location = _location(folder, snapshot)
+    return str(folder.relative_to(location)) or "." if location is not None else str(folder)
+
+
+def _root_line(root: Any) -> str:
+    build = f"CUDA {root.cuda} build" if root.cuda else ("CPU-only build" if root.key == "torch" and root.build else "")
+    installer = f" (installed by {root.dist.installer})" if root.dist.installer else ""
+    return f"root {root.dist}{installer}" + (f": {build}" if build else "")
+
+
+def _driver_lines(info: Mapping[str, Any]) -> list[tuple[str, Markup]]:
+    if not info["checked"]:
+        return [("driver: not checked (--cuda-deps-no-probes)", {"yellow": True})]
+    if not info["version"]:
+        reason = info["message"].split(":")[0] if info["message"] else info["status"]
+        return [(_clip(f"driver: none ({reason})"), {"yellow": True})]
+    head = f"driver {info['version']}" + (f", CUDA {info['cuda']}" if info["cuda"] else "")
+    lines: list[tuple[str, Markup]] = [(f"{head}, {len(info['gpus'])} GPU(s)", {})]
+    lines += [(f"  GPU {g['index']}: {g['name']}, {g['arch']}, MIG {g['mig']}", {}) for g in info["gpus"]]
+    return lines
+
+
+def _colour(status: str) -> Markup:
+    return {"ok": {"green": True}, "skipped": {"yellow": True}, "not checked": {}}.get(status, {"red": True})
+
+
+def _clip(text: str, width: int = WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
