@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The probe items of a run: a static list of names per snapshot (files only, never the GPUs, so that every xdist
+worker collects the same list), each item asking its child's answer from :class:`~pytest_cudadeps.probes.children.Probes`
+and wording it with :mod:`pytest_cudadeps.checks`."""
 
 from __future__ import annotations
 

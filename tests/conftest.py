@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests import venvs
+from tests.support import venvs
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +40,3 @@ def gcc() -> str:
     if not found:
         pytest.skip("gcc is needed to build ELF test files")
     return found
-
-
-def build_so(gcc: str, target: Path, source: str, *flags: str) -> Path:
-    """Compile ``source`` (C) into a shared object at ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    c_file = target.parent / f".{target.name}.c"
-    c_file.write_text(source)
-    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(target), str(c_file), *flags], check=True,
-                   capture_output=True, text=True)
-    return target

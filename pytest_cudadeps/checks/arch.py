@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``arch[ROOT]`` finding: every GPU's compute capability is among the architectures compiled into the
+root's libraries (their ``.nv_fatbin``, :mod:`pytest_cudadeps.engine.fatbin`), as cubin or as PTX to JIT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``companion[...]`` findings: packages whose extensions link torch's libraries (torchvision, xformers...)
+agree with the installed torch: its pin, its build tags, the symbols they import, and their import."""
 
 from __future__ import annotations
 

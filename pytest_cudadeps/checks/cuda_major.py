@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The ``cuda-major[torch]`` finding: torch is a CUDA build, and no wheel of another CUDA major sits beside it."""
 
 from __future__ import annotations
 

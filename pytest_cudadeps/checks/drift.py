@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``drift[...]`` items of ``--cuda-deps-compare``: each key that differs from a known-good host's report
+(its keys: :mod:`pytest_cudadeps.engine.baseline`), and the driver and GPUs once the driver child answered."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``driver[...]`` findings: libcuda and ``cuInit``, NVML and its GPUs, and whether the driver runs the CUDA
+runtime of the wheels; a failed driver call is worded from :mod:`pytest_cudadeps.tables.cuda_errors`."""
 
 from __future__ import annotations
 

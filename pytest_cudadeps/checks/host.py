@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The ``host[...]`` findings: the host's files (:mod:`pytest_cudadeps.engine.host`) against what the driver
+child reports: kernel module, device nodes, visible devices, ``/dev/shm``, forward compatibility, MIG, and a
+CPU-only torch on a host with GPUs."""
 
 from __future__ import annotations
 

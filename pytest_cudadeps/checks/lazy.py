@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``lazy[ROOT>OPENER>SONAME]`` findings: a library opened by name at run time is found where its opener
+looks, in the wheel it must come from (:mod:`pytest_cudadeps.engine.lazy` resolves them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The ``load[...]`` findings: each library the load child opened, against the file the linkage walk predicted."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The ``smoke[...]`` findings: torch imported in the torch child, its products on each GPU against the CPU,
+the cuDNN it loads against the one it was built with, ``torch.compile``, and the NCCL all-reduce."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The static findings of a snapshot, all of them: metadata, ELF files, ``stat`` and the environment variables
+only; nothing is run."""
 
 from __future__ import annotations
 

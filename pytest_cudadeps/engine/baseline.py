@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""A saved report read back: the keys two hosts are compared on (``dist:...``, ``lib:...``, ``driver``, ``gpu:N``),
+each with a value that does not depend on where the environment lives."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""The probe items: a static list of names per snapshot, each child run lazily, once per run.
+"""The children of one run, each started once: :class:`Probes`, and what each child is asked.
 
-:class:`Probes` is one object per run: it starts each child the first time an item needs
-its answer and keeps the answer (the driver child for ``driver[...]`` and ``arch[...]``, one
-load child run per root for its ``load[...]`` items, one smoke child per mode).  The names
-depend on files only (the roots, their linkage), never on the GPUs, so every xdist worker
-collects the same list.
+:class:`Probes` starts each child the first time an item needs its answer, or ahead of the items
+(:meth:`Probes.start`), and keeps the answer: the driver child for ``driver[...]``, ``arch[...]``
+and ``host[...]``, the torch child for torch's ``load[...]`` and ``smoke[...]`` items, one load
+child per other root.  :func:`load_steps` says what a load child opens for a root.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The JSON report (version 1, ``report.schema.json`` beside this module): the environment as the checks saw it,
+the root causes and every finding; written atomically."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The terminal's ``cudadeps summary``: the roots, the driver and GPUs, one line per CUDA library, the verdict,
+and each root cause with its one fix."""
 
 from __future__ import annotations
 

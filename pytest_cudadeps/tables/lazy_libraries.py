@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Libraries opened by name at run time, in no DT_NEEDED: who opens what, the names tried in order, and where
+each entry was read (``strings`` and ``readelf -d`` of the wheels' libraries, cross-checked with their RECORD)."""
 
 from __future__ import annotations
 

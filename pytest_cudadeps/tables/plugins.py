@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Shared objects of a framework that are loaded only when a user asks for them (onnxruntime 1.31.1's execution
+providers other than CUDA's): their needs are notes, never failures."""
 
 from __future__ import annotations
 

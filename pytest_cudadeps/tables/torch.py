@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""How torch loads its CUDA build, read from its ``__init__.py`` (torch 2.14.1): the libraries, in order, and how."""
 
 from __future__ import annotations
 

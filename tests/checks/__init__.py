@@ -1,0 +1,1 @@
+"""Tests of pytest_cudadeps.checks, a module each."""

@@ -1,0 +1,200 @@
+"""Companion packages: fake torch libraries and extensions built with g++, in trees of real METADATA.
+
+The fake ``torch/lib/libc10.so`` is built with the C++11 ABI (as torch 2.14 is) and defines
+``c10::detail::check(std::string const&)`` and ``c10::cuda::check(int, bool)``.  Extensions
+linked against it import those, or what an older torch had (``c10::cuda::check(int)``: version
+skew), or are built with ``-D_GLIBCXX_USE_CXX11_ABI=0`` (the ABI flip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.checks.companion import companion_findings
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.engine.companions import find_companions, matching_release
+from pytest_cudadeps.engine.distributions import scan
+from pytest_cudadeps.engine.elf import ElfInfo, imported_symbols, needed_names, read_elf
+from tests.support import sitebuilder as sb
+from tests.support.sitebuilder import add_to_record
+
+TORCH_SOURCE = """\
+#include <string>
+namespace c10 { namespace detail { int check(const std::string &what) { return (int)what.size(); } }
+               namespace cuda { int check(int code, bool warn) { return code + warn; } } }
+"""
+USES_CURRENT = """\
+#include <string>
+namespace c10 { namespace detail { int check(const std::string &what); }
+               namespace cuda { int check(int code, bool warn); } }
+int use(void) { return c10::detail::check("x") + c10::cuda::check(1, true); }
+"""
+USES_OLDER = """\
+namespace c10 { namespace cuda { int check(int code); } }
+int use(void) { return c10::cuda::check(1); }
+"""
+# The torch an older extension was linked against: it still had c10::cuda::check(int).
+OLDER_TORCH_SOURCE = "namespace c10 { namespace cuda { int check(int code) { return code; } } }\n"
+USES_WEAK = """\
+namespace c10 { namespace cuda { int check(int code, bool warn); int gone(void) __attribute__((weak)); } }
+int use(void) { return c10::cuda::check(1, true) + (c10::cuda::gone ? c10::cuda::gone() : 0); }
+"""
+
+
+@pytest.fixture(scope="module")
+def gxx() -> str:
+    found = shutil.which("g++")
+    if not found:
+        pytest.skip("g++ is needed to build C++ test libraries")
+    return found
+
+
+def findings_of(site: Path) -> list[Finding]:
+    """The companion findings of a tree, its companions found as the snapshot finds them."""
+    env = scan([site])
+    return companion_findings(env, find_companions(env))
+
+
+def compile_cxx(gxx: str, target: Path, source: str, *flags: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source_file = target.parent / f".{target.name}.cc"
+    source_file.write_text(source, encoding="utf-8")
+    subprocess.run([gxx, "-shared", "-fPIC", "-o", str(target), str(source_file), *flags], check=True,
+                   capture_output=True, text=True)
+    source_file.unlink()
+    return target
+
+
+def site_with(tmp_path: Path, gxx: str, *companions: tuple[sb.Dist, str, tuple[str, ...]],
+              linked_against: str = TORCH_SOURCE) -> Path:
+    """torch 2.14.1 (with a g++-built libc10.so) plus companions: (dist, extension source, g++ flags).
+
+    The extensions are linked against a libc10.so built from ``linked_against`` (the torch they were
+    built for), outside the tree.
+    """
+    site = sb.torch_2_14_1(tmp_path / "site", extra=[dist for dist, _, _ in companions])
+    compile_cxx(gxx, site / "torch" / "lib" / "libc10.so", TORCH_SOURCE, "-Wl,-soname,libc10.so")
+    built_for = compile_cxx(gxx, tmp_path / "built-for" / "libc10.so", linked_against, "-Wl,-soname,libc10.so")
+    for dist, source, flags in companions:
+        package = dist.key.replace("-", "_")
+        ext = compile_cxx(gxx, site / package / "_C.so", source, f"-L{built_for.parent}", "-lc10", *flags)
+        add_to_record(site, package, [ext])
+    return site
+
+
+def loader_error(site: Path, extension: Path) -> str:
+    """What the real loader says when a child opens ``extension`` beside the tree's torch libraries."""
+    code = "import ctypes, sys\ntry:\n    ctypes.CDLL(sys.argv[1])\nexcept OSError as e:\n    print(e)\n"
+    result = subprocess.run([sys.executable, "-c", code, str(extension)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "LD_LIBRARY_PATH": str(site / "torch" / "lib")})
+    assert "undefined symbol" in result.stdout, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+def by_name(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.name: f for f in findings}
+
+
+def companion(name: str, version: str, *requires: str, files: dict[str, str] | None = None) -> sb.Dist:
+    return sb.Dist(name, version, requires, files=files or {})
+
+
+def test_a_matching_extension_passes_all_three(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("torchvision", "0.29.1", "torch>=2.14.0", files={
+        "torchvision/version.py": "__version__ = '0.29.1+cu130'\n"}), USES_CURRENT, ()))
+    found = by_name(findings_of(site))
+    assert sorted(found) == ["companion[torchvision>build]", "companion[torchvision>symbols]",
+                             "companion[torchvision>torch-pin]"]
+    assert {f.outcome for f in found.values()} == {Outcome.PASS}
+    assert "defines all 2 symbols" in found["companion[torchvision>symbols]"].message
+
+
+def test_version_skew_names_the_undefined_symbol_as_the_loader_prints_it(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("torchvision", "0.28.0", "torch (==2.13.0)"), USES_OLDER, ()),
+                     linked_against=OLDER_TORCH_SOURCE)
+    found = by_name(findings_of(site))
+    pin = found["companion[torchvision>torch-pin]"]
+    assert pin.outcome is Outcome.FAIL
+    assert pin.message.startswith("torchvision 0.28.0 requires torch==2.13.0, but torch 2.14.1 is installed")
+    assert pin.fix == "pip install 'torchvision==0.29.*'"
+    symbols = found["companion[torchvision>symbols]"]
+    assert symbols.outcome is Outcome.FAIL
+    assert f"`{site}/torchvision/_C.so: undefined symbol: _ZN3c104cuda5checkEi`" in symbols.message
+    assert loader_error(site, site / "torchvision" / "_C.so") in symbols.message
+    assert "built against another torch" in symbols.message
+    assert any("operator torchvision::nms does not exist" in line for line in symbols.details)
+
+
+def test_the_cxx11_abi_flip_is_told_apart_from_version_skew(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("flash-attn", "2.8.3", "torch"), USES_CURRENT,
+                                     ("-D_GLIBCXX_USE_CXX11_ABI=0",)))
+    symbols = by_name(findings_of(site))["companion[flash-attn>symbols]"]
+    assert symbols.outcome is Outcome.FAIL
+    assert "undefined symbol: _ZN3c106detail5checkERKSs`" in symbols.message
+    assert "_GLIBCXX_USE_CXX11_ABI=0" in symbols.message
+    assert loader_error(site, site / "flash_attn" / "_C.so") in symbols.message
+
+
+def test_a_weak_reference_is_not_a_missing_symbol(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("myext", "1.0", "torch"), USES_WEAK, ()))
+    ext = site / "myext" / "_C.so"
+    assert "_ZN3c104cuda4goneEv" not in imported_symbols(ext, r"_Z")
+    assert by_name(findings_of(site))["companion[myext>symbols]"].outcome is Outcome.PASS
+
+
+def test_local_tags_of_another_build_fail(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("torchvision", "0.29.1+cpu", "torch>=2.14.0", files={
+        "torchvision/version.py": "__version__ = '0.29.1+cpu'\n"}), USES_CURRENT, ()))
+    build = by_name(findings_of(site))["companion[torchvision>build]"]
+    assert build.outcome is Outcome.FAIL
+    assert build.message == ("torchvision 0.29.1+cpu is a CPU-only (+cpu) build, but torch 2.14.1+cu130 is a "
+                             "CUDA 13.0 (+cu130) build")
+    assert build.fix.endswith("--index-url https://download.pytorch.org/whl/cu130")
+
+
+def test_xformers_build_record_names_the_torch_it_was_built_for(tmp_path: Path, gxx: str) -> None:
+    record = json.dumps({"version": {"torch": "2.13.0+cu130", "cuda": 1300, "python": "3.11.9"}, "env": {}})
+    site = site_with(tmp_path, gxx, (companion("xformers", "0.0.34", "torch>=2.13", files={
+        "xformers/cpp_lib.json": record}), USES_CURRENT, ()))
+    build = by_name(findings_of(site))["companion[xformers>build]"]
+    assert build.outcome is Outcome.FAIL
+    assert build.message.startswith("xformers 0.0.34 was built for torch 2.13.0+cu130, but torch 2.14.1+cu130")
+    assert build.details == (f"recorded in: {site / 'xformers' / 'cpp_lib.json'}",)
+
+
+def test_no_companion_and_no_torch_library_give_no_items(tmp_path: Path, gxx: str) -> None:
+    plain = sb.torch_2_14_1(tmp_path / "plain")
+    assert findings_of(plain) == []  # torch without lib/: nothing is read
+    site = site_with(tmp_path, gxx)
+    assert find_companions(scan([site])) == ()
+    assert findings_of(site) == []
+
+
+def test_needed_names_agrees_with_pyelftools(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("myext", "1.0"), USES_CURRENT, ()))
+    ext = site / "myext" / "_C.so"
+    info = read_elf(ext)
+    assert isinstance(info, ElfInfo)
+    assert needed_names(ext) == info.needed
+    assert "libc10.so" in needed_names(ext)
+    assert needed_names(tmp_path / "site" / "torch" / "version.py") == ()
+
+
+@pytest.mark.parametrize(("name", "torch", "expected"), [
+    ("torchvision", "2.14.1", "torchvision==0.29.*"),
+    ("torchvision", "2.13.0", "torchvision==0.28.*"),
+    ("torchaudio", "2.14.1", "torchaudio==2.14.*"),
+    ("xformers", "2.14.1", None),
+])
+def test_matching_release(name: str, torch: str, expected: str | None, tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "s", [sb.Dist(name, "0.1")])
+    dist = scan([site]).get(name)
+    assert dist is not None
+    assert matching_release(dist, torch) == expected

@@ -1,0 +1,182 @@
+"""Other CUDA frameworks: gcc-built trees in onnxruntime-gpu 1.31.1's layout (a CUDA provider without RPATH, an
+optional TensorRT provider, CUDA wheels declared under extras), checked against the real loader in a child; the
+real onnxruntime-gpu wheel in the integration tier."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.static import static_findings
+from pytest_cudadeps.core.settings import Settings
+from pytest_cudadeps.engine.snapshot import take_snapshot
+from tests.support import sitebuilder as sb
+from tests.support import venvs
+from tests.support.build import build_so
+from tests.support.sitebuilder import add_to_record
+
+CU13 = "nvidia/cu13/lib"
+CAPI = "onnxruntime/capi"
+# onnxruntime-gpu 1.31.1's Requires-Dist (its METADATA), the extras that bring CUDA wheels
+ORT_REQUIRES = (
+    "flatbuffers", "numpy>=1.21.6", "packaging", "protobuf>=4.25.8", 'sympy; extra == "symbolic"',
+    'ml_dtypes; extra == "quantization"', 'nvidia-cuda-nvrtc~=13.0; extra == "cuda"',
+    'nvidia-cuda-runtime~=13.0; extra == "cuda"', 'nvidia-cufft~=12.0; extra == "cuda"',
+    'nvidia-curand~=10.0; extra == "cuda"', 'nvidia-cudnn-cu13~=9.0; extra == "cudnn"',
+)
+ORT_INIT = "def preload_dlls(cuda=True, cudnn=True, msvc=True, directory=None):\n    pass\n"  # the name is what is read
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+
+
+def lib(gcc: str, path: Path, *flags: str) -> Path:
+    return build_so(gcc, path, f"int {path.name.split('.')[0]}_entry(void) {{ return 0; }}\n",
+                    f"-Wl,-soname,{path.name}", *flags)
+
+
+ORT = sb.Dist("onnxruntime-gpu", "1.31.1", ORT_REQUIRES, ("symbolic", "quantization", "cuda", "cudnn"),
+              files={"onnxruntime/__init__.py": ORT_INIT})
+
+
+def ort_tree(tmp_path: Path, gcc: str, *, omit: tuple[str, ...] = (), ort: sb.Dist = ORT,
+             extra: tuple[sb.Dist, ...] = ()) -> Path:
+    """torch 2.14.1 (its global deps need libcudart and libcublas through DT_RPATH) and onnxruntime-gpu's layout."""
+    site = sb.torch_2_14_1(tmp_path / "site", omit=omit, extra=[ort, *extra])
+    built = {}
+    for name, dist in (("libcudart.so.13", "nvidia_cuda_runtime"), ("libcublas.so.13", "nvidia_cublas"),
+                       ("libcurand.so.10", "nvidia_curand")):
+        target = lib(gcc, (site if dist.replace("_", "-") not in omit else tmp_path / "gone") / CU13 / name)
+        built[name] = target
+        if dist.replace("_", "-") not in omit:
+            add_to_record(site, dist, [target])
+    links = [f"-L{built['libcudart.so.13'].parent}", f"-L{built['libcurand.so.10'].parent}", "-Wl,--no-as-needed"]
+    deps = build_so(gcc, site / "torch/lib/libtorch_global_deps.so", "int deps(void) { return 0; }\n", *links[:1],
+                    "-Wl,--no-as-needed", "-l:libcudart.so.13", "-l:libcublas.so.13",
+                    "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib")
+    add_to_record(site, "torch", [deps])
+    trt = tmp_path / "tensorrt"
+    lib(gcc, trt / "libnvinfer.so.10")
+    lib(gcc, trt / "libcudnn.so.9")
+    provider = build_so(gcc, site / CAPI / "libonnxruntime_providers_cuda.so", "int ep(void) { return 0; }\n",
+                        *links, "-l:libcudart.so.13", "-l:libcublas.so.13", "-l:libcurand.so.10")
+    tensorrt = build_so(gcc, site / CAPI / "libonnxruntime_providers_tensorrt.so", "int trt(void) { return 0; }\n",
+                        *links, f"-L{trt}", "-l:libcudart.so.13", "-l:libnvinfer.so.10", "-l:libcudnn.so.9")
+    add_to_record(site, "onnxruntime_gpu", [provider, tensorrt])
+    return site
+
+
+def findings(site: Path) -> dict[str, Finding]:
+    return {f.name: f for f in static_findings(take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)))}
+
+
+def test_a_provider_without_rpath_is_found_only_when_preloaded(tmp_path: Path, gcc: str) -> None:
+    site = ort_tree(tmp_path, gcc)
+    found = findings(site)
+    cudart = found["linkage[onnxruntime-gpu>libcudart.so.13]"]
+    assert cudart.outcome is Outcome.PASS
+    assert cudart.message.startswith("libonnxruntime_providers_cuda.so has no RPATH or RUNPATH: libcudart.so.13 is "
+                                     "found only when it is loaded already: `import torch` first (maps "
+                                     f"{site / CU13 / 'libcudart.so.13'}, nvidia-cuda-runtime 13.0.96) or "
+                                     "`onnxruntime.preload_dlls()`")
+    assert cudart.message.endswith("alone, ld.so finds nothing (`libcudart.so.13: cannot open shared object file`)")
+    curand = found["linkage[onnxruntime-gpu>libcurand.so.10]"]  # torch's fake needs no curand: only preload_dlls
+    assert "found only when it is loaded already: `onnxruntime.preload_dlls()` (maps" in curand.message
+
+
+def test_the_real_loader_agrees_alone_it_fails_after_torch_or_a_preload_it_loads(tmp_path: Path, gcc: str) -> None:
+    site = ort_tree(tmp_path, gcc)
+    provider = site / CAPI / "libonnxruntime_providers_cuda.so"
+    code = ("import ctypes, sys\n"
+            "for first in sys.argv[2:]:\n    ctypes.CDLL(first)\n"
+            "try:\n    ctypes.CDLL(sys.argv[1]); print('loaded')\nexcept OSError as e:\n    print(e)\n")
+
+    def load(*first: Path) -> str:
+        result = subprocess.run([LOADER, "--inhibit-cache", sys.executable, "-c", code, str(provider), *map(str, first)],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "LD_LIBRARY_PATH": ""})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert "cannot open shared object file" in load()
+    preload = [site / CU13 / name for name in ("libcublas.so.13", "libcurand.so.10", "libcudart.so.13")]
+    assert load(*preload) == "loaded"  # onnxruntime.preload_dlls()
+    assert load(site / "torch/lib/libtorch_global_deps.so", site / CU13 / "libcurand.so.10") == "loaded"
+
+
+def test_a_wheel_an_extra_declares_is_declared_and_the_fix_installs_the_extras(tmp_path: Path, gcc: str) -> None:
+    found = findings(ort_tree(tmp_path, gcc, omit=("nvidia-curand",)))
+    curand = found["linkage[onnxruntime-gpu>libcurand.so.10]"]
+    assert curand.outcome is Outcome.FAIL
+    assert "relies on libcurand.so.10 being loaded first, but neither `import torch`" in curand.message
+    assert "declared: onnxruntime-gpu[cuda] 1.31.1 > nvidia-curand~=10.0" in curand.details
+    assert curand.fix == "pip install 'onnxruntime-gpu[cuda,cudnn]'"
+
+
+def test_an_optional_plugin_is_a_note(tmp_path: Path, gcc: str) -> None:
+    found = findings(ort_tree(tmp_path, gcc))
+    plugin = found["plugin[onnxruntime-gpu>libonnxruntime_providers_tensorrt.so]"]
+    assert plugin.outcome is Outcome.SKIP
+    assert plugin.message.endswith("it lacks libcudnn.so.9, libnvinfer.so.10")
+    cudnn = found["linkage[onnxruntime-gpu>libcudnn.so.9]"]  # only the TensorRT provider needs it
+    assert cudnn.outcome is Outcome.SKIP
+    assert cudnn.message.startswith("libcudnn.so.9 is needed only by libonnxruntime_providers_tensorrt.so, an optional")
+    assert found["linkage[onnxruntime-gpu>libcudart.so.13]"].outcome is Outcome.PASS  # the CUDA provider needs it too
+
+
+def test_a_distribution_whose_elf_files_need_cuda_is_a_root_and_a_companion_is_not(tmp_path: Path, gcc: str) -> None:
+    plain = sb.Dist("onnxruntime-gpu", "1.31.1", ("numpy",))  # its binaries need CUDA; its metadata says nothing
+    site = ort_tree(tmp_path, gcc, ort=plain, extra=(sb.Dist("companion", "1.0", ("torch",)),))
+    libc10 = lib(gcc, site / "torch/lib/libc10.so")
+    ext = build_so(gcc, site / "companion/_C.so", "int c(void) { return 0; }\n", f"-L{libc10.parent}",
+                   f"-L{site / CU13}", "-Wl,--no-as-needed", "-l:libc10.so", "-l:libcudart.so.13")
+    add_to_record(site, "companion", [ext])
+    roots = [root.key for root in take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)).roots]
+    assert roots == ["torch", "onnxruntime-gpu"]  # the companion runs in torch's process; companions.py checks it
+    assert [r.key for r in take_snapshot(Settings(paths=(str(site),)), with_linkage=False).roots] == ["torch"]
+
+
+def test_roots_that_need_two_majors_or_pins_nobody_satisfies_conflict(tmp_path: Path, gcc: str) -> None:
+    site = ort_tree(tmp_path, gcc, extra=(sb.Dist("oldframework", "1.0", ("nvidia-cudnn-cu13<9.20",)),))
+    old = lib(gcc, site / "oldframework/lib/libcudart.so.12")
+    ext = build_so(gcc, site / "oldframework/_ops.so", "int ops(void) { return 0; }\n", f"-L{old.parent}",
+                   "-Wl,--no-as-needed", "-l:libcudart.so.12", "-Wl,-rpath,$ORIGIN/lib")
+    add_to_record(site, "oldframework", [ext, old])
+    found = findings(site)
+    majors = found["shared[libcudart]"]
+    assert majors.outcome is Outcome.FAIL
+    assert majors.message == ("the roots need different majors of libcudart: libcudart.so.12: oldframework; "
+                              "libcudart.so.13: onnxruntime-gpu, torch")
+    pins = found["shared[nvidia-cudnn-cu13]"]
+    assert pins.outcome is Outcome.FAIL
+    assert pins.message == ("no single version of nvidia-cudnn-cu13 satisfies every root: nvidia-cudnn-cu13 9.24.0.43 "
+                            "is installed, which oldframework 1.0 refuses (nvidia-cudnn-cu13<9.20)")
+    assert found["shared[nvidia-cuda-runtime]"].outcome is Outcome.PASS  # torch ==13.0.96.*, onnxruntime ~=13.0
+
+
+# --- the real onnxruntime-gpu 1.31.1 wheel (255.6 MB, downloaded once into the venv cache) ------------------------
+
+
+@pytest.fixture(scope="session")
+def ort_wheel() -> Path:
+    return venvs.wheel("onnxruntime-gpu", "1.31.1")
+
+
+@pytest.mark.integration
+def test_real_onnxruntime_gpu_beside_torch(scenario: Callable[..., Path], ort_wheel: Path, tmp_path: Path) -> None:
+    venv = scenario("nvidia-curand")
+    result = venvs.pip(venv, "install", "--no-deps", str(ort_wheel))
+    assert result.returncode == 0, result.stderr
+    site = venvs.site_packages(venv)
+    run = venvs.run_plugin(site, "--cuda-deps-no-probes", "-rA", "-v", cwd=tmp_path)
+    out = run.stdout
+    assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcublas.so.13]" in out
+    assert ("libonnxruntime_providers_cuda.so has no RPATH or RUNPATH: libcublas.so.13 is found only when it is "
+            f"loaded already: `import torch` first (maps {site}/nvidia/cu13/lib/libcublas.so.13, nvidia-cublas") in out
+    assert "SKIPPED [1] cudadeps::plugin[onnxruntime-gpu>libonnxruntime_providers_tensorrt.so]" in out
+    assert "FAILED cudadeps::linkage[onnxruntime-gpu>libcurand.so.10]" in out
+    assert "  fix: pip install 'onnxruntime-gpu[cuda,cudnn]'" in out
+    assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcudart.so.13]" in out  # declared by its [cuda] extra

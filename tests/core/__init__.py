@@ -1,0 +1,1 @@
+"""Tests of pytest_cudadeps.core, a module each."""

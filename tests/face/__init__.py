@@ -1,0 +1,1 @@
+"""Tests of the faces: the pytest plugin, its session, the command line."""

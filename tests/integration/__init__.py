@@ -1,0 +1,1 @@
+"""The integration tier: the real torch venvs, copied and broken as users break them (--integration)."""
