@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.core.report_format import GpuDoc
 from pytest_cudadeps.plan import Plan
 from pytest_cudadeps.report.causes import Cause, Causes
 from pytest_cudadeps.report.document import driver
@@ -27,7 +27,7 @@ class CudaEnv:
     causes: Mapping[str, Cause]
     torch_cuda: str | None
     driver_version: str | None
-    gpus: tuple[Mapping[str, Any], ...]
+    gpus: tuple[GpuDoc, ...]
     libraries: Mapping[str, str | None]
 
     @property

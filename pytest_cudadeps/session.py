@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Generator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -14,6 +14,7 @@ from pytest_cudadeps.options import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDep
 
 if TYPE_CHECKING:
     from pytest_cudadeps.checks.findings import Finding, Pending
+    from pytest_cudadeps.core.report_format import DriverDoc, Payload
     from pytest_cudadeps.core.settings import Settings
     from pytest_cudadeps.engine.snapshot import Snapshot
     from pytest_cudadeps.fixture import CudaEnv
@@ -40,7 +41,7 @@ class CudaDepsPlugin:
         self._plan: Plan | None = None
         self._causes: Causes | None = None
         self.children: ChildGroup | None = None  # the probes' children, stopped when the session ends
-        self.payloads: list[dict[str, Any]] = []
+        self.payloads: list[Payload] = []
         self.causes_sent: set[str] = set()  # a cause travels with the first item of this process that it explains
         self.report_path: Path | None = None
         self.report_error = ""
@@ -136,7 +137,7 @@ class CudaDepsPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = getattr(report, "cudadeps", None)
         if report.when == "call" and isinstance(found, dict):
-            self.payloads.append(found)
+            self.payloads.append(cast("Payload", found))  # made by payload() in this process or an xdist worker
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -226,7 +227,7 @@ def _with_drift(plan: Plan, baseline: str) -> Plan:
     from pytest_cudadeps.checks.drift import drift_items
     from pytest_cudadeps.report.document import driver, environment
 
-    def driver_now() -> dict[str, Any]:
+    def driver_now() -> DriverDoc:
         return driver({name: plan.items[name]() for name in ("driver[libcuda]", "driver[nvml]") if name in plan.items})
 
     return replace(plan, items={**plan.items, **drift_items(baseline, environment(plan.snapshot, {}), driver_now)})

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from pytest_cudadeps.checks.findings import Finding, Pending, failed, passed
+from pytest_cudadeps.core.report_format import DriverDoc, EnvironmentDoc
 from pytest_cudadeps.engine.baseline import ABSENT, Difference, ReportError, differences, driver_keys, keys, load
 
 CHECK = "drift"
 
 
-def drift_items(baseline_path: str, here: Mapping[str, Any], driver: Callable[[], Mapping[str, Any]]) -> dict[str, Pending]:
+def drift_items(baseline_path: str, here: EnvironmentDoc, driver: Callable[[], DriverDoc]) -> dict[str, Pending]:
     """``drift[KEY]`` per static difference with the baseline, and ``drift[driver]``; ``here`` is this
     environment as :func:`pytest_cudadeps.report.document` describes it without the probes."""
     try:

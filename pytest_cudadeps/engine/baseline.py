@@ -3,11 +3,13 @@ each with a value that does not depend on where the environment lives."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pytest_cudadeps.core.report_format import DriverDoc, EnvironmentDoc, ReportDoc, ReportError, read_report
+
+__all__ = ["ABSENT", "RUNTIME_KEYS", "Difference", "ReportError", "differences", "driver_keys", "keys", "load"]
 
 RUNTIME_KEYS = ("driver", "driver:cuda", "gpu:")  # known only once the driver probe ran
 
@@ -15,18 +17,9 @@ RUNTIME_KEYS = ("driver", "driver:cuda", "gpu:")  # known only once the driver p
 ABSENT = "(absent)"
 
 
-class ReportError(Exception):
-    """A report that cannot be read or is not of version 1."""
-
-
-def load(path: str | Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise ReportError(f"{path} is not a pytest-cudadeps report of version 1")
-    return data
+def load(path: str | Path) -> ReportDoc:
+    """A saved report, checked (:func:`pytest_cudadeps.core.report_format.read_report`)."""
+    return read_report(path)
 
 
 def _relative(path: str, paths: Sequence[str]) -> str:
@@ -36,7 +29,7 @@ def _relative(path: str, paths: Sequence[str]) -> str:
     return path
 
 
-def keys(environment: Mapping[str, Any]) -> dict[str, str]:
+def keys(environment: EnvironmentDoc) -> dict[str, str]:
     """The comparable keys of a report's ``environment``, each with its value."""
     found = {"python": str(environment["python"]["version"]), "torch:cuda": str(environment["torch_cuda"])}
     for dist in environment["distributions"]:
@@ -48,7 +41,7 @@ def keys(environment: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def driver_keys(driver: Mapping[str, Any]) -> dict[str, str]:
+def driver_keys(driver: DriverDoc) -> dict[str, str]:
     found = {"driver": str(driver["version"] or "none"), "driver:cuda": str(driver["cuda"] or "none")}
     for gpu in driver["gpus"]:
         found[f"gpu:{gpu['index']}"] = f"{gpu['name']}, {gpu['arch']}, MIG {gpu['mig']}"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from pytest_cudadeps import __version__
+from pytest_cudadeps._version import __version__
 from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.core.report_format import DriverDoc, EnvironmentDoc, GpuDoc, LibraryDoc, ReportDoc
 from pytest_cudadeps.engine.snapshot import Snapshot
 from pytest_cudadeps.report.results import Results, cause_json, finding_json
 
@@ -38,6 +38,10 @@ class Library:
     owner: str | None
     via: str
     status: str  # ok, not found, failed, load failed, skipped
+
+    def doc(self) -> LibraryDoc:
+        return {"root": self.root, "soname": self.soname, "path": self.path, "owner": self.owner, "via": self.via,
+                "status": self.status}
 
 
 def libraries(snapshot: Snapshot, found: Mapping[str, Finding]) -> list[Library]:
@@ -61,11 +65,11 @@ def _status(path: Path | None, linkage: Finding | None, load: Finding | None) ->
     return "ok" if linkage is not None else "not checked"
 
 
-def driver(found: Mapping[str, Finding]) -> dict[str, Any]:
+def driver(found: Mapping[str, Finding]) -> DriverDoc:
     """The driver and GPUs as the driver items saw them (nothing when the probes did not run)."""
     nvml, libcuda = found.get("driver[nvml]"), found.get("driver[libcuda]")
     facts = {**dict(libcuda.facts if libcuda else ()), **dict(nvml.facts if nvml else ())}
-    gpus = []
+    gpus: list[GpuDoc] = []
     for key in sorted((k for k in facts if k.startswith("gpu") and k[3:].isdigit()), key=lambda k: int(k[3:])):
         name, _, rest = facts[key].partition(", ")
         arch, _, mig = rest.partition(", MIG ")
@@ -81,7 +85,7 @@ def driver(found: Mapping[str, Finding]) -> dict[str, Any]:
     }
 
 
-def environment(snapshot: Snapshot, found: Mapping[str, Finding]) -> dict[str, Any]:
+def environment(snapshot: Snapshot, found: Mapping[str, Finding]) -> EnvironmentDoc:
     env = snapshot.env
     libc = platform.libc_ver()
     return {
@@ -99,12 +103,11 @@ def environment(snapshot: Snapshot, found: Mapping[str, Finding]) -> dict[str, A
         "distributions": [{"name": d.name, "version": d.version, "installer": d.installer or None,
                            "location": str(d.location)}
                           for d in sorted(env.distributions, key=lambda d: (d.key, str(d.location)))],
-        "libraries": [vars(lib) for lib in libraries(snapshot, found)],
+        "libraries": [lib.doc() for lib in libraries(snapshot, found)],
     }
 
 
-# --- the JSON document ------------------------------------------------------------------------------
-def document(snapshot: Snapshot, results: Results) -> dict[str, Any]:
+def document(snapshot: Snapshot, results: Results) -> ReportDoc:
     """The report of version 1 (``report.schema.json``)."""
     roots = results.root_causes()
     return {
@@ -120,12 +123,12 @@ def document(snapshot: Snapshot, results: Results) -> dict[str, Any]:
     }
 
 
-def schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+def schema() -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
     return loaded
 
 
-def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+def write_json(path: str | os.PathLike[str], data: ReportDoc) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a reader
     sees the old file or the whole new one, never half of it."""
     target = Path(path)

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.core.report_format import CauseDoc, FindingDoc, Payload
 from pytest_cudadeps.report.causes import Cause
 
 # --- findings and causes as JSON ------------------------------------------------------------------
 
 
-def finding_json(finding: Finding) -> dict[str, Any]:
+def finding_json(finding: Finding) -> FindingDoc:
     return {
         "id": finding.name, "check": finding.check, "subject": finding.subject, "outcome": finding.outcome.value,
         "message": finding.message, "details": list(finding.details), "fix": finding.fix, "cause": finding.cause,
@@ -29,16 +29,16 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def finding_from_json(data: Mapping[str, Any]) -> Finding:
+def finding_from_json(data: FindingDoc) -> Finding:
     return Finding(data["check"], data["subject"], Outcome(data["outcome"]), data["message"], tuple(data["details"]),
                    data["fix"], tuple((str(k), str(v)) for k, v in data["facts"].items()), data["cause"])
 
 
-def cause_json(cause: Cause) -> dict[str, Any]:
+def cause_json(cause: Cause) -> CauseDoc:
     return {"id": cause.id, "title": cause.title, "details": list(cause.details), "fix": cause.fix}
 
 
-def cause_from_json(data: Mapping[str, Any]) -> Cause:
+def cause_from_json(data: CauseDoc) -> Cause:
     return Cause(data["id"], data["title"], tuple(data["details"]), data["fix"])
 
 
@@ -95,17 +95,18 @@ class Results:
         return f"cudadeps: {len(failed)} failed check{'s' if len(failed) > 1 else ''} from {len(causes)} root cause{plural}"
 
 
-def results_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> Results:
+def results_from_payloads(payloads: Iterable[Payload]) -> Results:
     """The controller's view: the items' payloads (``{"finding": ..., "cause": ...}``) as findings and causes."""
     findings: list[Finding] = []
     causes: dict[str, Cause] = {}
     for payload in payloads:
         findings.append(finding_from_json(payload["finding"]))
-        if payload.get("cause"):
-            cause = cause_from_json(payload["cause"])
+        cause_doc = payload["cause"]
+        if cause_doc:
+            cause = cause_from_json(cause_doc)
             causes.setdefault(cause.id, cause)
     return Results(tuple(findings), causes)
 
 
-def payload(finding: Finding, cause: Cause | None) -> dict[str, Any]:
+def payload(finding: Finding, cause: Cause | None) -> Payload:
     return {"finding": finding_json(finding), "cause": cause_json(cause) if cause is not None else None}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from pytest_cudadeps.core.report_format import DriverDoc
 from pytest_cudadeps.core.text import printable
-from pytest_cudadeps.engine.snapshot import Snapshot
+from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.report.document import Library, driver, libraries
 from pytest_cudadeps.report.results import Results
 
@@ -74,13 +74,13 @@ def _folder(folder: Path, snapshot: Snapshot) -> str:
     return str(folder.relative_to(location)) or "." if location is not None else str(folder)
 
 
-def _root_line(root: Any) -> str:
+def _root_line(root: Root) -> str:
     build = f"CUDA {root.cuda} build" if root.cuda else ("CPU-only build" if root.key == "torch" and root.build else "")
     installer = f" (installed by {root.dist.installer})" if root.dist.installer else ""
     return f"root {root.dist}{installer}" + (f": {build}" if build else "")
 
 
-def _driver_lines(info: Mapping[str, Any]) -> list[tuple[str, Markup]]:
+def _driver_lines(info: DriverDoc) -> list[tuple[str, Markup]]:
     if not info["checked"]:
         return [("driver: not checked (--cuda-deps-no-probes)", {"yellow": True})]
     if not info["version"]:
