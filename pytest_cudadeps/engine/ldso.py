@@ -159,6 +159,7 @@ class Step(enum.Enum):
     """A step of ld.so's search (see the module docstring), or how a name was settled without one."""
 
     PRELOAD = "LD_PRELOAD"
+    ROOT_PRELOAD = "preloaded by"  # the root's own import opened it by path first (torch/__init__.py)
     LOADED = "already loaded"
     PATH = "path"  # a needed name with a slash is opened as it is
     RPATH = "DT_RPATH"
@@ -177,12 +178,14 @@ class Via:
     of: str | None = None
 
     def __str__(self) -> str:
+        if self.step is Step.ROOT_PRELOAD:
+            return f"{self.step.value} {self.of}"
         return f"{self.step.value} of {self.of}" if self.of else self.step.value
 
     @property
     def reused(self) -> bool:
         """Settled by an object already mapped: nothing new is loaded."""
-        return self.step in (Step.LOADED, Step.PRELOAD)
+        return self.step in (Step.LOADED, Step.PRELOAD, Step.ROOT_PRELOAD)
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ class LoaderModel:
     descend: Callable[[Path, str], bool] | None = None
     preload: tuple[str, ...] = ()  # LD_PRELOAD entries: mapped before anything else
     preloaded: set[Path] = field(default_factory=set)
+    opened_by: dict[Path, str] = field(default_factory=dict)  # files the root's import opened by path, and who did
 
     @classmethod
     def for_this_process(
@@ -300,6 +304,8 @@ class LoaderModel:
         """Where the loader finds ``soname`` for ``needed_by`` (nothing is recorded as loaded)."""
         if soname in self.loaded:
             path = self.loaded[soname]
+            if path in self.opened_by:
+                return Resolution(soname, needed_by, path, Via(Step.ROOT_PRELOAD, self.opened_by[path]), ())
             return Resolution(soname, needed_by, path, Via(Step.PRELOAD if path in self.preloaded else Step.LOADED), ())
         if "/" in soname:
             path = expand(soname, needed_by.parent)

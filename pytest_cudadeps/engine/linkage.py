@@ -9,7 +9,7 @@ The findings about the result are in :mod:`pytest_cudadeps.checks.linkage`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -18,6 +18,7 @@ from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem
 from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Via
 from pytest_cudadeps.engine.owners import Owners, is_shared_object_name
+from pytest_cudadeps.engine.torch_init import NO_PRELOAD, Preload, read_preload
 from pytest_cudadeps.tables.wheels import CUDA_SONAME_PREFIXES
 
 
@@ -59,6 +60,10 @@ class Linkage:
     # (a model of the same process, for what the libraries open later, starts from these)
     loaded: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     loader_of: Mapping[Path, Path | None] = field(default_factory=lambda: MappingProxyType({}))
+    # what the root's import opened by path before its own libraries (torch/__init__.py's preload), and where that
+    # was read (or why nothing was)
+    import_preload: tuple[Path, ...] = ()
+    import_source: str = ""
 
     def cuda_libraries(self) -> tuple[ResolvedLibrary, ...]:
         return tuple(lib for lib in self.libraries if is_cuda_soname(lib.soname))
@@ -102,18 +107,26 @@ def analyze(
     ld_library_path: str | None = None,
     ld_preload: str | None = None,
     owners: Owners | None = None,
+    cuda: str | None = None,
 ) -> Linkage:
     """Load the root's objects in a simulated process and record where each needed library comes from.
 
-    System libraries (libc, libstdc++...) are resolved but not read or followed: they need no
-    CUDA library and would cost a third of the time.
+    torch's objects load as its import loads them (:func:`load_torch`); ``cuda`` is the CUDA version it was
+    built for (its preload looks in ``nvidia/cu<major>/lib``).  System libraries (libc, libstdc++...) are
+    resolved but not read or followed: they need no CUDA library and would cost a third of the time.
     """
     owners = owners or Owners(env)
     model = LoaderModel.for_this_process(
         use_cache=use_ld_cache, ld_library_path=ld_library_path, ld_preload=ld_preload,
         descend=lambda path, soname: is_cuda_soname(soname) or any(loc in path.parents for loc in env.paths))
     objects = root_objects(env, root)
-    model.load(objects)
+    preload = NO_PRELOAD
+    package = env.package_dir(root, "torch") if root.key == "torch" else None
+    if package is not None and objects and objects[0].name == "libtorch_global_deps.so":
+        preload = read_preload(package)
+        load_torch(model, objects, preload, env.paths, cuda.split(".")[0] if cuda else None)
+    else:
+        model.load(objects)
     by_soname: dict[str, list[Resolution]] = {}
     for resolution in model.resolutions:
         by_soname.setdefault(resolution.soname, []).append(resolution)
@@ -129,4 +142,45 @@ def analyze(
         ))
     return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
                    model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
-                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)))
+                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)),
+                   tuple(model.opened_by), preload.source)
+
+
+def load_torch(model: LoaderModel, objects: Sequence[Path], preload: Preload, entries: Sequence[Path],
+               cuda_major: str | None) -> None:
+    """torch's objects loaded as ``import torch`` loads them (:mod:`pytest_cudadeps.engine.torch_init`).
+
+    ``libtorch_global_deps.so`` first.  When it loads and the trigger's text is in a mapped file's path,
+    each library of the preload is opened by path in turn, the first one whose own dependencies fail
+    ending the preload (torch swallows the error); when it fails, the strict list is opened until the
+    first one missing (torch raises there).  Then ``torch._C`` and the rest of ``torch/lib``.
+    """
+    who = f"torch/__init__.py ({preload.source.rsplit(', ', 1)[-1]})" if preload.libraries else ""
+    global_deps, rest = objects[0], objects[1:]
+    loaded = _loads(model, [global_deps])
+    if loaded and preload.trigger and any(preload.trigger in os.path.realpath(p) for p in model.loaded.values()):
+        for path in preload.paths(entries, cuda_major):
+            if isinstance(path, Path) and not _loads(model, [path], opened_by=who):
+                break  # `except Exception: pass` around the whole loop
+    elif not loaded and preload.strict:
+        for path in preload.paths(entries, cuda_major, strict=True):
+            if not isinstance(path, Path) or not _loads(model, [path], opened_by=who):
+                break  # ValueError: <glob> not found in the system path; or the OSError of that CDLL
+    model.load(rest)
+
+
+def _loads(model: LoaderModel, objects: list[Path], *, opened_by: str = "") -> bool:
+    """Load ``objects`` as one dlopen does: all or nothing.  A dependency found nowhere, or refused, fails it, and
+    what it mapped is unmapped again (its resolutions stay recorded: the walk reports them)."""
+    loaded, loader_of = dict(model.loaded), dict(model.loader_of)
+    first = len(model.resolutions)
+    if opened_by:
+        for path in objects:
+            model.opened_by[path] = opened_by
+    model.load(objects)
+    if all(r.path is not None and not r.problem for r in model.resolutions[first:]):
+        return True
+    model.loaded, model.loader_of = loaded, loader_of
+    for path in objects:
+        model.opened_by.pop(path, None)
+    return False

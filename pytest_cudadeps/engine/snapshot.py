@@ -111,6 +111,7 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environ
 
 def _linked(env: Environment, owners: Owners, root: Root, use_cache: bool) -> Root:
     """The root with its ELF view: the linkage walk, then what its libraries open by name at run time."""
-    linkage = analyze(env, root.dist, use_ld_cache=use_cache, owners=owners)
+    linkage = analyze(env, root.dist, use_ld_cache=use_cache, owners=owners,
+                      cuda=root.build.cuda if isinstance(root.build, Build) else None)
     linked = replace(root, linkage=linkage)
     return replace(linked, lazy=resolve_lazy(env, owners, linkage, linked.cuda, use_cache=use_cache))
