@@ -79,4 +79,4 @@ def test_a_run_without_the_flag_imports_nothing_heavy(tmp_path: Path) -> None:
     assert json.loads(modules.read_text()) == []
     # installed but off: the plugin and its option reader, not even the settings
     ours = json.loads(Path(f"{modules}.ours").read_text())
-    assert ours == ["pytest_cudadeps", "pytest_cudadeps.options", "pytest_cudadeps.plugin"]
+    assert ours == ["pytest_cudadeps", "pytest_cudadeps._version", "pytest_cudadeps.options", "pytest_cudadeps.plugin"]
