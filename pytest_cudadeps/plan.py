@@ -35,7 +35,7 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     """
     early = None
     if settings.probes and start_probes:
-        # the torch child's Python starts now, while the engine is imported below and the environment read
+        # the torch child starts now and imports torch while the engine is imported below and the environment read
         from pytest_cudadeps.probes.torch import start_torch
 
         early = start_torch(timeout=settings.timeout, paths=settings.paths, inhibit_ld_cache=settings.no_ld_cache,
@@ -44,27 +44,23 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     from pytest_cudadeps.engine.distributions import scan
 
     env = scan(settings.paths)
-    if early is not None:  # torch's own libraries load in the child while the rest of the engine is imported
-        from pytest_cudadeps.probes.torch import send_torch_own_steps
-
-        send_torch_own_steps(env, settings.roots, early)
     from pytest_cudadeps.engine.snapshot import take_snapshot
 
     snapshot = take_snapshot(settings, env=env)
+    static = static_findings(snapshot)
     items: dict[str, Pending] = {}
-    probes = None
+    _add(items, static)
     if settings.probes:
         from pytest_cudadeps.probe_items import probe_checks
         from pytest_cudadeps.probes.children import Probes
 
         probes = Probes(snapshot, group, early=early)
-        items.update(probe_checks(snapshot, probes))
-    static = static_findings(snapshot)
-    if probes is not None and start_probes:
-        # after the static work, not before: on two cores the driver child would take the torch child's core
-        # while this process works; the torch child is busy with torch's own libraries until then anyway
-        probes.start()
-    _add(items, static)
+        # the probe items, and the linkage items of a root whose child imports it, held to what its loader did
+        items.update(probe_checks(snapshot, probes, items))
+        if start_probes:
+            # after the static work, not before: on two cores the driver child would take the torch child's core
+            # while this process works; the torch child is busy with `import torch` until then anyway
+            probes.start()
     return Plan(snapshot, tuple(static), items)
 
 

@@ -5,7 +5,7 @@ and wording it with :mod:`pytest_cudadeps.checks`."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Callable
 
 from pytest_cudadeps.checks.arch import arch_finding
@@ -22,7 +22,7 @@ from pytest_cudadeps.checks.host import (
     shm_finding,
     visible_devices_finding,
 )
-from pytest_cudadeps.checks.load import load_finding
+from pytest_cudadeps.checks.load import held_to_the_loader, load_finding
 from pytest_cudadeps.checks.smoke import all_reduce_finding, compile_finding, matmul_finding
 from pytest_cudadeps.checks.triton import ptxas_arch_finding, ptxas_finding
 from pytest_cudadeps.engine.build import Build
@@ -40,8 +40,9 @@ from pytest_cudadeps.probes.tools import assemble_for, tool_version
 from pytest_cudadeps.tables.drivers import cuda_version_tuple
 
 
-def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
-    """Item name to pending finding for every runtime probe of the snapshot's roots."""
+def probe_checks(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pending] | None = None) -> dict[str, Pending]:
+    """Item name to pending finding for every runtime probe of the snapshot's roots; with ``static`` (the static
+    items), also the ``linkage[...]`` items of the torch root, held to where ``import torch`` mapped each library."""
     if not snapshot.roots:
         return {}
     require_gpu = snapshot.settings.require_gpu
@@ -62,6 +63,9 @@ def probe_checks(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         loads = probes.loads_for(root, steps)
         for step in steps:
             items[f"load[{step.name}]"] = _load_item(loads, step, require_gpu)
+            linkage = f"linkage[{root.key}>{step.name}]"
+            if static is not None and linkage in static and root.key == "torch" and step.soname:
+                items[linkage] = _refereed(static[linkage], probes, step)
         items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
     if torch is not None:
         cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
@@ -154,6 +158,19 @@ def _all_reduce(probes: Probes, require_gpu: bool) -> Finding:
 
 def _load_item(loads: Callable[[], dict[str, LoadResult]], step: LoadStep, require_gpu: bool) -> Pending:
     return lambda: load_finding(step, loads()[step.name], require_gpu=require_gpu)
+
+
+def _refereed(static: Pending, probes: Probes, step: LoadStep) -> Pending:
+    """A linkage item of torch's, held to the torch child's answer for its library (after ``import torch``)."""
+
+    def check() -> Finding:
+        run = probes.torch_child()()
+        facts = run.smoke.torch
+        worked = facts is not None and facts.error is None
+        return held_to_the_loader(static(), step, run.loads.get(step.name, Blame("not asked", ())),
+                                  import_worked=worked)
+
+    return check
 
 
 def _import_item(snapshot: Snapshot, probes: Probes, companion: Companion) -> Pending:

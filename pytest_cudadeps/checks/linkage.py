@@ -30,6 +30,8 @@ from pytest_cudadeps.engine.requirements import Closure
 from pytest_cudadeps.tables.wheels import DRIVER_SONAMES
 
 CHECK = "linkage"
+# the problems of which file the loader takes (the loader's own answer settles them), by rule
+WHICH_FILE = ("not-found", "refused", "foreign")
 _NVJITLINK_SYMBOL = r"__nvJitLink\w*_\d+_\d+$"
 
 
@@ -40,6 +42,7 @@ class Problem:
     lines: tuple[str, ...]
     details: tuple[str, ...] = ()
     fix: str | None = None  # None: the resolver's fix for the library
+    kind: str = ""  # the rule's name: which file (not-found, refused, foreign) or what is in it (bytes, versions)
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def library_finding(case: _Library) -> Finding:
         details = [*_context(case), *(line for problem in problems for line in problem.details)]
         fix = next((p.fix for p in reversed(problems) if p.fix), None) or _default_fix(case)
         return failed(CHECK, subject, lines[0], *lines[1:], *details, fix=fix, path=str(lib.path or ""),
-                      via=str(lib.via))
+                      via=str(lib.via), problem=",".join(p.kind for p in problems))
     owner = f"{case.owned[0][0]}" if case.owned else "no distribution"
     return passed(CHECK, subject, f"{lib.soname} -> {lib.path} ({owner}, via {lib.via})",
                   path=str(lib.path), owner=owner, via=str(lib.via))
@@ -183,7 +186,7 @@ def _not_found(case: _Library) -> Problem | None:
     return Problem(
         (f"{lib.soname} is not found: loading {case.root.name} fails with "
          f"`OSError: {lib.soname}: cannot open shared object file: No such file or directory`",),
-        ("searched: " + searched_text(lib.resolution),),
+        ("searched: " + searched_text(lib.resolution),), kind=WHICH_FILE[0],
     )
 
 
@@ -191,7 +194,8 @@ def _refused(case: _Library) -> Problem | None:
     lib = case.lib
     if lib.path is None or lib.resolution is None or not lib.resolution.problem:
         return None
-    return Problem((f"{lib.soname} resolves to {lib.path}, which the loader refuses: {lib.resolution.problem}",))
+    return Problem((f"{lib.soname} resolves to {lib.path}, which the loader refuses: {lib.resolution.problem}",),
+                   kind=WHICH_FILE[1])
 
 
 def _undeclared(case: _Library) -> Problem | None:
@@ -202,7 +206,7 @@ def _undeclared(case: _Library) -> Problem | None:
     return Problem(
         (f"{case.lib.soname} is needed but no requirement of {case.root} declares a distribution that provides it"
          f"{for_cuda}: the installed metadata does not match the binaries (metadata of another platform or build?)",),
-        fix=_default_fix(case),
+        fix=_default_fix(case), kind="undeclared",
     )
 
 
@@ -219,7 +223,7 @@ def _foreign(case: _Library) -> Problem | None:
         *_version_problems(case.linkage, lib, symbols=True),
     ]
     if dist is None:
-        return Problem(tuple(lines))
+        return Problem(tuple(lines), kind=WHICH_FILE[2])
     wheel_copy = [p for p, d in case.resolver.owners.files_named(lib.soname) if d.key == declared.key]
     detail = f"{dist}'s copy: {wheel_copy[0] if wheel_copy else 'none (its RECORD lists no ' + lib.soname + ')'}"
     if lib.via.step is Step.PRELOAD:
@@ -228,7 +232,7 @@ def _foreign(case: _Library) -> Problem | None:
         fix = f"remove {lib.path.parent} from LD_LIBRARY_PATH"
     else:
         fix = declared.fix(case.root.installer)
-    return Problem(tuple(lines), (detail,), fix)
+    return Problem(tuple(lines), (detail,), fix, kind=WHICH_FILE[2])
 
 
 def _bytes(case: _Library) -> Problem | None:
@@ -240,7 +244,7 @@ def _bytes(case: _Library) -> Problem | None:
     if text is None:
         return None
     owner = case.owned[0][0]
-    return Problem((text,), fix=reinstall_command(case.root.installer, f"{owner.name}=={owner.version}"))
+    return Problem((text,), fix=reinstall_command(case.root.installer, f"{owner.name}=={owner.version}"), kind="bytes")
 
 
 def _versions(case: _Library) -> Problem | None:
@@ -250,7 +254,8 @@ def _versions(case: _Library) -> Problem | None:
     found = _version_problems(case.linkage, lib)
     if not found:
         return None
-    return Problem((f"{lib.soname} at {lib.path} lacks what its users need: {found[0]}",), tuple(found[1:4]))
+    return Problem((f"{lib.soname} at {lib.path} lacks what its users need: {found[0]}",), tuple(found[1:4]),
+                   kind="versions")
 
 
 # --- what the rules read -------------------------------------------------------------------------

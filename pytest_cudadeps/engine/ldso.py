@@ -159,7 +159,7 @@ class Step(enum.Enum):
     """A step of ld.so's search (see the module docstring), or how a name was settled without one."""
 
     PRELOAD = "LD_PRELOAD"
-    ROOT_PRELOAD = "preloaded by"  # the root's own import opened it by path first (torch/__init__.py)
+    ROOT_PRELOAD = "the preload in"  # the root's own import opened it by path first (torch/__init__.py)
     LOADED = "already loaded"
     PATH = "path"  # a needed name with a slash is opened as it is
     RPATH = "DT_RPATH"

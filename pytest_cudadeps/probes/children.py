@@ -136,7 +136,8 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     seen.update(lib.soname for lib in libraries)
     resolver = snapshot.resolver(root)
     steps += library_steps([(lib.soname, lib.path) for lib in libraries],
-                           {lib.soname: resolver.fix(lib.soname, lib.path) for lib in libraries})
+                           {lib.soname: resolver.fix(lib.soname, lib.path) for lib in libraries},
+                           {lib.soname: declared_files(snapshot, root, lib.soname, lib.path) for lib in libraries})
     # then what the libraries open by name at run time (cuDNN's sub-libraries...), each by the path their
     # opener's search predicts; one predicted nowhere is the static lazy[...] item's to explain
     lazy = {soname: (path, fix) for soname, path, fix in lazy_load_targets(snapshot, root)
@@ -144,6 +145,14 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     seen.update(lazy)
     steps += library_steps([(soname, path) for soname, (path, _) in lazy.items()], {s: f for s, (_, f) in lazy.items()})
     return steps
+
+
+def declared_files(snapshot: Snapshot, root: Root, soname: str, path: Path | None) -> list[Path]:
+    """The files named ``soname`` of the distribution the root declares for it (its wheel's copies)."""
+    declared = snapshot.resolver(root).declared(soname, path)
+    if declared is None:
+        return []
+    return [found for found, dist in snapshot.owners.files_named(soname) if dist.key == declared.key]
 
 
 def _cudart(snapshot: Snapshot) -> Path | None:

@@ -29,6 +29,8 @@ class LoadStep:
 
     ``fix`` is the command that puts the library back, from the provider resolver: the root's
     reinstall for its own files, the providing wheel's install or reinstall for a CUDA library.
+    ``accepted`` are the files the root declares for the soname (its wheel's copies): one of them mapped
+    is right, whatever the walk predicted.
     """
 
     name: str  # the item's subject: load[NAME]
@@ -37,6 +39,7 @@ class LoadStep:
     predicted: Path | None = None
     rtld_global: bool = False
     fix: str = ""
+    accepted: tuple[Path, ...] = ()
 
     def request(self) -> LoadTarget:
         return LoadTarget(self.name, self.target, self.soname, self.rtld_global)
@@ -47,11 +50,13 @@ def torch_steps(torch_dir: Path, fix: str = "") -> list[LoadStep]:
             for name, file, glob in TORCH_LOAD_ORDER]
 
 
-def library_steps(libraries: Sequence[tuple[str, Path | None]], fixes: Mapping[str, str] | None = None) -> list[LoadStep]:
-    """Steps for (soname, predicted path) pairs, in the given order; ``fixes`` maps a soname to its fix command."""
+def library_steps(libraries: Sequence[tuple[str, Path | None]], fixes: Mapping[str, str] | None = None,
+                  accepted: Mapping[str, Sequence[Path]] | None = None) -> list[LoadStep]:
+    """Steps for (soname, predicted path) pairs, in the given order; ``fixes`` maps a soname to its fix command,
+    ``accepted`` to the files the root declares for it."""
     return [
         LoadStep(soname, str(predicted) if predicted is not None else soname, soname, predicted,
-                 fix=(fixes or {}).get(soname, ""))
+                 fix=(fixes or {}).get(soname, ""), accepted=tuple((accepted or {}).get(soname, ())))
         for soname, predicted in libraries
     ]
 

@@ -25,7 +25,7 @@ from pytest_cudadeps.probes.child.protocol import (
     TorchFacts,
     decode,
 )
-from pytest_cudadeps.probes.load import LoadResult, LoadStep, load_request, torch_steps
+from pytest_cudadeps.probes.load import LoadResult, LoadStep, load_request, probe_loads, torch_steps
 from pytest_cudadeps.probes.runner import Blame, ChildGroup, ChildRun, JsonObject, Running, decoded, run_steps
 
 if TYPE_CHECKING:
@@ -65,12 +65,21 @@ class SmokeRun:
 
 @dataclass(frozen=True)
 class TorchRun:
-    """The torch child's answers: each library it loaded before importing torch, the smoke run, and each
-    companion package imported beside torch (its exception, None when it worked, or how the child died)."""
+    """The torch child's answers: ``import torch`` and the products (the smoke run), each library asked for after
+    the import (``loads``), and each companion package imported beside torch (its exception, None when it worked,
+    or how the child died)."""
 
     loads: dict[str, LoadResult]
     smoke: SmokeRun
     imports: dict[str, Imported | Blame]
+
+    @property
+    def import_killed_the_child(self) -> bool:
+        """The child died (crashed, hung, exited) inside ``import torch``, not in a step after it."""
+        return self.smoke.torch is None and self.smoke.run.current == IMPORT_STEP
+
+
+IMPORT_STEP = "import torch"
 
 
 def probe_torch(
@@ -87,18 +96,16 @@ def probe_torch(
     group: ChildGroup | None = None,
     started: Running | None = None,
 ) -> TorchRun:
-    """The one child that imports torch: ``steps`` loaded one by one first (as the load probe does:
-    torch then finds its libraries mapped, and pays nothing twice), then torch for the products and,
-    with two or more devices, the all-reduce.  A library that kills or hangs the child is blamed and
-    a new child goes on with the libraries after it, then torch.
+    """The one child that imports torch, first, as the user's job does; then each of ``steps`` is asked for in
+    that process (a library the import mapped is answered from where it was mapped: the truth the linkage walk
+    is held against), then the products and, with two or more devices, the all-reduce.  A library that kills or
+    hangs the child is blamed and a new child (which imports torch again) goes on with the libraries after it.
+    When ``import torch`` itself kills the child, each library is then opened alone, in children of the load
+    probe, so that the one that crashes is named.
 
-    ``started`` is the child :func:`start_torch` began, already sent the first of ``steps`` (torch's own
-    libraries, before the linkage walk was done); it is sent the rest.
+    ``started`` is the child :func:`start_torch` began: it is importing torch already, and is sent the request.
     """
     loads = load_request(steps)
-    if started is not None and [step.name for step in steps[:len(started.steps)]] != list(started.steps):
-        started.wait()  # it was sent other steps than these begin with: not this run's child (never expected)
-        started = None
 
     def request(pending: list[str], done: Mapping[str, JsonObject]) -> SmokeRequest:
         return SmokeRequest(tuple(devices) if devices else None, backend, loads=loads(pending, done),
@@ -111,7 +118,12 @@ def probe_torch(
     answered = {name: decoded(Imported, f"import {name}", last.results,
                               {last.current: Blame(last.trouble() or "", last.stderr_tail())} if last.current else {})
                 for name in imports}
-    return TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(last), answered)
+    found = TorchRun({step.name: runs.answer(Loaded, step.name) for step in steps}, SmokeRun.from_run(last), answered)
+    if found.import_killed_the_child and steps:
+        alone = probe_loads(steps, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
+                            group=group)
+        return TorchRun(alone, found.smoke, answered)
+    return found
 
 
 def start_torch(
@@ -122,20 +134,11 @@ def start_torch(
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
 ) -> Running:
-    """Start the torch child now, before its work is known: :func:`send_steps` and :func:`probe_torch` send it.
-
-    Its Python starts while the parent imports the engine and reads the environment, and it loads
-    torch's own libraries (a third of ``import torch``) while the parent walks the linkage: the whole
-    run then takes about one ``import torch``.
-    """
+    """Start the torch child now, before its work is known: it imports torch at once, while the parent imports
+    the engine and reads the environment; :func:`probe_torch` sends it the rest.  The whole run then takes
+    about one ``import torch``."""
     return Running(MODULE, SmokeRequest(more=True), timeout=timeout, paths=paths, env=env,
                    inhibit_ld_cache=inhibit_ld_cache, group=group)
-
-
-def send_steps(running: Running, steps: Sequence[LoadStep]) -> None:
-    """The first libraries for a started torch child to load (torch's own); more follow."""
-    names = [step.name for step in steps]
-    running.send(SmokeRequest(loads=load_request(steps)(names, {}), more=True), steps=names)
 
 
 def torch_own_steps(env: Environment, dist: Distribution, cuda: str | None) -> list[LoadStep]:
@@ -148,14 +151,3 @@ def torch_own_steps(env: Environment, dist: Distribution, cuda: str | None) -> l
     return torch_steps(package, reinstall_command(dist.installer, f"{dist.name}=={dist.version}"))
 
 
-def send_torch_own_steps(env: Environment, roots: Sequence[str], running: Running) -> None:
-    """A CUDA torch's own libraries, for the started torch child to load while the environment is walked:
-    read from the scan alone (torch's distribution and ``torch/version.py``); :class:`Probes` sends the rest.
-    Nothing is sent when torch is not a root (``roots``: the ones named, none for the default)."""
-    from pytest_cudadeps.engine.build import Build, read_build
-
-    torch = env.get("torch")
-    if torch is None or (roots and "torch" not in roots):
-        return
-    build = read_build(env, torch)
-    send_steps(running, torch_own_steps(env, torch, build.cuda if isinstance(build, Build) else None))

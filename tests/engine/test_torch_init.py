@@ -130,7 +130,7 @@ def test_torch_2_14_1_opens_the_wheels_nvjitlink_before_ld_library_path_is_asked
     site = torch_tree(tmp_path / "site", gcc, INIT_2_14_1)
     found = walk(site, str(other_nvjitlink.parent))
     assert found["libnvJitLink.so.13"] == (site / CU13 / "libnvJitLink.so.13",
-                                           "preloaded by torch/__init__.py (_load_global_deps())")
+                                           "the preload in torch/__init__.py (_load_global_deps())")
     assert found["libcudart.so.13"] == (site / CU13 / "libcudart.so.13", "DT_RPATH of libtorch_global_deps.so")
 
 

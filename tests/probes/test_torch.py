@@ -11,7 +11,7 @@ from pytest_cudadeps.checks.smoke import all_reduce_finding, compile_finding, ma
 from pytest_cudadeps.probes.child.protocol import Loaded
 from pytest_cudadeps.probes.load import LoadStep, library_steps
 from pytest_cudadeps.probes.runner import ChildRun
-from pytest_cudadeps.probes.torch import SmokeRun, probe_torch, send_steps, start_torch
+from pytest_cudadeps.probes.torch import SmokeRun, probe_torch, start_torch
 from tests.support import venvs
 from tests.support.fakes import misbehaving
 
@@ -177,19 +177,17 @@ def test_real_torch_compile_on_the_cpu_device(cuda_venv: Path) -> None:
     assert finding.message.startswith("torch.compile built and ran its kernel on cpu in ")
 
 
-def test_a_torch_child_started_early_loads_the_rest_it_is_sent_then_imports_torch(tmp_path: Path, gcc: str) -> None:
-    """start_torch starts the child before anything is known; send_steps sends torch's own libraries, and
-    probe_torch the rest, to the same child."""
+def test_a_torch_child_started_early_imports_torch_at_once_then_loads_what_it_is_sent(tmp_path: Path,
+                                                                                     gcc: str) -> None:
+    """start_torch starts the child before anything is known, and it imports torch at once; probe_torch sends the
+    libraries to ask for, which the same child opens after the import."""
     good, noisy = misbehaving(gcc, tmp_path, "good"), misbehaving(gcc, tmp_path, "noisy")
-    first = [LoadStep("root-lib", str(good))]
-    rest = library_steps([("libnoisy.so.1", noisy)])
-    empty = tmp_path / "site"  # no torch here: its import fails, after every load
+    steps = [LoadStep("root-lib", str(good)), *library_steps([("libnoisy.so.1", noisy)])]
+    empty = tmp_path / "site"  # no torch here: its import fails, and the libraries are opened after it
     empty.mkdir()
     running = start_torch(timeout=60, paths=[str(empty)])
-    send_steps(running, first)
-    assert running.steps == ("root-lib",)
-    run = probe_torch([*first, *rest], timeout=60, paths=[str(empty)], started=running)
-    assert run.smoke.run.begun == ("root-lib", "libnoisy.so.1", "import torch")  # one child, in this order
+    run = probe_torch(steps, timeout=60, paths=[str(empty)], started=running)
+    assert run.smoke.run.begun == ("import torch", "root-lib", "libnoisy.so.1")  # one child, in this order
     assert run.smoke.run.command == running.command
     assert all(isinstance(answer, Loaded) and answer.ok for answer in run.loads.values()), run.loads
     assert run.smoke.torch is not None
@@ -197,30 +195,34 @@ def test_a_torch_child_started_early_loads_the_rest_it_is_sent_then_imports_torc
     assert run.smoke.torch.error.startswith("ModuleNotFoundError: No module named 'torch'")
 
 
-def test_a_torch_child_started_before_its_steps_were_known_can_be_sent_none(tmp_path: Path, gcc: str) -> None:
-    running = start_torch(timeout=60, paths=[str(tmp_path)])  # a CPU torch: no libraries of its own to load
-    run = probe_torch(library_steps([("libgood.so.1", misbehaving(gcc, tmp_path, "good"))]), timeout=60,
-                      paths=[str(tmp_path)], started=running)
-    assert run.smoke.run.begun == ("libgood.so.1", "import torch")
-    assert run.smoke.run.command == running.command
+FAKE_TORCH = """import ctypes, types
+ctypes.CDLL({library!r})  # what torch/__init__.py does with its CUDA libraries: open them by path
+__version__ = "2.14.1+cu130"
+version = types.SimpleNamespace(cuda="13.0")
+cuda = types.SimpleNamespace(device_count=lambda: 0, init=lambda: None, nccl=types.SimpleNamespace(version=lambda: None))
+backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: None))
+"""
 
 
-def test_a_torch_child_whose_run_ends_before_the_rest_is_sent_imports_nothing(tmp_path: Path, gcc: str) -> None:
-    running = start_torch(timeout=60, paths=[])
-    send_steps(running, [LoadStep("root-lib", str(misbehaving(gcc, tmp_path, "good")))])
+def test_a_library_the_import_mapped_is_answered_from_where_it_was_mapped(tmp_path: Path, gcc: str) -> None:
+    """The truth: after `import torch`, the loader's own answer for each soname, not a dlopen of the prediction."""
+    site = tmp_path / "site"
+    mapped = misbehaving(gcc, site / "mapped", "good")
+    elsewhere = misbehaving(gcc, site / "elsewhere", "good")  # where a static model might have predicted it
+    (site / "torch").mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text(FAKE_TORCH.format(library=str(mapped)))
+    run = probe_torch(library_steps([("libgood.so.1", elsewhere)]), timeout=60, paths=[str(site)])
+    assert run.smoke.torch is not None
+    assert run.smoke.torch.error is None, run.smoke.torch.error
+    assert str(mapped) in run.smoke.torch.loaded
+    assert run.loads["libgood.so.1"] == Loaded(True, str(mapped), "already mapped")
+
+
+def test_a_torch_child_whose_run_ends_before_the_rest_is_sent_does_nothing_more(tmp_path: Path) -> None:
+    running = start_torch(timeout=60, paths=[str(tmp_path)])
     run = running.wait()  # the parent gave up: the child's stdin ends after the first part
     assert run.ok, (run.trouble(), run.stderr)
-    assert run.begun == ("root-lib",)
-
-
-def test_a_torch_child_started_on_other_steps_is_not_used(tmp_path: Path, gcc: str) -> None:
-    good = misbehaving(gcc, tmp_path, "good")
-    running = start_torch(timeout=60, paths=[])
-    send_steps(running, [LoadStep("other", str(good))])
-    run = probe_torch([LoadStep("root-lib", str(good))], timeout=60, paths=[str(tmp_path)], started=running)
-    assert run.smoke.run.begun == ("root-lib", "import torch")
-    assert isinstance(run.loads["root-lib"], Loaded)
-    assert running.process.returncode == 0  # ended, not left behind
+    assert run.begun == ("import torch",)
 
 
 def test_a_torch_child_has_its_timeout_from_the_last_part_of_its_request(tmp_path: Path, gcc: str) -> None:

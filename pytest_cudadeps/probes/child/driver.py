@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Callable
 
 from pytest_cudadeps.probes.child import protocol
-from pytest_cudadeps.probes.child.load import _libdl, mapped_path
+from pytest_cudadeps.probes.child.load import libdl, mapped_path
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, DriverRequest, GpuAnswer, LibcudaAnswer, NvmlAnswer
 
 
@@ -24,7 +24,7 @@ def probe_libcuda() -> LibcudaAnswer:
         lib = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
         return LibcudaAnswer(error=str(exc))
-    path = mapped_path(_libdl(), lib._handle)
+    path = mapped_path(libdl(), lib._handle)
     cu_init = lib.cuInit(0)
     version = ctypes.c_int(0)
     rc = lib.cuDriverGetVersion(ctypes.byref(version))
@@ -106,7 +106,7 @@ def probe_cudart(path: str | None) -> CudartAnswer:
         return CudartAnswer(error=str(exc))
     version = ctypes.c_int(0)
     rc = lib.cudaRuntimeGetVersion(ctypes.byref(version))
-    return CudartAnswer(path=mapped_path(_libdl(), lib._handle), version=version.value if rc == 0 else None, rc=rc)
+    return CudartAnswer(path=mapped_path(libdl(), lib._handle), version=version.value if rc == 0 else None, rc=rc)
 
 
 STEPS: dict[str, Callable[[DriverRequest], object]] = {

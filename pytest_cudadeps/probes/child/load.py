@@ -28,7 +28,7 @@ class _LinkMap(ctypes.Structure):
     ]
 
 
-def _libdl() -> ctypes.CDLL:
+def libdl() -> ctypes.CDLL:
     libc = ctypes.CDLL(None)
     dl = libc if hasattr(libc, "dlinfo") else ctypes.CDLL("libdl.so.2")  # glibc < 2.34
     dl.dlopen.restype = ctypes.c_void_p
@@ -47,6 +47,24 @@ def mapped_path(dl: ctypes.CDLL, handle: int) -> str | None:
     return os.fsdecode(name) if name else None
 
 
+def loaded_objects(dl: ctypes.CDLL) -> tuple[str, ...]:
+    """Every object of this process, in the order the loader mapped them, from the main program's link map (the
+    program itself and the vDSO, which have no file, left out)."""
+    handle = dl.dlopen(None, RTLD_LAZY)
+    link_map = ctypes.POINTER(_LinkMap)()
+    if not handle or dl.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0 or not link_map:
+        return ()
+    found: list[str] = []
+    node = link_map.contents
+    while True:
+        name = os.fsdecode(node.l_name) if node.l_name else ""
+        if name.startswith("/"):
+            found.append(name)
+        if not node.l_next:
+            return tuple(found)
+        node = ctypes.cast(node.l_next, ctypes.POINTER(_LinkMap)).contents
+
+
 def load(dl: ctypes.CDLL, step: LoadTarget) -> Loaded:
     if step.soname:
         handle = dl.dlopen(os.fsencode(step.soname), RTLD_LAZY | RTLD_NOLOAD)
@@ -63,7 +81,7 @@ def load(dl: ctypes.CDLL, step: LoadTarget) -> Loaded:
 
 def load_all(request: LoadRequest) -> None:
     """Each step begun, loaded and ended in turn (the prelude: libraries loaded again in a new child)."""
-    dl = _libdl()
+    dl = libdl()
     for step in (*request.prelude, *request.steps):
         protocol.begin(step.name)
         protocol.end(step.name, load(dl, step))

@@ -114,11 +114,11 @@ class SmokeRequest:
     devices: Optional[tuple[str, ...]] = None  # None: the visible GPUs; ("cpu",) in the tests
     backend: str = "nccl"
     size: int = 1024
-    loads: Optional[LoadRequest] = None  # the root's libraries, loaded one by one before torch is imported
+    loads: Optional[LoadRequest] = None  # the root's libraries, each asked for after torch is imported
     imports: tuple[str, ...] = ()  # companion packages imported last, beside torch ("import torchvision")
     compile: bool = False  # a tiny torch.compile on the first device, after the products
-    # another part follows on stdin (its loads go after these; the rest of the request is its own): the first
-    # part, torch's own libraries, is sent before the parent has worked out the others
+    # another part follows on stdin, and the last part is the request: the child started ahead imports torch at
+    # once and reads the rest, worked out by the parent meanwhile, afterwards
     more: bool = False
 
 
@@ -134,6 +134,9 @@ class TorchFacts:
     nccl: Optional[str] = None
     device_count: int = 0
     no_gpu_reason: Optional[str] = None
+    # every object the process has mapped after the import (worked or not), in the order the loader mapped them,
+    # as its link map names them: the truth the static model is held against
+    loaded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Child: import torch once, multiply matrices on each GPU, and all-reduce across two processes.
 
-Request: :class:`~.protocol.SmokeRequest`: the root's libraries are loaded one by one first, as
-the load probe does, then torch is imported once for the products and, with two or more devices,
-the all-reduce (backend ``nccl`` or ``gloo``); answers: :class:`~.protocol.TorchFacts` for
-``import torch``, then :class:`~.protocol.MatmulDevice` per device and one
-:class:`~.protocol.AllReduceAnswer`.
+Request: :class:`~.protocol.SmokeRequest`.  torch is imported first, as the user's job imports it, and
+its answer (:class:`~.protocol.TorchFacts`) lists every object the process then maps, in the loader's
+order: the truth the parent holds its model against.  Then each library of the request is asked for
+in that process (one the import mapped is answered from where it was mapped), then the products and,
+with two or more devices, the all-reduce (backend ``nccl`` or ``gloo``): one
+:class:`~.protocol.MatmulDevice` per device and one :class:`~.protocol.AllReduceAnswer`.
 ``devices`` replaces the visible GPUs, so the comparison and the report can be tested
 on the CPU.  torch is imported here only: never in the plugin process.
 """
@@ -23,7 +24,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from pytest_cudadeps.probes.child import protocol
-from pytest_cudadeps.probes.child.load import load_all
+from pytest_cudadeps.probes.child.load import libdl, load_all, loaded_objects
 from pytest_cudadeps.probes.child.protocol import (
     AllReduceAnswer,
     Compiled,
@@ -208,33 +209,40 @@ def run_all_reduce(torch: ModuleType, request: SmokeRequest) -> None:
     protocol.end(step, AllReduceAnswer(backend, ranks=tuple(ranks)))
 
 
-def main() -> None:
-    protocol.open_channel()
-    request: SmokeRequest | None = protocol.request_as(SmokeRequest)
-    while request is not None:
-        if request.loads is not None:  # the load probe's steps, in this process: torch then finds them mapped
-            load_all(request.loads)
-        if not request.more:
-            break
-        request = protocol.next_part(SmokeRequest)
-    if request is None:  # the parent ended the run before sending the rest: nothing more to do
-        protocol.done()
-        return
+def import_torch() -> ModuleType | None:
+    """``import torch`` as the user's job does it, first of all: its facts, and what the process mapped, worked or not."""
     protocol.begin("import torch")
     try:
         torch = importlib.import_module("torch")
     except Exception as exc:
-        protocol.end("import torch", TorchFacts(error=f"{type(exc).__name__}: {exc}"))
+        protocol.end("import torch", TorchFacts(error=f"{type(exc).__name__}: {exc}", loaded=loaded_objects(libdl())))
+        return None
+    protocol.end("import torch", dataclasses.replace(torch_facts(torch), loaded=loaded_objects(libdl())))
+    return torch
+
+
+def main() -> None:
+    protocol.open_channel()
+    request: SmokeRequest | None = protocol.request_as(SmokeRequest)
+    torch = import_torch()  # at once: a child started ahead imports while the parent reads the environment
+    while request is not None and request.more:
+        request = protocol.next_part(SmokeRequest)
+    if request is None:  # the parent ended the run before sending the rest: nothing more to do
         protocol.done()
         return
-    facts = torch_facts(torch)
-    protocol.end("import torch", facts)
+    if request.loads is not None:  # after the import: a library it mapped is answered from where it was mapped
+        load_all(request.loads)
+    if torch is None:
+        protocol.done()
+        return
+    devices = request.devices or ()
+    count = torch.cuda.device_count() if not devices else len(devices)
     run_matmul(torch, request)
     # the all-reduce's two workers each import torch again: only where there are two devices to join
-    if len(request.devices or ()) >= 2 or (not request.devices and facts.device_count >= 2):
+    if count >= 2:
         run_all_reduce(torch, request)
     if request.compile:
-        devices = request.devices or (("cuda:0",) if facts.device_count else ())
+        devices = devices or (("cuda:0",) if count else ())
         if devices:
             protocol.begin("compile")
             protocol.end("compile", compile_check(torch, devices[0]))
