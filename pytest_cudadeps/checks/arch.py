@@ -1,4 +1,4 @@
-"""The arch finding: whether every GPU can run the code compiled into the root's libraries."""
+"""TODO docstring."""
 
 from __future__ import annotations
 

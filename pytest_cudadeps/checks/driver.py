@@ -1,4 +1,4 @@
-"""The driver findings: libcuda and cuInit, NVML and the GPUs, and whether the driver runs the wheels' CUDA runtime."""
+"""TODO docstring."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The host findings: kernel module, device nodes, visible devices, /dev/shm, forward compatibility, MIG, torch's build."""
+"""TODO docstring."""
 
 from __future__ import annotations
 

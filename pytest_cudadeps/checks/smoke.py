@@ -1,4 +1,4 @@
-"""The smoke findings: what the torch child did on the GPUs (products, torch.compile, an all-reduce)."""
+"""TODO docstring."""
 
 from __future__ import annotations
 
