@@ -3,6 +3,8 @@ runtime of the wheels; a failed driver call is worded from :mod:`pytest_cudadeps
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, LibcudaAnswer, NvmlAnswer
 from pytest_cudadeps.probes.driver import DriverInfo, Gpu
@@ -107,6 +109,8 @@ def runtime_compat_finding(
 
     The runtime version is libcudart's own (``cudaRuntimeGetVersion`` in the child)
     when the linkage check resolved one, else the root's build (``torch/version.py``).
+    The rules in order: the driver's CUDA is as new as the runtime, or of the same major
+    with a driver new enough for minor-version compatibility; else the driver is too old.
     """
     subject = "runtime-compat"
     if isinstance(info.cudart, Blame):
@@ -119,33 +123,71 @@ def runtime_compat_finding(
         reason = _error_of(info.libcuda) or _error_of(info.nvml) or "the driver reports no CUDA version"
         return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
                           f"the driver: {reason}", require_gpu)
-    supported = cuda_version_tuple(driver_cuda)
-    driver = info.driver_version
-    shown = f"NVIDIA driver {driver} (CUDA {supported[0]}.{supported[1]})" if driver else \
-        f"the NVIDIA driver (CUDA {supported[0]}.{supported[1]})"
-    major_min, ga_min = minimum_driver(runtime)
-    facts = {"runtime": f"{runtime[0]}.{runtime[1]}", "driver_cuda": f"{supported[0]}.{supported[1]}",
-             "runtime_from": source, **({"driver": driver} if driver else {})}
-    if supported >= runtime:
-        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source}",
-                      **facts)
-    if supported[0] == runtime[0] and (driver is None or major_min is None
-                                       or version_tuple(driver) >= version_tuple(major_min)):
-        note = f"; CUDA {runtime[0]}.{runtime[1]} GA driver is {ga_min}" if ga_min else ""
-        return passed(CHECK, subject, f"{shown} runs the CUDA {runtime[0]}.{runtime[1]} runtime from {source} "
-                      f"through minor-version compatibility (newer PTX cannot be JIT-compiled{note})", **facts)
+    pair = _Pair(runtime, source, cuda_version_tuple(driver_cuda), info.driver_version, *minimum_driver(runtime))
+    for rule in (_runs_directly, _runs_by_minor_compatibility):
+        found = rule(pair, subject)
+        if found is not None:
+            return found
+    return _driver_too_old(pair, subject)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The runtime the wheels carry and the driver that is to run it."""
+
+    runtime: tuple[int, int]
+    source: str  # where the runtime's version was read
+    supported: tuple[int, int]  # the newest CUDA the driver supports
+    driver: str | None  # the driver's version, when NVML gave it
+    major_min: str | None  # the oldest driver of the runtime's major (minor-version compatibility)
+    ga_min: str | None  # the driver released with the runtime
+
+    @property
+    def runtime_text(self) -> str:
+        return f"{self.runtime[0]}.{self.runtime[1]}"
+
+    def shown(self) -> str:
+        cuda = f"CUDA {self.supported[0]}.{self.supported[1]}"
+        return f"NVIDIA driver {self.driver} ({cuda})" if self.driver else f"the NVIDIA driver ({cuda})"
+
+    def facts(self) -> dict[str, str]:
+        return {"runtime": self.runtime_text, "driver_cuda": f"{self.supported[0]}.{self.supported[1]}",
+                "runtime_from": self.source, **({"driver": self.driver} if self.driver else {})}
+
+
+def _runs_directly(pair: _Pair, subject: str) -> Finding | None:
+    if pair.supported < pair.runtime:
+        return None
+    return passed(CHECK, subject, f"{pair.shown()} runs the CUDA {pair.runtime_text} runtime from {pair.source}",
+                  **pair.facts())
+
+
+def _runs_by_minor_compatibility(pair: _Pair, subject: str) -> Finding | None:
+    """Same major, and a driver at least that major's minimum (or no version to compare)."""
+    if pair.supported[0] != pair.runtime[0]:
+        return None
+    if pair.driver is not None and pair.major_min is not None \
+            and version_tuple(pair.driver) < version_tuple(pair.major_min):
+        return None
+    note = f"; CUDA {pair.runtime_text} GA driver is {pair.ga_min}" if pair.ga_min else ""
+    return passed(CHECK, subject, f"{pair.shown()} runs the CUDA {pair.runtime_text} runtime from {pair.source} "
+                  f"through minor-version compatibility (newer PTX cannot be JIT-compiled{note})", **pair.facts())
+
+
+def _driver_too_old(pair: _Pair, subject: str) -> Finding:
+    runtime, major_min, ga_min = pair.runtime, pair.major_min, pair.ga_min
     need = f">= {major_min}" if major_min else f"for CUDA {runtime[0]}.x"
-    exact = f" (CUDA {runtime[0]}.{runtime[1]} GA: {ga_min})" if ga_min else ""
-    build = torch_build_for(supported)
+    exact = f" (CUDA {pair.runtime_text} GA: {ga_min})" if ga_min else ""
+    build = torch_build_for(pair.supported)
     alternative = (f", or install the torch build for CUDA {build[0]}.{build[1]}: pip install torch --index-url "
                    f"https://download.pytorch.org/whl/cu{build[0]}{build[1]}" if build else "")
     return failed(
         CHECK, subject,
-        f"{shown} is too old for the CUDA {runtime[0]}.{runtime[1]} runtime in the wheels ({source}): "
+        f"{pair.shown()} is too old for the CUDA {pair.runtime_text} runtime in the wheels ({pair.source}): "
         f"CUDA {runtime[0]}.x needs driver {need}{exact}",
         "torch fails with: CUDA driver version is insufficient for CUDA runtime version",
         fix=f"upgrade the NVIDIA driver to {ga_min or major_min or 'a newer release'} or newer{alternative}",
-        **facts,
+        **pair.facts(),
     )
 
 

@@ -9,7 +9,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
 from pytest_cudadeps.engine.installers import torch_index_install_command
@@ -115,14 +115,28 @@ def device_nodes_finding(facts: HostFacts, gpu_count: int, *, require_gpu: bool 
                            require_gpu=require_gpu, fix=INSTALL_DRIVER)
     ctl, uvm, tools = facts.node("nvidiactl"), facts.node("nvidia-uvm"), facts.node("nvidia-uvm-tools")
     gpu_ok = [node for node in facts.gpu_nodes if node.ok]
-    problems = [_node_problem(node) for node in (ctl, uvm) if not node.ok]
-    problems += [_node_problem(node) for node in facts.gpu_nodes if not node.ok]
-    if len(gpu_ok) < gpu_count:
-        problems.append(f"{len(gpu_ok)} /dev/nvidiaN character devices for the {gpu_count} GPUs NVML reports")
+    problems = _node_problems(facts, ctl, uvm, gpu_count)
     facts_out = {"nodes": ", ".join(node.path for node in (ctl, uvm, tools, *facts.gpu_nodes) if node.ok)}
     if not problems:
         return passed(CHECK, subject, f"{ctl.path}, {uvm.path} and {len(gpu_ok)} GPU node(s) "
                       f"({', '.join(node.path for node in gpu_ok)}) are character devices", **facts_out)
+    fix = UVM_FIX if not uvm.ok else (
+        "on the host: `sudo nvidia-modprobe -c=0` for each GPU index (creates /dev/nvidiactl and /dev/nvidiaN); "
+        "in a container: start it with `docker run --gpus all`")
+    return failed(CHECK, subject, "; ".join(problems), *_node_details(ctl, uvm), fix=fix, **facts_out)
+
+
+def _node_problems(facts: HostFacts, ctl: DeviceNode, uvm: DeviceNode, gpu_count: int) -> list[str]:
+    """Each node that is not a character device, then too few GPU nodes for the GPUs."""
+    problems = [_node_problem(node) for node in (ctl, uvm, *facts.gpu_nodes) if not node.ok]
+    gpu_ok = sum(1 for node in facts.gpu_nodes if node.ok)
+    if gpu_ok < gpu_count:
+        problems.append(f"{gpu_ok} /dev/nvidiaN character devices for the {gpu_count} GPUs NVML reports")
+    return problems
+
+
+def _node_details(ctl: DeviceNode, uvm: DeviceNode) -> list[str]:
+    """What a missing uvm node breaks, and that a non-device file must go before the node can be made."""
     details = []
     if not uvm.ok:
         details.append("without /dev/nvidia-uvm nvidia-smi works but CUDA does not: cudaGetDeviceCount fails "
@@ -130,10 +144,7 @@ def device_nodes_finding(facts: HostFacts, gpu_count: int, *, require_gpu: bool 
     if uvm.kind not in ("char", "missing") or ctl.kind not in ("char", "missing"):
         details.append("a non-device file in place of a node hides the real one: remove it "
                        f"(`sudo rm {shlex.quote(uvm.path if not uvm.ok else ctl.path)}`) before recreating it")
-    fix = UVM_FIX if not uvm.ok else (
-        "on the host: `sudo nvidia-modprobe -c=0` for each GPU index (creates /dev/nvidiactl and /dev/nvidiaN); "
-        "in a container: start it with `docker run --gpus all`")
-    return failed(CHECK, subject, "; ".join(problems), *details, fix=fix, **facts_out)
+    return details
 
 
 def _strtoul(entry: str) -> int:
@@ -158,36 +169,55 @@ def _read_visible(value: str, gpus: Sequence[Gpu], uuids: Sequence[str]) -> tupl
     keep: list[str] = []
     entries = [entry.strip() for entry in value.split(",")]
     for position, entry in enumerate(entries):
-        rest = entries[position + 1:]
-        after = f"; CUDA ignores the entries after it ({','.join(rest)})" if rest else ""
         if entry in keep:
             return [], [f"`{entry}` is repeated: a repeated entry hides every GPU"], keep
-        if entry.startswith("MIG-"):
-            if any(item.startswith("MIG-") for item in keep):
-                problems.append(f"`{entry}`: a process uses one MIG device only (pytorch#130181), the first listed")
-                continue
-            keep.append(entry)
-            seen.append(f"MIG device {entry}")
-            continue
-        if entry.startswith("GPU-"):
-            matched = [gpu for gpu, uuid in zip(gpus, uuids) if uuid.startswith(entry)]
-            if uuids and len(matched) != 1:
-                problems.append(f"`{entry}` matches no GPU's UUID{after}")
-                break
-            keep.append(entry)
-            seen.append(_gpu_label(matched[0]) if matched else f"{entry} (UUID not checked: the probe reports none)")
-            continue
-        index = _strtoul(entry)
-        if index < 0:
-            problems.append(f"`{entry}` is not a GPU index (`-1`, `none` and `void` hide GPUs){after}")
+        rest = entries[position + 1:]
+        after = f"; CUDA ignores the entries after it ({','.join(rest)})" if rest else ""
+        read = _read_entry(entry, keep, gpus, uuids, after)
+        if read.problem is not None:
+            problems.append(read.problem)
+        if read.ends_list:
             break
-        if index >= len(gpus):
-            problems.append(f"`{entry}` is past the {len(gpus)} GPU(s) of this host (indices 0 to {len(gpus) - 1})"
-                            f"{after}")
-            break
-        keep.append(entry)
-        seen.append(_gpu_label(gpus[index]))
+        if read.seen is not None:
+            keep.append(entry)
+            seen.append(read.seen)
     return seen, problems, keep
+
+
+class _Entry(NamedTuple):
+    """One entry of CUDA_VISIBLE_DEVICES as CUDA reads it: the device it shows, or why it shows none."""
+
+    seen: str | None
+    problem: str | None = None
+    ends_list: bool = False  # an invalid entry: CUDA reads no further
+
+
+def _read_entry(entry: str, keep: list[str], gpus: Sequence[Gpu], uuids: Sequence[str], after: str) -> _Entry:
+    """A MIG UUID, a GPU UUID (or a prefix of one), else an index; ``after`` ends a problem that ends the list."""
+    if entry.startswith("MIG-"):
+        if any(item.startswith("MIG-") for item in keep):
+            return _Entry(None, f"`{entry}`: a process uses one MIG device only (pytorch#130181), the first listed")
+        return _Entry(f"MIG device {entry}")
+    if entry.startswith("GPU-"):
+        return _uuid_entry(entry, gpus, uuids, after)
+    return _index_entry(entry, gpus, after)
+
+
+def _uuid_entry(entry: str, gpus: Sequence[Gpu], uuids: Sequence[str], after: str) -> _Entry:
+    matched = [gpu for gpu, uuid in zip(gpus, uuids) if uuid.startswith(entry)]
+    if uuids and len(matched) != 1:
+        return _Entry(None, f"`{entry}` matches no GPU's UUID{after}", ends_list=True)
+    return _Entry(_gpu_label(matched[0]) if matched else f"{entry} (UUID not checked: the probe reports none)")
+
+
+def _index_entry(entry: str, gpus: Sequence[Gpu], after: str) -> _Entry:
+    index = _strtoul(entry)
+    if index < 0:
+        return _Entry(None, f"`{entry}` is not a GPU index (`-1`, `none` and `void` hide GPUs){after}", ends_list=True)
+    if index >= len(gpus):
+        return _Entry(None, f"`{entry}` is past the {len(gpus)} GPU(s) of this host (indices 0 to {len(gpus) - 1})"
+                            f"{after}", ends_list=True)
+    return _Entry(_gpu_label(gpus[index]))
 
 
 def _container_note(facts: HostFacts) -> str:
@@ -315,10 +345,16 @@ def compat_finding(
         return unavailable(CHECK, subject, f"libcuda.so.1 comes from the forward-compatibility folder {folder}, "
                            "but no GPU is reported to check it against", require_gpu=require_gpu, fix=INSTALL_DRIVER)
     maybe = [_gpu_label(gpu) for gpu in gpus if support[gpu.index] == "maybe"]
-    note = (f"; {', '.join(maybe)}: supported only by the NGC Server Ready SKUs"
-            f"{', and cuInit succeeded' if cu_init == 0 else ''}") if maybe else ""
     return passed(CHECK, subject, f"libcuda.so.1 from the forward-compatibility folder {folder} on "
-                  f"{'data-center GPUs' if not maybe else 'these GPUs'}{note}", **facts_out)
+                  f"{'data-center GPUs' if not maybe else 'these GPUs'}{_maybe_note(maybe, cu_init)}", **facts_out)
+
+
+def _maybe_note(maybe: list[str], cu_init: int | None) -> str:
+    """The GPUs whose support depends on the SKU (workstation RTX/Quadro), and whether cuInit settled it."""
+    if not maybe:
+        return ""
+    return (f"; {', '.join(maybe)}: supported only by the NGC Server Ready SKUs"
+            f"{', and cuInit succeeded' if cu_init == 0 else ''}")
 
 
 def mig_blocks_all_reduce(gpus: Sequence[Gpu]) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -63,50 +65,76 @@ def _chains(demands: list[Demand], limit: int = 3) -> list[str]:
 
 
 def requirement_finding(env: Environment, root: Distribution, key: str, demands: list[Demand]) -> Finding:
-    """One required distribution: installed, at a version every asker accepts, with its extras."""
-    subject = f"{root.key}>{key}"
-    fix = install_command(root.installer, _combined(demands))
+    """One required distribution: installed, at a version every asker accepts, with its extras.
+
+    The rules in order: installed at all, a valid version, one every demand accepts, the extras
+    every demand asks for; the first problem fails the item.
+    """
     note = install_note(root.installer)
-    fix_for = (f"installer: {root.name} was installed by {root.installer}" if root.installer else
-               "installer: no INSTALLER file, pip assumed") + (f"; {note}" if note else "")
+    asked = _Asked(
+        f"{root.key}>{key}", demands, install_command(root.installer, _combined(demands)),
+        (f"installer: {root.name} was installed by {root.installer}" if root.installer else
+         "installer: no INSTALLER file, pip assumed") + (f"; {note}" if note else ""),
+    )
     dist = env.get(key)
     if dist is None:
-        return failed(
-            "requires", subject, f"{demands[0].requirement.name} is not installed",
-            *_chains(demands), "installed: nothing of that name on the path", fix_for,
-            fix=fix,
-        )
-    try:
-        version = Version(dist.version)
-    except InvalidVersion:
-        return failed(
-            "requires", subject, f"{dist.name} has version {dist.version!r}, which is not a valid version",
-            *_chains(demands), f"installed: {_where(dist)}", fix_for, fix=fix,
-        )
-    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-    if refused:
-        return failed(
-            "requires", subject,
-            f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
-            *_chains(refused), f"installed: {_where(dist)}", fix_for, fix=fix,
-        )
-    provided = known_extras(dist)
-    for demand in demands:
-        lacking = sorted(canonicalize_name(e) for e in demand.requirement.extras if canonicalize_name(e) not in provided)
-        if lacking:
-            return failed(
-                "requires", subject,
-                f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
-                f"required by: {demand.describe()}",
-                f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
-                fix_for, fix=fix,
-            )
+        return asked.failed(f"{demands[0].requirement.name} is not installed",
+                            *_chains(demands), "installed: nothing of that name on the path")
+    for rule in (_invalid_version, _refused_version, _lacking_extras):
+        found = rule(asked, dist)
+        if found is not None:
+            return found
     specs = sorted({str(d.requirement.specifier) for d in demands if d.requirement.specifier})
     wanted = f" satisfies {', '.join(specs)}" if specs else " is installed"
     return passed(
-        "requires", subject, f"{dist}{wanted} ({demands[0].describe()})",
+        "requires", asked.subject, f"{dist}{wanted} ({demands[0].describe()})",
         installed=str(dist.meta_dir), chain=demands[0].describe(),
     )
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One required distribution as the rules see it: the item, the demands on it, and the fix every failure gives."""
+
+    subject: str
+    demands: list[Demand]
+    fix: str
+    fix_for: str  # the installer line that says whom the fix is worded for
+
+    def failed(self, message: str, *details: str) -> Finding:
+        return failed("requires", self.subject, message, *details, self.fix_for, fix=self.fix)
+
+
+def _invalid_version(asked: _Asked, dist: Distribution) -> Finding | None:
+    try:
+        Version(dist.version)
+    except InvalidVersion:
+        return asked.failed(f"{dist.name} has version {dist.version!r}, which is not a valid version",
+                            *_chains(asked.demands), f"installed: {_where(dist)}")
+    return None
+
+
+def _refused_version(asked: _Asked, dist: Distribution) -> Finding | None:
+    version = Version(dist.version)
+    refused = [d for d in asked.demands if not d.requirement.specifier.contains(version, prereleases=True)]
+    if not refused:
+        return None
+    return asked.failed(f"{dist.name} {dist.version} does not satisfy {refused[0].requirement.specifier}",
+                        *_chains(refused), f"installed: {_where(dist)}")
+
+
+def _lacking_extras(asked: _Asked, dist: Distribution) -> Finding | None:
+    """The first demand that asks for an extra the installed METADATA does not list."""
+    provided = known_extras(dist)
+    for demand in asked.demands:
+        lacking = sorted(canonicalize_name(e) for e in demand.requirement.extras if canonicalize_name(e) not in provided)
+        if lacking:
+            return asked.failed(
+                f"{dist} does not provide the extra{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
+                f"required by: {demand.describe()}",
+                f"installed: {_where(dist)}; its METADATA lists extras: {', '.join(sorted(dist.provides_extras)) or 'none'}",
+            )
+    return None
 
 
 def problem_finding(problem: MetadataProblem) -> Finding:

@@ -45,7 +45,7 @@ import shlex
 import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,49 +192,61 @@ def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[P
     the entry (nvidia-cusparselt-cu13 0.8.1's libcusparseLt.so.0 has DT_RUNPATH ``$ORIGIN:``), the
     fix is to drop it with patchelf, and to tell the wheel's project.
     """
-    details: list[str] = []
-    fixes: dict[str, None] = {}
-    shipped_by: dict[str, None] = {}
-    shipping: set[str] = set()  # the distributions whose own files carry such an entry
-    unowned = False  # an object with such an entry that no installed distribution owns: not as shipped
+    found = _RelativeEntries()
     cwd = Path(os.getcwd())
     for path, info in objects.items():
-        tag, entries = _search_list(info)
-        bad = [entry for entry in entries if is_relative_entry(entry, path.parent)]
-        if not bad:
-            continue
-        owned = owners.of(path)
-        owner = owned[0][0] if owned else roots.get(path)
-        if owned:  # its RECORD lists the file: the entry is as the wheel ships it
-            shipping.add(str(owner))
-        else:
-            unowned = True
-        details += [f"{path} ({f'of {owner}' if owner else 'of no installed distribution'}): {tag} entry {entry!r}: "
-                    f"{_from_cwd(entry, cwd)}" for entry in bad]
-        fixes[_patchelf(path, tag, [entry for entry in entries if entry not in bad])] = None
-        shipped_by[f"{owner} ({reinstall_command(owner.installer, f'{owner.name}=={owner.version}')} puts the "
-                   f"entries back if the wheel ships them)" if owner else f"{path.name}: no distribution"] = None
+        found.add(path, info, owners, roots, cwd)
+    details, is_are = found.details, "is" if len(found.details) == 1 else "are"
     if not details:
         return passed(CHECK, "rpath", f"the DT_RPATH and DT_RUNPATH entries of the {len(objects)} objects read are "
                                       f"absolute or $ORIGIN-based")
-    if not unowned:
+    if not found.unowned:
         # as its wheel ships it (the bytes rule of linkage[...] catches a changed file): every install of it has
         # the entry, so failing here would fail every intact environment; a warning names it and the hardening
-        note = (f"{'; '.join(details)}; harden with: {'; '.join(fixes)}; report it to the project that builds the "
-                f"file: its entries should start with $ORIGIN")
+        note = (f"{'; '.join(details)}; harden with: {'; '.join(found.fixes)}; report it to the project that builds "
+                f"the file: its entries should start with $ORIGIN")
         return passed(CHECK, "rpath", f"{_count(len(details), 'entry', 'entries')} as shipped by "
-                      f"{', '.join(sorted(shipping))} {'is' if len(details) == 1 else 'are'} looked up from the "
+                      f"{', '.join(sorted(found.shipping))} {is_are} looked up from the "
                       f"working directory (a warning, not a failure)", warning=note)
     return failed(
         CHECK, "rpath",
         f"{_count(len(details), 'DT_RPATH/DT_RUNPATH entry', 'DT_RPATH/DT_RUNPATH entries')} of the loaded objects "
-        f"{'is' if len(details) == 1 else 'are'} looked up from the working directory: a library of the needed name "
+        f"{is_are} looked up from the working directory: a library of the needed name "
         f"there (a cloned repository, a shared scratch folder) is loaded",
         *details,
-        f"from: {'; '.join(shipped_by)}; report it to the project that builds the file: its entries should start "
+        f"from: {'; '.join(found.shipped_by)}; report it to the project that builds the file: its entries should start "
         f"with $ORIGIN",
-        fix="; ".join(fixes),
+        fix="; ".join(found.fixes),
     )
+
+
+@dataclass
+class _RelativeEntries:
+    """The relative DT_RPATH/DT_RUNPATH entries found so far, with the fixes and owners they call for."""
+
+    details: list[str] = field(default_factory=list)  # one line per entry
+    fixes: dict[str, None] = field(default_factory=dict)  # patchelf commands, an ordered set
+    shipped_by: dict[str, None] = field(default_factory=dict)  # each owner with its reinstall command
+    shipping: set[str] = field(default_factory=set)  # the distributions whose own files carry such an entry
+    unowned: bool = False  # an object with such an entry that no installed distribution owns: not as shipped
+
+    def add(self, path: Path, info: ElfInfo, owners: Owners, roots: Mapping[Path, Distribution], cwd: Path) -> None:
+        """The entries of one object, named with the distribution whose RECORD lists it, else its root."""
+        tag, entries = _search_list(info)
+        bad = [entry for entry in entries if is_relative_entry(entry, path.parent)]
+        if not bad:
+            return
+        owned = owners.of(path)
+        owner = owned[0][0] if owned else roots.get(path)
+        if owned:  # its RECORD lists the file: the entry is as the wheel ships it
+            self.shipping.add(str(owner))
+        else:
+            self.unowned = True
+        self.details += [f"{path} ({f'of {owner}' if owner else 'of no installed distribution'}): {tag} entry "
+                         f"{entry!r}: {_from_cwd(entry, cwd)}" for entry in bad]
+        self.fixes[_patchelf(path, tag, [entry for entry in entries if entry not in bad])] = None
+        self.shipped_by[f"{owner} ({reinstall_command(owner.installer, f'{owner.name}=={owner.version}')} puts the "
+                        f"entries back if the wheel ships them)" if owner else f"{path.name}: no distribution"] = None
 
 
 def _patchelf(path: Path, tag: str, kept: Sequence[str]) -> str:

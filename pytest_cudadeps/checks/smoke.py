@@ -3,17 +3,10 @@ the cuDNN it loads against the one it was built with, ``torch.compile``, and the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped, unavailable
-from pytest_cudadeps.probes.child.protocol import (
-    TorchFacts,
-)
-from pytest_cudadeps.tables.drivers import version_tuple
-
-if TYPE_CHECKING:
-    pass
+from pytest_cudadeps.probes.child.protocol import AllReduceAnswer, MatmulCheck, MatmulDevice, TorchFacts
 from pytest_cudadeps.probes.torch import SmokeRun
+from pytest_cudadeps.tables.drivers import version_tuple
 
 CHECK = "smoke"
 
@@ -51,44 +44,75 @@ def _before_gpu(smoke: SmokeRun, subject: str, require_gpu: bool, gpus_needed: i
 def matmul_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool = False) -> Finding:
     """``smoke[matmul]``: every product within tolerance on every device; GFLOP/s in the summary."""
     subject = "matmul"
-    if not cpu_ok:
-        early = _before_gpu(smoke, subject, require_gpu)
-        if early is not None:
-            return early
-    elif smoke.torch is None or smoke.torch.error is not None:
-        error = smoke.torch.error if smoke.torch is not None else smoke.trouble()
-        return failed(CHECK, subject, f"import torch failed: {error}", fix=FIX_IMPORT)
-    problems: list[str] = []
-    summary: list[str] = []
-    for device in smoke.matmul:
-        label = f"{device.device} {device.name}"
-        parts = []
-        for check in device.checks:
-            if check.failure is not None:
-                problems.append(f"{label} {check.dtype}: {check.failure}")
-            elif not check.ok:
-                problems.append(f"{label} {check.dtype}: relative error {check.error or 0:.2e} "
-                                f"> tolerance {check.tolerance or 0:.0e} against the float64 CPU reference")
-            elif check.gflops is None:  # the convolution: no rate worth printing
-                parts.append(f"{check.dtype} ok (err {check.error or 0:.1e})")
-            else:
-                parts.append(f"{check.dtype} {check.gflops:.0f} GFLOP/s (err {check.error or 0:.1e})")
-        summary.append(f"{label}: {', '.join(parts)}")
-    problems += _cudnn_problems(smoke.torch) if smoke.matmul else []
-    trouble = smoke.trouble()
-    at_work = [step for step in smoke.run.unfinished if step.startswith("matmul[")]
-    # the all-reduce's own trouble is its item's, not this one's; a crash at exit, after every answer, is this one's
-    if trouble and (at_work or not smoke.matmul or smoke.run.finished):
-        problems.insert(0, f"{', '.join(at_work) or smoke.run.current or 'the child'} {trouble}")
-        problems.extend(smoke.run.stderr_tail())
+    early = _before_matmul(smoke, subject, require_gpu, cpu_ok)
+    if early is not None:
+        return early
+    problems = _matmul_problems(smoke)
     facts = _versions(smoke.torch)
     if problems:
         return failed(CHECK, subject, f"matrix product on the GPU failed: {problems[0]}", *problems[1:],
                       fix="run the same product by hand to see the full error; 'no kernel image' means the arch[...] "
                           "item's fix, a numeric error a broken cuBLAS (reinstall nvidia-cublas) or a faulty GPU",
                       **facts)
+    summary = "; ".join(_device_summary(device) for device in smoke.matmul)
     versions = ", ".join(f"{k} {v}" for k, v in facts.items())
-    return passed(CHECK, subject, f"{'; '.join(summary)} [{versions}]", **facts)
+    return passed(CHECK, subject, f"{summary} [{versions}]", **facts)
+
+
+def _before_matmul(smoke: SmokeRun, subject: str, require_gpu: bool, cpu_ok: bool) -> Finding | None:
+    """:func:`_before_gpu`; with ``cpu_ok`` (products on the CPU will do) only a failed ``import torch`` stops it."""
+    if not cpu_ok:
+        return _before_gpu(smoke, subject, require_gpu)
+    if smoke.torch is None or smoke.torch.error is not None:
+        error = smoke.torch.error if smoke.torch is not None else smoke.trouble()
+        return failed(CHECK, subject, f"import torch failed: {error}", fix=FIX_IMPORT)
+    return None
+
+
+def _matmul_problems(smoke: SmokeRun) -> list[str]:
+    """The failed products in device order, then a cuDNN mismatch; the child's own trouble first when it is this item's."""
+    problems = [problem for device in smoke.matmul for problem in _device_problems(device)]
+    problems += _cudnn_problems(smoke.torch) if smoke.matmul else []
+    trouble = _child_trouble(smoke)
+    return [*trouble[:1], *problems, *trouble[1:]]
+
+
+def _child_trouble(smoke: SmokeRun) -> list[str]:
+    """The step the child ended in with its trouble, then its stderr's tail; [] when that is no trouble of this item."""
+    trouble = smoke.trouble()
+    at_work = [step for step in smoke.run.unfinished if step.startswith("matmul[")]
+    # the all-reduce's own trouble is its item's, not this one's; a crash at exit, after every answer, is this one's
+    if not trouble or not (at_work or not smoke.matmul or smoke.run.finished):
+        return []
+    return [f"{', '.join(at_work) or smoke.run.current or 'the child'} {trouble}", *smoke.run.stderr_tail()]
+
+
+def _device_problems(device: MatmulDevice) -> list[str]:
+    label = f"{device.device} {device.name}"
+    return [f"{label} {check.dtype}: {problem}" for check in device.checks
+            if (problem := _check_problem(check)) is not None]
+
+
+def _check_problem(check: MatmulCheck) -> str | None:
+    """Why one product failed: the exception it raised, or its error beyond tolerance; None when it is right."""
+    if check.failure is not None:
+        return check.failure
+    if not check.ok:
+        return (f"relative error {check.error or 0:.2e} > tolerance {check.tolerance or 0:.0e} "
+                f"against the float64 CPU reference")
+    return None
+
+
+def _device_summary(device: MatmulDevice) -> str:
+    """``cuda:0 NAME: float32 N GFLOP/s (err E), ...`` for the products that are right."""
+    parts = [_check_summary(check) for check in device.checks if _check_problem(check) is None]
+    return f"{device.device} {device.name}: {', '.join(parts)}"
+
+
+def _check_summary(check: MatmulCheck) -> str:
+    if check.gflops is None:  # the convolution: no rate worth printing
+        return f"{check.dtype} ok (err {check.error or 0:.1e})"
+    return f"{check.dtype} {check.gflops:.0f} GFLOP/s (err {check.error or 0:.1e})"
 
 
 def compile_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool = False) -> Finding:
@@ -130,7 +154,10 @@ def _cudnn_problems(torch: TorchFacts | None) -> list[str]:
 
 
 def all_reduce_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bool = False) -> Finding:
-    """``smoke[all-reduce]``: two processes sum a tensor through torch.distributed (NCCL on GPUs)."""
+    """``smoke[all-reduce]``: two processes sum a tensor through torch.distributed (NCCL on GPUs).
+
+    The rules in order: the child's trouble, the step's skip, its failure, a wrong sum; none of them: passed.
+    """
     subject = "all-reduce"
     if not cpu_ok:
         early = _before_gpu(smoke, subject, require_gpu, gpus_needed=2)
@@ -138,22 +165,40 @@ def all_reduce_finding(smoke: SmokeRun, *, require_gpu: bool = False, cpu_ok: bo
             return early
     step, trouble = smoke.all_reduce, smoke.trouble()
     if trouble or step is None:
-        where = f" (the child was in {smoke.run.current})" if trouble and smoke.run.current and step is None else ""
-        return failed(CHECK, subject, f"all-reduce {trouble or 'did not run'}{where}", *smoke.run.stderr_tail(),
-                      fix="raise --cuda-deps-timeout if the host is just slow; NCCL_DEBUG=INFO shows where NCCL stops")
-    if step.skipped is not None:
-        return skipped(CHECK, subject, step.skipped)
-    if step.failure is not None:
-        return failed(CHECK, subject, f"all-reduce through {step.backend} failed: {step.failure}",
-                      fix="rerun with NCCL_DEBUG=INFO to see why NCCL fails; check that nvidia-nccl matches torch")
-    wrong = [r for r in step.ranks if r.seen != (r.expected,)]
-    if wrong:
-        r = wrong[0]
-        return failed(CHECK, subject, f"all-reduce through {step.backend} gave {list(r.seen)} on rank {r.rank} "
-                      f"({r.device}), expected {r.expected}",
-                      fix="the communication library returns wrong sums: reinstall nvidia-nccl, check the GPU links "
-                          "(nvidia-smi topo -m)")
+        return _all_reduce_not_run(smoke, subject, step, trouble)
+    for rule in (_all_reduce_skipped, _all_reduce_failed, _wrong_sum):
+        found = rule(step, subject)
+        if found is not None:
+            return found
     devices = ", ".join(r.device for r in step.ranks)
     slowest = max(r.seconds for r in step.ranks)
     return passed(CHECK, subject, f"{step.backend} all-reduce of 4 MiB across {devices}: {slowest * 1e3:.2f} ms",
                   backend=step.backend)
+
+
+def _all_reduce_not_run(smoke: SmokeRun, subject: str, step: AllReduceAnswer | None, trouble: str | None) -> Finding:
+    where = f" (the child was in {smoke.run.current})" if trouble and smoke.run.current and step is None else ""
+    return failed(CHECK, subject, f"all-reduce {trouble or 'did not run'}{where}", *smoke.run.stderr_tail(),
+                  fix="raise --cuda-deps-timeout if the host is just slow; NCCL_DEBUG=INFO shows where NCCL stops")
+
+
+def _all_reduce_skipped(step: AllReduceAnswer, subject: str) -> Finding | None:
+    return None if step.skipped is None else skipped(CHECK, subject, step.skipped)
+
+
+def _all_reduce_failed(step: AllReduceAnswer, subject: str) -> Finding | None:
+    if step.failure is None:
+        return None
+    return failed(CHECK, subject, f"all-reduce through {step.backend} failed: {step.failure}",
+                  fix="rerun with NCCL_DEBUG=INFO to see why NCCL fails; check that nvidia-nccl matches torch")
+
+
+def _wrong_sum(step: AllReduceAnswer, subject: str) -> Finding | None:
+    """The first rank whose sum is not the expected one."""
+    rank = next((rank for rank in step.ranks if rank.seen != (rank.expected,)), None)
+    if rank is None:
+        return None
+    return failed(CHECK, subject, f"all-reduce through {step.backend} gave {list(rank.seen)} on rank {rank.rank} "
+                  f"({rank.device}), expected {rank.expected}",
+                  fix="the communication library returns wrong sums: reinstall nvidia-nccl, check the GPU links "
+                      "(nvidia-smi topo -m)")

@@ -275,22 +275,13 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
     adds a problem; a bad METADATA, requires.txt, Name or Version drops it.
     """
     is_egg = meta_dir.name.endswith(".egg-info")
-    meta_file = meta_dir / ("PKG-INFO" if is_egg else "METADATA")
-    if is_egg and not is_dir(meta_dir):  # an old single-file egg-info
-        meta_file = meta_dir
+    meta_file = _metadata_file(meta_dir, is_egg)
     headers = _read_headers(meta_file)
     if isinstance(headers, MetadataProblem):
         return None, [headers]
-    name = (headers.get("name") or [""])[0]
-    version = (headers.get("version") or [""])[0]
-    missing = [field for field, value in (("Name", name), ("Version", version)) if not value]
-    if missing:
-        return None, [MetadataProblem(meta_file, f"has no {' and no '.join(missing)} field")]
-    for field_name, value in (("Name", name), ("Version", version)):
-        bad = _CONTROL.search(value)
-        if bad:
-            return None, [MetadataProblem(
-                meta_file, f"bad metadata: the {field_name} field contains a control character ({bad.group()!r})")]
+    identity = _name_and_version(meta_file, headers)
+    if isinstance(identity, MetadataProblem):
+        return None, [identity]
     requires = headers.get("requires-dist", [])
     if is_egg and meta_file is not meta_dir:
         egg_requires = _read_egg_requires(meta_dir / "requires.txt")
@@ -299,13 +290,35 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
         requires += egg_requires
     extras = frozenset(canonicalize_name(e) for e in headers.get("provides-extra", []))
     installer, problem = _read_installer(meta_dir / "INSTALLER")
-    dist = Distribution(name, version, location, meta_dir, tuple(requires), extras, installer)
+    dist = Distribution(*identity, location, meta_dir, tuple(requires), extras, installer)
     problems = [problem] if problem else []
     if not is_egg:
         lines, record_problem = load_record(meta_dir)
         dist.__dict__["_record_lines"] = lines  # fills the cached_property: RECORD is read once
         problems += [record_problem] if record_problem else []
     return dist, problems
+
+
+def _metadata_file(meta_dir: Path, is_egg: bool) -> Path:
+    """METADATA of a .dist-info, PKG-INFO of an .egg-info folder, or the .egg-info file itself."""
+    if is_egg and not is_dir(meta_dir):  # an old single-file egg-info
+        return meta_dir
+    return meta_dir / ("PKG-INFO" if is_egg else "METADATA")
+
+
+def _name_and_version(meta_file: Path, headers: dict[str, list[str]]) -> tuple[str, str] | MetadataProblem:
+    """The Name and Version fields, or the problem of a missing one or one with a control character."""
+    name = (headers.get("name") or [""])[0]
+    version = (headers.get("version") or [""])[0]
+    missing = [field for field, value in (("Name", name), ("Version", version)) if not value]
+    if missing:
+        return MetadataProblem(meta_file, f"has no {' and no '.join(missing)} field")
+    for field_name, value in (("Name", name), ("Version", version)):
+        bad = _CONTROL.search(value)
+        if bad:
+            return MetadataProblem(
+                meta_file, f"bad metadata: the {field_name} field contains a control character ({bad.group()!r})")
+    return name, version
 
 
 def _read_headers(meta_file: Path) -> dict[str, list[str]] | MetadataProblem:

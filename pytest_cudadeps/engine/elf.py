@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pytest_cudadeps.core.safe_io import UnsafeFile, check_regular, human_size
+from pytest_cudadeps.core.safe_io import UnsafeFile, human_size, open_regular
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class ElfProblem:
 
 # glibc reads a whole ELF header of its own class before anything else: shorter is "file too short".
 _EHDR_SIZE = 64 if sys.maxsize > 2**32 else 52
+_MAGIC = b"\x7fELF"
 _SHT_STRTAB, _SHT_DYNSYM, _SHT_DYNAMIC, _SHT_GNU_VERDEF, _SHT_GNU_VERNEED = 3, 11, 6, 0x6FFFFFFD, 0x6FFFFFFE
 _SHT_NOBITS = 8
 _WANTED_SECTIONS = (_SHT_DYNAMIC, _SHT_GNU_VERNEED, _SHT_GNU_VERDEF)
@@ -96,6 +97,10 @@ class DamagedElf(ValueError):
     """An ELF file whose headers contradict its size: refused before anything is allocated from them."""
 
 
+class NotElf(DamagedElf):
+    """A file that is no ELF file at all (no magic, or shorter than a header): the loader's words, as they are."""
+
+
 @dataclass(frozen=True)
 class ElfHeader:
     """The fields of the ELF header that the readers need, unpacked with struct."""
@@ -113,17 +118,23 @@ class ElfHeader:
     shstrndx: int
 
 
+def _elf_class(ident: bytes) -> int:
+    """32 or 64, from the magic and EI_CLASS of ``ident`` (a file's first bytes, at least five): every reader's first check."""
+    if ident[:4] != _MAGIC:
+        raise NotElf("invalid ELF header")
+    if ident[4] not in (1, 2):
+        raise DamagedElf(f"EI_CLASS {ident[4]} is neither 1 (32-bit) nor 2 (64-bit)")
+    return 32 if ident[4] == 1 else 64
+
+
 def _parse_header(head: bytes) -> ElfHeader:
     """The ELF header at the start of ``head`` (the file's first 64 bytes, or all of a shorter file)."""
     if len(head) < 52:
-        raise DamagedElf("file too short")
-    if head[:4] != b"\x7fELF":
-        raise DamagedElf("invalid ELF header")
-    if head[4] not in (1, 2):
-        raise DamagedElf(f"EI_CLASS {head[4]} is neither 1 (32-bit) nor 2 (64-bit)")
+        raise NotElf("file too short")
+    elf_class = _elf_class(head)
     if head[5] not in (1, 2):
         raise DamagedElf(f"EI_DATA {head[5]} is neither 1 (little-endian) nor 2 (big-endian)")
-    elf_class, order = (32 if head[4] == 1 else 64), ("<" if head[5] == 1 else ">")
+    order = "<" if head[5] == 1 else ">"
     if len(head) < 16 + struct.calcsize(order + _EHDR_LAYOUT[elf_class]):
         raise DamagedElf("file too short")
     return ElfHeader(elf_class, order, *struct.unpack_from(order + _EHDR_LAYOUT[elf_class], head, 16))
@@ -419,24 +430,21 @@ def _read_section(stream: BinaryIO, elf: ElfHeader, headers: list[SectionHeader]
 
 
 def _open_regular(path: Path) -> BinaryIO:
-    """``open(path, "rb")`` that never blocks on a FIFO and refuses anything but a regular file."""
-    # handed open to the caller's with-block
-    stream = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))  # noqa: SIM115
+    """``path`` open for reading through :func:`.safe_io.open_regular`: never blocks on a FIFO, only a regular file."""
+    fd = open_regular(path)
     try:
-        check_regular(path, os.fstat(stream.fileno()))
+        # open() of a descriptor is os.fdopen; the stream goes open to the caller's with-block
+        return open(fd, "rb")
     except BaseException:
-        stream.close()
+        os.close(fd)
         raise
-    return stream
 
 
 def _read_facts(stream: BinaryIO, path: Path) -> ElfInfo | ElfProblem:
     file_size = os.fstat(stream.fileno()).st_size
     head = stream.read(64)
-    if len(head) < _EHDR_SIZE:
-        return ElfProblem(path, "file too short")
-    if head[:4] != b"\x7fELF":
-        return ElfProblem(path, "invalid ELF header")
+    if len(head) < _EHDR_SIZE:  # glibc's check, by the size of its own class's header, comes before the magic
+        raise NotElf("file too short")
     elf = _parse_header(head)
     if elf.type != _ET_DYN:
         return ElfProblem(path, f"not a shared object (e_type {_E_TYPES.get(elf.type, f'{elf.type:#x}')})")
@@ -462,10 +470,10 @@ def read_elf(path: Path) -> ElfInfo | ElfProblem:
             return _read_facts(stream, path)
     except UnsafeFile as exc:
         return ElfProblem(path, "is a directory" if "directory" in exc.reason else exc.reason)
-    except IsADirectoryError:
-        return ElfProblem(path, "is a directory")
     except OSError as exc:
         return ElfProblem(path, f"cannot be read: {exc.strerror or exc}")
+    except NotElf as exc:
+        return ElfProblem(path, str(exc))
     except DamagedElf as exc:
         return ElfProblem(path, f"damaged ELF file: {exc}")
     except Exception as exc:  # struct.error from a file cut short while it was read, and whatever was not foreseen
@@ -475,14 +483,17 @@ def read_elf(path: Path) -> ElfInfo | ElfProblem:
 def read_header(path: Path) -> tuple[int, str] | None:
     """ELF class and machine, from the first 20 bytes; None when the file is not ELF."""
     try:
-        with open(path, "rb") as stream:
+        with _open_regular(path) as stream:
             head = stream.read(20)
-    except OSError:
+        if len(head) < 20:
+            return None
+        elf_class = _elf_class(head)
+    except (OSError, DamagedElf):
         return None
-    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
-        return None
+    # Only e_ident and e_machine (20 bytes): the search asks just "which class and machine", and
+    # takes any EI_DATA but 1 as big-endian (the whole header's checks are read_elf's).
     machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
-    return (32 if head[4] == 1 else 64), _machine_name(machine)
+    return elf_class, _machine_name(machine)
 
 
 def dynamic_symbols(path: Path, pattern: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -625,7 +636,32 @@ def symbol_table(path: Path, only_needed: frozenset[str] | None = None) -> Symbo
         return empty
 
 
-_PT_INTERP = 3
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+# p_type, p_offset, p_vaddr and p_filesz of Elf32_Phdr and Elf64_Phdr.
+_PHDR_FIELDS = {32: "IIIxxxxI", 64: "I4xQQ8xQ"}
+# A linked object has about ten program headers; more than this and the table is not read.
+_MAX_PROGRAM_HEADERS = 4096
+
+
+@dataclass(frozen=True)
+class _ProgramHeader:
+    """The fields of one program header that the readers need (a segment: where its bytes lie and where they map)."""
+
+    type: int
+    offset: int
+    vaddr: int
+    filesz: int
+
+
+def _program_headers(stream: BinaryIO, elf: ElfHeader) -> list[_ProgramHeader]:
+    """The program headers that fit in the bytes the file has; none when e_phentsize or e_phnum is implausible."""
+    layout = elf.order + _PHDR_FIELDS[elf.elf_class]
+    entry = elf.phentsize
+    if entry < struct.calcsize(layout) or elf.phnum > _MAX_PROGRAM_HEADERS:
+        return []
+    stream.seek(elf.phoff)
+    table = stream.read(entry * elf.phnum)
+    return [_ProgramHeader(*struct.unpack_from(layout, table, index * entry)) for index in range(len(table) // entry)]
 
 
 def program_interpreter(path: Path) -> str | None:
@@ -634,29 +670,19 @@ def program_interpreter(path: Path) -> str | None:
     Read with struct from the ELF header's e_phoff/e_phentsize/e_phnum, for either class and byte order.
     """
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(64)
-            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
-                return None
-            order = "<" if head[5] == 1 else ">"
-            if head[4] == 2:  # ELF64: e_phoff at 32, e_phentsize/e_phnum at 54; p_offset at 8, p_filesz at 32
-                phoff, (entsize, count) = struct.unpack_from(order + "Q", head, 32)[0], struct.unpack_from(order + "HH", head, 54)
-                layout = order + "I4xQ16xQ"
-            else:  # ELF32: e_phoff at 28, e_phentsize/e_phnum at 42; p_offset at 4, p_filesz at 16
-                phoff, (entsize, count) = struct.unpack_from(order + "I", head, 28)[0], struct.unpack_from(order + "HH", head, 42)
-                layout = order + "II8xI"
-            if entsize < struct.calcsize(layout) or count > 4096:
-                return None
-            stream.seek(phoff)
-            table = stream.read(entsize * count)
-            for index in range(len(table) // entsize):
-                kind, offset, size = struct.unpack_from(layout, table, index * entsize)
-                if kind == _PT_INTERP and 0 < size <= 4096:
-                    stream.seek(offset)
-                    return stream.read(size).split(b"\0", 1)[0].decode("utf-8", "replace") or None
-    except (OSError, struct.error):
+        with _open_regular(path) as stream:
+            for header in _program_headers(stream, elf_header(stream)):
+                if header.type == _PT_INTERP and 0 < header.filesz <= 4096:
+                    stream.seek(header.offset)
+                    return _c_string(stream.read(header.filesz)) or None
+    except (OSError, struct.error, DamagedElf):
         return None
     return None
+
+
+def _c_string(data: bytes) -> str:
+    """The text before the first NUL of ``data``; invalid UTF-8 replaced."""
+    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 _STB_WEAK = 2
@@ -667,7 +693,7 @@ def _dynsym_entries(path: Path) -> Iterator[tuple[bytes, int, int]]:
 
     Raises on a damaged file; the callers turn that into "no symbols" (read_elf reports the damage).
     """
-    with open(path, "rb") as stream:
+    with _open_regular(path) as stream:
         elf, headers, file_size = _sections(stream)
         symtab = _first(headers, _SHT_DYNSYM)
         if symtab is None:
@@ -706,9 +732,6 @@ def defined_among(path: Path, names: frozenset[str]) -> frozenset[str]:
         return frozenset()
 
 
-_PT_LOAD, _PT_DYNAMIC = 1, 2
-
-
 def needed_names(path: Path) -> tuple[str, ...]:
     """DT_NEEDED of an ELF file through its program headers alone, with struct; () for anything unreadable.
 
@@ -716,37 +739,37 @@ def needed_names(path: Path) -> tuple[str, ...]:
     shared objects (mypyc builds hundreds) for the few that link torch.
     """
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(64)
-            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
-                return ()
-            order, wide = ("<" if head[5] == 1 else ">"), head[4] == 2
-            # e_phoff, e_phentsize, e_phnum; then p_type, p_offset, p_vaddr, p_filesz of each header
-            phoff = struct.unpack_from(order + ("Q" if wide else "I"), head, 32 if wide else 28)[0]
-            entsize, count = struct.unpack_from(order + "HH", head, 54 if wide else 42)
-            layout = order + ("I4xQQ8xQ" if wide else "IIIxxxxI")
-            if entsize < struct.calcsize(layout) or count > 4096:
-                return ()
-            stream.seek(phoff)
-            table = stream.read(entsize * count)
-            headers = [struct.unpack_from(layout, table, i * entsize) for i in range(len(table) // entsize)]
-            loads = [(vaddr, offset, size) for kind, offset, vaddr, size in headers if kind == _PT_LOAD]
-            dynamic = next(((offset, size) for kind, offset, _v, size in headers if kind == _PT_DYNAMIC), None)
+        with _open_regular(path) as stream:
+            elf = elf_header(stream)
+            segments = _program_headers(stream, elf)
+            dynamic = next((segment for segment in segments if segment.type == _PT_DYNAMIC), None)
             if dynamic is None:
                 return ()
-            stream.seek(dynamic[0])
-            pair = order + ("qQ" if wide else "iI")
-            entries = list(struct.iter_unpack(pair, stream.read(dynamic[1] - dynamic[1] % struct.calcsize(pair))))
+            entries = _dynamic_entries(stream, elf, dynamic)
             strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
-            base = next((offset + strtab - vaddr for vaddr, offset, size in loads
-                         if strtab is not None and vaddr <= strtab < vaddr + size), None)
+            base = None if strtab is None else _file_offset(segments, strtab)
             if base is None:
                 return ()
-            names = []
-            for tag, value in entries:
-                if tag == _DT_NEEDED:
-                    stream.seek(base + value)
-                    names.append(stream.read(256).split(b"\0", 1)[0].decode("utf-8", "replace"))
-            return tuple(names)
-    except (OSError, struct.error):
+            return tuple(_string_at(stream, base + value) for tag, value in entries if tag == _DT_NEEDED)
+    except (OSError, struct.error, DamagedElf):
         return ()
+
+
+def _dynamic_entries(stream: BinaryIO, elf: ElfHeader, dynamic: _ProgramHeader) -> list[tuple[int, int]]:
+    """Every whole (d_tag, d_val) pair of the PT_DYNAMIC segment, DT_NULL and what follows it included."""
+    pair = elf.order + ("qQ" if elf.elf_class == 64 else "iI")
+    stream.seek(dynamic.offset)
+    data = stream.read(dynamic.filesz - dynamic.filesz % struct.calcsize(pair))
+    return [(tag, value) for tag, value in struct.iter_unpack(pair, data)]
+
+
+def _file_offset(segments: list[_ProgramHeader], address: int) -> int | None:
+    """Where the virtual ``address`` lies in the file, through the first PT_LOAD segment whose file bytes hold it."""
+    return next((segment.offset + address - segment.vaddr for segment in segments
+                 if segment.type == _PT_LOAD and segment.vaddr <= address < segment.vaddr + segment.filesz), None)
+
+
+def _string_at(stream: BinaryIO, offset: int) -> str:
+    """The NUL-terminated name at ``offset`` (a DT_NEEDED name; at most 256 bytes are read)."""
+    stream.seek(offset)
+    return _c_string(stream.read(256))

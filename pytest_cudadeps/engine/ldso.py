@@ -365,29 +365,46 @@ class LoaderModel:
         queue: deque[Path] = deque()
         preloads = self._map_preloads() if self.preload and not self.preloaded else []
         for obj in [*preloads, *objects]:
-            info = self.info(obj)
-            if isinstance(info, ElfInfo) and info.soname and self.loaded.get(info.soname, obj) != obj:
-                continue  # a copy with this soname is mapped already: dlopen returns that one
-            self.loader_of.setdefault(obj, None)
-            if isinstance(info, ElfInfo):
-                self.loaded.setdefault(info.soname or str(obj), obj)
+            if self._map_opened(obj):
                 queue.append(obj)
-            while queue:
-                current = queue.popleft()
-                current_info = self.info(current)
-                if not isinstance(current_info, ElfInfo):
-                    continue
-                for soname in current_info.needed:
-                    resolution = self.resolve(soname, current)
-                    self.resolutions.append(resolution)
-                    if resolution.path is None or resolution.via.reused or resolution.problem:
-                        continue
-                    self.loaded[soname] = resolution.path
-                    if not self.follows(resolution.path, soname):
-                        continue
-                    # glibc also matches later requests against the DT_SONAME of every mapped object
-                    mapped = self.info(resolution.path)
-                    if isinstance(mapped, ElfInfo) and mapped.soname:
-                        self.loaded.setdefault(mapped.soname, resolution.path)
-                    self.loader_of.setdefault(resolution.path, current)
-                    queue.append(resolution.path)
+            self._walk(queue)
+
+    def _map_opened(self, obj: Path) -> bool:
+        """Map an object opened by path; True when it is a newly mapped ELF object whose DT_NEEDED are to be walked."""
+        info = self.info(obj)
+        if isinstance(info, ElfInfo) and info.soname and self.loaded.get(info.soname, obj) != obj:
+            return False  # a copy with this soname is mapped already: dlopen returns that one
+        self.loader_of.setdefault(obj, None)
+        if not isinstance(info, ElfInfo):
+            return False
+        self.loaded.setdefault(info.soname or str(obj), obj)
+        return True
+
+    def _walk(self, queue: deque[Path]) -> None:
+        """Breadth first: each queued object's DT_NEEDED in order, each file they newly map queued in turn."""
+        while queue:
+            current = queue.popleft()
+            current_info = self.info(current)
+            if not isinstance(current_info, ElfInfo):
+                continue
+            for soname in current_info.needed:
+                mapped = self._map_needed(soname, current)
+                if mapped is not None:
+                    queue.append(mapped)
+
+    def _map_needed(self, soname: str, needed_by: Path) -> Path | None:
+        """Resolve and record one DT_NEEDED entry; the file when it is newly mapped and its own needs are to be walked."""
+        resolution = self.resolve(soname, needed_by)
+        self.resolutions.append(resolution)
+        path = resolution.path
+        if path is None or resolution.via.reused or resolution.problem:
+            return None
+        self.loaded[soname] = path
+        if not self.follows(path, soname):
+            return None
+        # glibc also matches later requests against the DT_SONAME of every mapped object
+        mapped = self.info(path)
+        if isinstance(mapped, ElfInfo) and mapped.soname:
+            self.loaded.setdefault(mapped.soname, path)
+        self.loader_of.setdefault(path, needed_by)
+        return path

@@ -76,31 +76,39 @@ class ProviderResolver:
         the file, or ships a file of that name), the owner of the file the loader picks when declared,
         the provider table, cuda-toolkit's extra for it when cuda-toolkit is missing, any other declared
         distribution whose RECORD lists that soname."""
+        provider = self.table_provider(soname)
+        keys = [k for k in self.owners.owner_keys(path) if k in self.demands]
+        keys += [canonicalize_name(provider.distribution)] if provider else []
+        found = (self._root_itself(soname, path) or self._first_declared(keys) or self._by_missing_toolkit(provider)
+                 or self._from_extras([*keys, *self._keys_shipping(soname)]))
+        if found is not None or provider is not None:
+            return found  # the table is authoritative: a wheel that ships its own copy elsewhere (triton) does not count
+        return self._first_declared(self._keys_shipping(soname))
+
+    def _root_itself(self, soname: str, path: Path | None) -> Provision | None:
+        """The root, when it owns the file or ships a file of that name."""
         root = self.root
         if root.key in self.owners.owner_keys(path) or any(
                 d.key == root.key for _, d in self.owners.files_named(soname)):
             return Provision(root.key, f"{root} itself", f"{root.name}=={root.version}", root)
-        provider = self.table_provider(soname)
-        keys = [k for k in self.owners.owner_keys(path) if k in self.demands]
-        keys += [canonicalize_name(provider.distribution)] if provider else []
-        for key in keys:
-            if key in self.demands:
-                return self._declared(key)
-        toolkit = self._toolkit_demand(provider)
-        if provider is not None and toolkit is not None:
-            # cuda-toolkit itself is missing, so its extras could not be followed; it still declares the wheel.
-            return Provision(canonicalize_name(provider.distribution),
-                             f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
-                             f"{provider.distribution})", toolkit.wanted(), None)
-        by_extra = self._from_extras([*keys, *sorted({d.key for _, d in self.owners.files_named(soname)})])
-        if by_extra is not None:
-            return by_extra
-        if provider is not None:
-            return None  # the table is authoritative: a wheel that ships its own copy elsewhere (triton) does not count
-        for key in sorted({d.key for _, d in self.owners.files_named(soname)}):
-            if key in self.demands:
-                return self._declared(key)
         return None
+
+    def _first_declared(self, keys: Sequence[str]) -> Provision | None:
+        """The first of ``keys`` that a requirement of the root declares."""
+        return next((self._declared(key) for key in keys if key in self.demands), None)
+
+    def _by_missing_toolkit(self, provider: Provider | None) -> Provision | None:
+        """cuda-toolkit itself is missing, so its extras could not be followed; it still declares the wheel."""
+        toolkit = self._toolkit_demand(provider)
+        if provider is None or toolkit is None:
+            return None
+        return Provision(canonicalize_name(provider.distribution),
+                         f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
+                         f"{provider.distribution})", toolkit.wanted(), None)
+
+    def _keys_shipping(self, soname: str) -> list[str]:
+        """Every distribution whose RECORD lists a file named ``soname``, by name."""
+        return sorted({d.key for _, d in self.owners.files_named(soname)})
 
     def provision(self, soname: str, path: Path | None) -> Provision | None:
         """Who provides ``soname``: the declared requirement, else what the table or the file's owner says."""

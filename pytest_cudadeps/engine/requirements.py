@@ -286,20 +286,27 @@ def default_roots(env: Environment, closures: Closures | None = None) -> list[Di
     and 2,551 items, each member's requirements checked 50 times.
     """
     closures = closures or Closures(env)
+    candidates = _candidates(env, closures)
+    reach = {d.key: {dem.key for dem in closures.of(d).demands} for d in candidates}
+    roots = [dist for dist in candidates if dist.key == "torch" or not _covered(dist, candidates, reach)]
+    return sorted(roots, key=lambda d: (d.key != "torch", d.key))
+
+
+def _candidates(env: Environment, closures: Closures) -> list[Distribution]:
+    """torch and each distribution that requires a CUDA wheel, less those torch reaches."""
     firsts = [found[0] for found in env.by_key.values()]
     candidates = [d for d in firsts if d.key not in NEVER_ROOTS and (d.key == "torch" or requires_cuda(d))]
     torch = env.get("torch")
-    if torch is not None:
-        # what torch reaches is checked under torch: those candidates need no walk of their own
-        under_torch = {dem.key for dem in closures.of(torch).demands}
-        candidates = [d for d in candidates if d.key == "torch" or d.key not in under_torch]
-    reach = {d.key: {dem.key for dem in closures.of(d).demands} for d in candidates}
-    roots = []
-    for dist in candidates:
-        covered = any(_covers(other.key, dist.key, reach) for other in candidates if other is not dist)
-        if dist.key == "torch" or not covered:
-            roots.append(dist)
-    return sorted(roots, key=lambda d: (d.key != "torch", d.key))
+    if torch is None:
+        return candidates
+    # what torch reaches is checked under torch: those candidates need no walk of their own
+    under_torch = {dem.key for dem in closures.of(torch).demands}
+    return [d for d in candidates if d.key == "torch" or d.key not in under_torch]
+
+
+def _covered(dist: Distribution, candidates: list[Distribution], reach: dict[str, set[str]]) -> bool:
+    """Whether another candidate's closure holds ``dist``'s, so that ``dist`` needs no item of its own."""
+    return any(_covers(other.key, dist.key, reach) for other in candidates if other is not dist)
 
 
 def _covers(other: str, key: str, reach: dict[str, set[str]]) -> bool:

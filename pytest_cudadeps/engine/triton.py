@@ -98,31 +98,44 @@ class LibcudaSearch:
 
 
 def libcuda_dirs(environ: Mapping[str, str], cache: Mapping[str, tuple[Path, ...]], ldconfig: Path = LDCONFIG) -> LibcudaSearch:
-    """triton 3.8.0's ``libcuda_dirs()``: ``cache`` stands for ``ldconfig -p`` (the same file, ld.so.cache)."""
+    """triton 3.8.0's ``libcuda_dirs()``: ``cache`` stands for ``ldconfig -p`` (the same file, ld.so.cache).
+
+    Its order: ``TRITON_LIBCUDA_PATH`` when set (taken unchecked); else the folders of every
+    cached name containing libcuda.so.1, as ``ldconfig -p`` lists them; only when it lists none,
+    the ``LD_LIBRARY_PATH`` folders that hold libcuda.so.1.
+    """
     given = environ.get("TRITON_LIBCUDA_PATH")
     if given:
-        search = LibcudaSearch((Path(given),), f"TRITON_LIBCUDA_PATH={given}")
-        if search.found is None:
-            # triton returns it unchecked; the launcher then fails to link -l:libcuda.so.1 from there
-            return LibcudaSearch(search.dirs, search.how, f"TRITON_LIBCUDA_PATH={given} holds no {LIBCUDA}: "
-                                 f"building triton's launcher fails (`cannot find -l:{LIBCUDA}`)")
-        return search
+        return _from_variable(given)
     if not os.access(ldconfig, os.X_OK):
         return LibcudaSearch((), str(ldconfig), f"{ldconfig} is missing or not executable: triton runs "
                              f"`{ldconfig} -p` and fails with `FileNotFoundError: [Errno 2] No such file or "
                              f"directory: '{ldconfig}'`")
     locations = [path for name, paths in cache.items() if LIBCUDA in name for path in paths]
-    dirs = tuple(dict.fromkeys(path.parent for path in locations))
-    how = f"{ldconfig} -p"
-    if not dirs and environ.get("LD_LIBRARY_PATH"):
-        dirs = tuple(Path(d) for d in environ["LD_LIBRARY_PATH"].split(":") if d and is_regular(Path(d) / LIBCUDA))
-        how = "LD_LIBRARY_PATH"
-    search = LibcudaSearch(dirs, how)
+    search = _from_cache_or_library_path(environ, locations, ldconfig)
     if search.found is None:
         hint = (f"Possible files are located at {[str(p) for p in locations]}." if locations else
                 "Please make sure GPU is set up and then run \"/sbin/ldconfig\" (requires sudo) to refresh the linker cache.")
-        return LibcudaSearch(dirs, how, f"`AssertionError: libcuda.so cannot found!` ({hint})")
+        return LibcudaSearch(search.dirs, search.how, f"`AssertionError: libcuda.so cannot found!` ({hint})")
     return search
+
+
+def _from_variable(given: str) -> LibcudaSearch:
+    search = LibcudaSearch((Path(given),), f"TRITON_LIBCUDA_PATH={given}")
+    if search.found is None:
+        # triton returns it unchecked; the launcher then fails to link -l:libcuda.so.1 from there
+        return LibcudaSearch(search.dirs, search.how, f"TRITON_LIBCUDA_PATH={given} holds no {LIBCUDA}: "
+                             f"building triton's launcher fails (`cannot find -l:{LIBCUDA}`)")
+    return search
+
+
+def _from_cache_or_library_path(environ: Mapping[str, str], locations: list[Path], ldconfig: Path) -> LibcudaSearch:
+    """The folders of ``ldconfig -p``'s libcuda files; without any, the LD_LIBRARY_PATH folders that hold one."""
+    dirs = tuple(dict.fromkeys(path.parent for path in locations))
+    if dirs or not environ.get("LD_LIBRARY_PATH"):
+        return LibcudaSearch(dirs, f"{ldconfig} -p")
+    return LibcudaSearch(tuple(Path(d) for d in environ["LD_LIBRARY_PATH"].split(":")
+                               if d and is_regular(Path(d) / LIBCUDA)), "LD_LIBRARY_PATH")
 
 
 def _driver_elsewhere(host_root: Path) -> Path | None:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -413,28 +413,39 @@ def run_steps(
     results: dict[str, JsonObject] = {}
     blamed: dict[str, Blame] = {}
     pending = list(steps)
+    launch = partial(run_probe, module, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
+                     group=group)
     run: ChildRun | None = None
     while pending or (then and run is None):
         if started is not None:
-            started.send(request([step for step in pending if step not in started.steps], results))
-            run, started = started.wait(), None
+            run, started = _finish_started(started, request, pending, results), None
         else:
-            run = run_probe(module, request(pending, results), timeout=timeout, paths=paths, env=env,
-                            inhibit_ld_cache=inhibit_ld_cache, group=group)
+            run = launch(request(pending, results))
         results.update({name: data for name, data in run.results.items() if name in pending})
         trouble = run.trouble()
         if trouble is None:
             break
-        if run.current in pending:
-            blamed[run.current] = Blame(trouble, run.stderr_tail())
-            pending = [step for step in pending[pending.index(run.current) + 1:] if step not in results]
-            if then and not pending:
-                run = None  # the work after the steps is still to do
-        else:
-            where = f" while in {run.current}" if run.current else ""
-            blamed.update({step: Blame(trouble + where, run.stderr_tail()) for step in pending if step not in results})
+        if run.current not in pending:  # died between the steps or in a prelude: every step left is blamed
+            blamed.update(_blame_left(run, trouble, pending, results))
             break
+        blamed[run.current] = Blame(trouble, run.stderr_tail())
+        pending = [step for step in pending[pending.index(run.current) + 1:] if step not in results]
+        if then and not pending:
+            run = None  # the work after the steps is still to do
     return StepRuns(results, blamed, run)
+
+
+def _finish_started(started: Running, request: Callable[[list[str], Mapping[str, JsonObject]], object],
+                    pending: list[str], results: Mapping[str, JsonObject]) -> ChildRun:
+    """Send a child already at work the request for the steps it was not given, and wait for it."""
+    started.send(request([step for step in pending if step not in started.steps], results))
+    return started.wait()
+
+
+def _blame_left(run: ChildRun, trouble: str, pending: list[str], results: Mapping[str, JsonObject]) -> dict[str, Blame]:
+    """The blame of every pending step without a result, for a child that died outside them."""
+    where = f" while in {run.current}" if run.current else ""
+    return {step: Blame(trouble + where, run.stderr_tail()) for step in pending if step not in results}
 
 
 def decoded(cls: type[T], step: str, results: Mapping[str, JsonObject], blamed: Mapping[str, Blame]) -> T | Blame:

@@ -215,24 +215,39 @@ def decode(cls: type[T], data: object) -> T:
 
 
 def _convert(hint: object, value: object, where: str) -> object:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    """``value`` as the annotation ``hint`` says, or :class:`ProtocolError` naming ``where`` it was found."""
+    origin = typing.get_origin(hint)
     if origin is Union:
-        for option in args:
-            try:
-                return _convert(option, value, where)
-            except ProtocolError:
-                continue
-        raise ProtocolError(f"{where}: {value!r} is none of {args}")
+        return _convert_union(typing.get_args(hint), value, where)
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ProtocolError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, where) for v in value)
-        if len(args) != len(value):
-            raise ProtocolError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_convert(a, v, where) for a, v in zip(args, value))
+        return _convert_tuple(typing.get_args(hint), value, where)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return decode(hint, value)
+    return _convert_scalar(hint, value, where)
+
+
+def _convert_union(options: tuple[object, ...], value: object, where: str) -> object:
+    """The first option of ``Optional[...]``/``Union[...]`` that takes ``value``."""
+    for option in options:
+        try:
+            return _convert(option, value, where)
+        except ProtocolError:
+            continue
+    raise ProtocolError(f"{where}: {value!r} is none of {options}")
+
+
+def _convert_tuple(items: tuple[object, ...], value: object, where: str) -> tuple[object, ...]:
+    """A JSON list as ``Tuple[X, ...]`` (any length) or ``Tuple[X, Y]`` (exactly that many items)."""
+    if not isinstance(value, (list, tuple)):
+        raise ProtocolError(f"{where}: expected a list, got {value!r}")
+    if len(items) == 2 and items[1] is Ellipsis:
+        return tuple(_convert(items[0], v, where) for v in value)
+    if len(items) != len(value):
+        raise ProtocolError(f"{where}: expected {len(items)} items, got {len(value)}")
+    return tuple(_convert(a, v, where) for a, v in zip(items, value))
+
+
+def _convert_scalar(hint: object, value: object, where: str) -> object:
     if hint is type(None) and value is None:
         return None
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
