@@ -24,7 +24,6 @@ from pytest_cudadeps.engine.linkage import Linkage
 from pytest_cudadeps.engine.snapshot import take_snapshot
 from pytest_cudadeps.plan import plan_checks
 from pytest_cudadeps.probes.children import lazy_load_targets
-from pytest_cudadeps.tables.lazy_libraries import LAZY
 from tests.support import sitebuilder as sb
 from tests.support.build import build_so
 from tests.support.sitebuilder import add_to_record
@@ -140,15 +139,6 @@ def test_load_targets_carry_the_prediction_and_the_fix(tmp_path: Path, gcc: str)
     assert targets["libcudnn_ops.so.9"] == (site / CUDNN / "libcudnn_ops.so.9",
                                            "pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'")
     assert targets["libcudnn_cnn.so.9"][0] is None
-
-
-def test_names_follow_the_openers_version() -> None:
-    builtins = next(entry for entry in LAZY if entry.tries == ("libnvrtc-builtins.so.{v0}.{v1}",))
-    assert builtins.names("13.0.88", "13.0") == ("libnvrtc-builtins.so.13.0",)
-    assert builtins.names("12.6.77", "12.6") == ("libnvrtc-builtins.so.12.6",)
-    assert builtins.names(None, "13.0") == ()  # an opener of no wheel: its version is unknown
-    cnn = next(entry for entry in LAZY if entry.tries[-1] == "libcudnn_cnn.so")
-    assert cnn.names(None, None) == ("libcudnn_cnn.so",)
 
 
 def test_no_items_without_the_opener(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from pytest_cudadeps.checks.driver import gpus_or_reason, libcuda_finding, nvml_
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, LibcudaAnswer
 from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
-from pytest_cudadeps.tables.drivers import minimum_driver, torch_build_for
 from tests.support import venvs
 from tests.support.fakes import fake_driver, misbehaving
 
@@ -120,15 +119,6 @@ def test_a_hanging_nvml_is_reported_within_the_timeout(gcc: str, tmp_path: Path,
     info = probe(hung, timeout=2)
     assert libcuda_finding(info).outcome is Outcome.PASS
     assert nvml_finding(info).message == "initialising NVML (libnvidia-ml.so.1) hung: no answer within 2 s (killed)"
-
-
-def test_driver_table() -> None:
-    assert minimum_driver((13, 0)) == ("580", "580.65.06")
-    assert minimum_driver((13, 2)) == ("580", "595.45.04")
-    assert minimum_driver((12, 5)) == ("525", "550.54.14")
-    assert minimum_driver((11, 8)) == ("450", None)
-    assert torch_build_for((12, 7)) == (12, 6)
-    assert torch_build_for((11, 0)) is None
 
 
 @pytest.mark.integration
