@@ -31,7 +31,7 @@ def test_printable(raw: str, shown: str) -> None:
     ("a$(b)", "'a$(b)'"),
     ("torch; python_version < '3.10'", "'torch; python_version < '\"'\"'3.10'\"'\"''"),
     ("", "''"),
-])
+], ids=["bare-word", "spec", "command-substitution", "single-quotes", "empty"])
 def test_quote_is_always_one_single_quoted_word(spec: str, quoted: str) -> None:
     assert quote(spec) == quoted
     assert shlex.split(quote(spec)) == [spec]
