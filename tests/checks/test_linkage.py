@@ -1,22 +1,17 @@
 """The linkage findings (a to e) on fake site-packages trees whose libraries are built with gcc.
 
-The tree is torch 2.14.1 with the real METADATA (tests/sitebuilder.py) plus small ELF files
-laid out like the real wheels: ``torch/lib/libtorch_global_deps.so`` and ``torch/_C.so`` with
-DT_RPATH ``$ORIGIN/../../nvidia/cu13/lib``, and the CUDA libraries in ``nvidia/cu13/lib``,
-each listed in the RECORD of the distribution that owns it.  ld.so.cache is ignored unless a
-test asks for it, so the system CUDA of this machine never answers for the wheels.
+The tree is tests/support/linkage_tree.py's: torch 2.14.1 with the real METADATA plus small ELF
+files laid out like the real wheels, each listed in the RECORD of the distribution that owns it.
+ld.so.cache is ignored unless a test asks for it, so the system CUDA of this machine never answers
+for the wheels.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,108 +20,17 @@ from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.checks.linkage import linkage_findings
 from pytest_cudadeps.engine.distributions import scan
 from pytest_cudadeps.engine.ldso import read_ld_so_cache
-from pytest_cudadeps.engine.linkage import analyze, root_objects
+from pytest_cudadeps.engine.linkage import analyze
 from pytest_cudadeps.engine.requirements import closure
 from tests.support import sitebuilder as sb
-from tests.support.build import build_so
+from tests.support.linkage_tree import CU13_LIB, Libs, build_libs, dist_info, put, record_line, tree, versioned
 
-CU13_LIB = "nvidia/cu13/lib"
-TORCH_RPATH = "$ORIGIN/../../nvidia/cudnn/lib:$ORIGIN/../../nvidia/cu13/lib:$ORIGIN"
 SYSTEM_CUDART = Path("/usr/local/cuda-13.0/lib/libcudart.so.13")
-RUNTIME = next(d for d in sb.CU13 if d.key == "nvidia-cuda-runtime")
-
-
-@dataclass(frozen=True)
-class Libs:
-    """gcc-built libraries, compiled once per module and copied into each tree."""
-
-    cudart: Path  # libcudart.so.13 defining version `libcudart.so.13'
-    cudart_unversioned: Path  # the same soname with no version definitions
-    cublas: Path
-    cusparse: Path  # needs libnvJitLink.so.13 and __nvJitLinkComplete_13_1, DT_RUNPATH $ORIGIN
-    nvjitlink: Path  # defines __nvJitLinkComplete_13_0 and _13_1
-    nvjitlink_old: Path  # defines only __nvJitLinkComplete_13_0
-    global_deps: Path  # needs libcudart.so.13 (versioned), libcublas.so.13, libcusparse.so.12; DT_RPATH
-    c_ext: Path  # torch/_C.so: needs libcudart.so.13; DT_RPATH $ORIGIN/../nvidia/cu13/lib
-
-
-def _versioned(gcc: str, folder: Path, soname: str, source: str, symbols: Iterable[str], *flags: str) -> Path:
-    script = folder / f"{soname}.map"
-    script.write_text(f"{soname} {{ global: {'; '.join(symbols)}; local: *; }};\n")
-    return build_so(gcc, folder / soname, source, f"-Wl,-soname,{soname}", f"-Wl,--version-script,{script}", *flags)
 
 
 @pytest.fixture(scope="module")
 def libs(gcc: str, tmp_path_factory: pytest.TempPathFactory) -> Libs:
-    root = tmp_path_factory.mktemp("cuda")
-    link, old = root / "link", root / "old"  # link: what the users link against
-    link.mkdir()
-    old.mkdir()
-    cudart = _versioned(gcc, link, "libcudart.so.13", "int cudaGetDeviceCount(int *n) { *n = 0; return 35; }\n",
-                        ["cudaGetDeviceCount"])
-    unversioned = build_so(gcc, root / "unversioned" / "libcudart.so.13",
-                           "int cudaGetDeviceCount(int *n) { *n = 0; return 35; }\n", "-Wl,-soname,libcudart.so.13")
-    cublas = _versioned(gcc, link, "libcublas.so.13", "int cublasCreate_v2(void **h) { return 0; }\n",
-                        ["cublasCreate_v2"])
-    jit = "int __nvJitLinkComplete_13_0(void) { return 0; }\nint __nvJitLinkComplete_13_1(void) { return 0; }\n"
-    nvjitlink = _versioned(gcc, link, "libnvJitLink.so.13", jit, ["__nvJitLinkComplete_13_0", "__nvJitLinkComplete_13_1"])
-    nvjitlink_old = _versioned(gcc, old, "libnvJitLink.so.13", jit.splitlines()[0] + "\n", ["__nvJitLinkComplete_13_0"])
-    cusparse = _versioned(gcc, link, "libcusparse.so.12",
-                          "int __nvJitLinkComplete_13_1(void);\nint cusparseCreate(void) { return __nvJitLinkComplete_13_1(); }\n",
-                          ["cusparseCreate"], f"-L{link}", "-l:libnvJitLink.so.13", "-Wl,--enable-new-dtags,-rpath,$ORIGIN")
-    uses = "int cudaGetDeviceCount(int *n);\nint cublasCreate_v2(void **h);\nint cusparseCreate(void);\n"
-    global_deps = build_so(
-        gcc, root / "torch" / "lib" / "libtorch_global_deps.so",
-        uses + "int deps(void) { int n; return cudaGetDeviceCount(&n) + cublasCreate_v2(0) + cusparseCreate(); }\n",
-        "-Wl,--no-as-needed", f"-L{link}", "-l:libcudart.so.13", "-l:libcublas.so.13", "-l:libcusparse.so.12",
-        f"-Wl,--disable-new-dtags,-rpath,{TORCH_RPATH}")
-    c_ext = build_so(gcc, root / "torch" / "_C.so", uses + "int c(void) { int n; return cudaGetDeviceCount(&n); }\n",
-                     f"-L{link}", "-l:libcudart.so.13", "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../nvidia/cu13/lib")
-    return Libs(cudart, unversioned, cublas, cusparse, nvjitlink, nvjitlink_old, global_deps, c_ext)
-
-
-def record_line(rel: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{rel},sha256={digest},{len(data)}\n"
-
-
-def dist_info(site: Path, name: str) -> Path:
-    found = sorted(site.glob(f"{name.replace('-', '_')}-*.dist-info"))
-    assert len(found) == 1, (name, found)
-    return found[0]
-
-
-def put(site: Path, rel: str, source: Path, owner: str | None) -> Path:
-    """Copy ``source`` to ``site/rel`` and list it in ``owner``'s RECORD (as pip would)."""
-    target = site / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    if owner is not None:
-        with open(dist_info(site, owner) / "RECORD", "a", encoding="utf-8") as record:
-            record.write(record_line(rel, target.read_bytes()))
-    return target
-
-
-def tree(site: Path, libs: Libs, *, omit: Iterable[str] = (), torch_requires: tuple[str, ...] | None = None,
-         real_runtime_record: bool = False, **replace_libs: Path) -> Path:
-    """torch 2.14.1 and its CUDA 13 wheels with their libraries; ``omit`` leaves wheels (and their files) out."""
-    omit = {*omit}
-    runtime = RUNTIME if real_runtime_record else replace(RUNTIME, record_file=None)
-    torch = (sb.torch_dist("2.14.1", "13.0", metadata_file=sb.DATA / "torch-2.14.1.METADATA")
-             if torch_requires is None else sb.torch_dist("2.14.1", "13.0", requires=torch_requires))
-    wheels = [runtime if d.key == RUNTIME.key else d for d in sb.CU13 if d.key not in omit]
-    sb.build(site, [torch, *sb.COMMON, *wheels])
-    chosen = {**libs.__dict__, **replace_libs}
-    put(site, "torch/lib/libtorch_global_deps.so", chosen["global_deps"], "torch")
-    put(site, "torch/_C.so", chosen["c_ext"], "torch")
-    for key, soname, owner in (("cudart", "libcudart.so.13", "nvidia-cuda-runtime"),
-                               ("cublas", "libcublas.so.13", "nvidia-cublas"),
-                               ("cusparse", "libcusparse.so.12", "nvidia-cusparse"),
-                               ("nvjitlink", "libnvJitLink.so.13", "nvidia-nvjitlink")):
-        if owner not in omit:
-            real_record = real_runtime_record and owner == RUNTIME.key  # it lists libcudart.so.13 already
-            put(site, f"{CU13_LIB}/{soname}", chosen[key], None if real_record else owner)
-    return site
+    return build_libs(gcc, tmp_path_factory.mktemp("cuda"))
 
 
 def findings(site: Path, *, use_ld_cache: bool = False, ld_library_path: str = "", ld_preload: str = "") -> dict[str, Finding]:
@@ -145,14 +49,6 @@ def failures(found: dict[str, Finding]) -> dict[str, Finding]:
 
 
 # --- all well --------------------------------------------------------------------------------
-
-
-def test_root_objects_start_with_global_deps_then_the_extension(tmp_path: Path, libs: Libs) -> None:
-    site = tree(tmp_path / "site", libs)
-    env = scan([site])
-    torch = env.get("torch")
-    assert torch is not None
-    assert root_objects(env, torch) == (site / "torch/lib/libtorch_global_deps.so", site / "torch/_C.so")
 
 
 def test_intact_tree_passes_and_each_item_says_which_file_and_whose(tmp_path: Path, libs: Libs) -> None:
@@ -314,7 +210,7 @@ def test_e_a_version_the_resolved_library_does_not_define(gcc: str, tmp_path: Pa
     """A CUDA 12 libcudart renamed to .so.13 (FACTS e7): its version node is `libcudart.so.12'."""
     other = tmp_path / "cu12"
     other.mkdir()
-    renamed = _versioned(gcc, other, "libcudart.so.12", "int cudaGetDeviceCount(int *n) { *n = 0; return 35; }\n",
+    renamed = versioned(gcc, other, "libcudart.so.12", "int cudaGetDeviceCount(int *n) { *n = 0; return 35; }\n",
                          ["cudaGetDeviceCount"])
     site = tree(tmp_path / "site", libs, cudart=renamed)
     cudart, user = site / CU13_LIB / "libcudart.so.13", site / "torch/lib/libtorch_global_deps.so"
@@ -332,7 +228,7 @@ def test_e_a_version_the_resolved_library_does_not_define(gcc: str, tmp_path: Pa
 def test_b_a_preloaded_cudart_without_the_symbols_torch_needs(gcc: str, tmp_path: Path, libs: Libs) -> None:
     """FACTS e4: LD_PRELOAD of a libcudart.so.13 with the right soname and version node but no CUDA symbols."""
     (tmp_path / "fake").mkdir()
-    fake = _versioned(gcc, tmp_path / "fake", "libcudart.so.13", "int unrelated(void) { return 1; }\n", ["unrelated"])
+    fake = versioned(gcc, tmp_path / "fake", "libcudart.so.13", "int unrelated(void) { return 1; }\n", ["unrelated"])
     site = tree(tmp_path / "site", libs)
     user = site / "torch/lib/libtorch_global_deps.so"
     finding = failures(findings(site, ld_preload=str(fake)))["linkage[torch>libcudart.so.13]"]

@@ -1,42 +1,22 @@
-"""The declared-dependency engine on site-packages trees built from real METADATA (no pytest plugin)."""
+"""The declared-dependency check (declared_findings) on site-packages trees built from real METADATA (no pytest plugin)."""
 
 from __future__ import annotations
 
 import platform
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
-from pytest_cudadeps.checks.requires import declared_findings
-from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.distributions import Environment, scan
-from pytest_cudadeps.engine.requirements import closure, default_roots
-from pytest_cudadeps.engine.snapshot import take_snapshot
+from pytest_cudadeps.engine.requirements import closure
 from tests.support import sitebuilder as sb
+from tests.support.declared import failures, requires_subjects, run
 
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
-
-
-def run(*paths: Path, roots: Sequence[str] = ()) -> dict[str, Finding]:
-    """Every finding of the declared-dependency check, by item name."""
-    findings = declared_findings(take_snapshot(Settings(paths=tuple(map(str, paths)), roots=tuple(roots)),
-                                               with_linkage=False))
-    by_name = {f.name: f for f in findings}
-    assert len(by_name) == len(findings), "item names must be unique"
-    return by_name
-
-
-def failures(found: dict[str, Finding]) -> dict[str, Finding]:
-    return {name: f for name, f in found.items() if f.outcome is Outcome.FAIL}
-
-
-def requires_subjects(found: dict[str, Finding], root: str = "torch") -> set[str]:
-    prefix = f"requires[{root}>"
-    return {name[len(prefix):-1] for name in found if name.startswith(prefix)}
 
 
 # --- closure through extras ------------------------------------------------------------------
@@ -209,18 +189,6 @@ def test_an_extra_the_target_does_not_provide_fails(tmp_path: Path) -> None:
 # --- roots -----------------------------------------------------------------------------------
 
 
-def test_default_roots_are_torch_and_cuda_users_not_reached_from_it(tmp_path: Path) -> None:
-    app = sb.Dist("my-cuda-app", "1.0", ("nvidia-cufft",))
-    site = sb.torch_2_14_1(tmp_path / "site", extra=[app, sb.Dist("unrelated", "1.0", ("filelock",))])
-    env = scan([site])
-    # cuda-toolkit, cuda-bindings, nvidia-cudnn-cu13, nvidia-cusolver... require nvidia-*/cuda-* but torch reaches them
-    assert [str(d) for d in default_roots(env)] == ["torch 2.14.1", "my-cuda-app 1.0"]
-    found = run(site)
-    assert found["requires[my-cuda-app>nvidia-cufft]"].outcome is Outcome.PASS
-    assert found["requires[my-cuda-app>nvidia-nvjitlink]"].outcome is Outcome.PASS
-    assert not any(name.startswith(("requires[cuda-toolkit>", "requires[nvidia-cudnn-cu13>")) for name in found)
-
-
 def test_without_torch_a_cuda_user_is_a_root(tmp_path: Path) -> None:
     site = sb.build(tmp_path / "site", [sb.Dist("cupy-cuda13x", "14.0.0", ("nvidia-cuda-runtime==13.*",))])
     found = run(site)
@@ -230,29 +198,6 @@ def test_without_torch_a_cuda_user_is_a_root(tmp_path: Path) -> None:
         "nvidia-cuda-runtime is not installed",
         "  required by: cupy-cuda13x 14.0.0 > nvidia-cuda-runtime==13.*",
     ]
-
-
-def ring(names: Sequence[str], *, wheel: str = "nvidia-cufft") -> list[sb.Dist]:
-    """Distributions that each require the next (the last the first) and ``wheel``."""
-    return [sb.Dist(name, "1.0", (names[(i + 1) % len(names)], wheel)) for i, name in enumerate(names)]
-
-
-def test_a_cycle_of_50_cuda_users_is_one_root_the_lowest_name(tmp_path: Path) -> None:
-    names = [f"ring-{i:02d}" for i in range(50)]
-    site = sb.build(tmp_path / "site", [*ring(names[::-1]), sb.Dist("nvidia-cufft", "12.0.0.61")])
-    found = run(site)
-    assert [str(d) for d in default_roots(scan([site]))] == ["ring-00 1.0"]
-    # the one root's closure: the 49 other members, itself through the cycle, and the wheel
-    assert requires_subjects(found, "ring-00") == {*names, "nvidia-cufft"}
-    assert len(found) == 52  # was 2,551: every member a root with the same 51 requirements
-
-
-def test_two_cycles_are_two_roots_and_a_user_of_a_cycle_covers_it(tmp_path: Path) -> None:
-    dists = [*ring(["b", "a"]), *ring(["y", "x"]), sb.Dist("nvidia-cufft", "12.0.0.61")]
-    site = sb.build(tmp_path / "site", dists)
-    assert [d.key for d in default_roots(scan([site]))] == ["a", "x"]
-    other = sb.build(tmp_path / "other", [*dists, sb.Dist("user", "1.0", ("y", "nvidia-curand"))])
-    assert [d.key for d in default_roots(scan([other]))] == ["a", "user"]
 
 
 def test_named_roots_replace_the_default_and_must_be_installed(tmp_path: Path) -> None:
@@ -429,45 +374,3 @@ def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
     found = run(site)
     assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
     assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"
-
-
-def test_this_plugin_and_nvml_bindings_are_never_roots(tmp_path: Path) -> None:
-    """pytest-cudadeps requires nvidia-ml-py, which carries no CUDA library: neither makes it a root."""
-    site = tmp_path / "site"
-    sb.build(site, [
-        sb.Dist("pytest-cudadeps", "0.1.0", requires=("pytest>=8", "nvidia-ml-py>=12")),
-        sb.Dist("gpustat", "1.1", requires=("nvidia-ml-py>=12",)),
-        sb.Dist("nvidia-ml-py", "13.615.71"),
-        sb.Dist("cupy-cuda13x", "14.0", requires=("cuda-pathfinder>=1",)),
-    ])
-    env = scan([site])
-    assert [d.name for d in default_roots(env)] == ["cupy-cuda13x"]
-
-
-@pytest.mark.parametrize(("raw", "gate"), [
-    ("nvidia-cublas==13.1.1.3.*; (sys_platform == 'linux' or sys_platform == 'win32') and extra == 'all'", "all"),
-    ('optree>=0.13.0; extra == "optree"', "optree"),
-    ("e (>=1.0) ; extra == 'X_Y'", "x-y"),
-    ('g; (a == "1" or b == "2") and c == "3" and extra == "w"', "w"),
-    ('a; python_version < "3" or extra == "x"', None),  # true without the extra
-    ('c; python_version >= "3.8" or sys_platform == "x" and extra == "z"', None),
-    ('f; (python_version >= "3") or (os_name == "nt") and extra == "q"', None),
-    ('d; extra == "x" and python_version > "3"', None),  # not in the recognised form: parsed in full
-    ("torch", None),
-])
-def test_a_requirement_gated_by_one_extra_is_recognised_without_parsing(raw: str, gate: str | None) -> None:
-    from pytest_cudadeps.engine.requirements import _extra_gate
-
-    assert _extra_gate(raw) == gate
-
-
-@pytest.mark.parametrize(("installer", "command"), [
-    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
-    ("", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
-    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
-    ("poetry", "poetry run pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
-])
-def test_reinstall_command_for_each_installer(installer: str, command: str) -> None:
-    from pytest_cudadeps.engine.installers import reinstall_command
-
-    assert reinstall_command(installer, "nvidia-cublas==13.1.1.3.*") == command

@@ -1,4 +1,5 @@
-"""What we print is safe to paste and to show: fix commands are inert shell words, control characters escaped."""
+"""The fix commands, for the installer that made the environment: one command each, safe to paste as printed
+(what comes from files is one inert shell word)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import pytest
 
 from pytest_cudadeps.checks.findings import failed, skipped
 from pytest_cudadeps.core.text import quote
-from pytest_cudadeps.engine.installers import install_command, reinstall_command, uninstall_command
+from pytest_cudadeps.engine.installers import (
+    install_command,
+    install_note,
+    reinstall_command,
+    torch_index_install_command,
+    uninstall_command,
+)
 
 HOSTILE = [
     "nvidia-cublas==13.1.1.3.*",
@@ -62,3 +69,53 @@ def test_a_finding_never_carries_a_raw_control_character() -> None:
     assert dict(finding.facts)["summary"] == "a\\x1bb"
     assert skipped("c", "s", "why \x1b").message == "why \\x1b"
     assert failed("c", "s", "two\nlines").text() == "two\nlines"
+
+
+def test_install_command_quotes_what_comes_from_files() -> None:
+    assert torch_index_install_command("pip", "2.13.0; rm -rf ~", (13, 0)) == (
+        "pip install --force-reinstall 'torch==2.13.0; rm -rf ~' --index-url https://download.pytorch.org/whl/cu130")
+    assert torch_index_install_command("pipenv", "2.13.0", (12, 8)).startswith("pipenv run pip install --force-reinstall")
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("poetry", "poetry run pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+])
+def test_reinstall_command_for_each_installer(installer: str, command: str) -> None:
+    assert reinstall_command(installer, "nvidia-cublas==13.1.1.3.*") == command
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install 'x==1.*'"), ("", "pip install 'x==1.*'"), (" UV\n", "uv pip install 'x==1.*'"),
+    ("poetry", "poetry add 'x==1.*'"), ("pdm", "pdm add 'x==1.*'"), ("pipenv", "pipenv install 'x==1.*'"),
+    ("conda", "pip install 'x==1.*'"),  # conda ships no nvidia-* wheels: pip installs them into its environment
+    ("hatch", "pip install 'x==1.*'"),  # an installer we do not know: pip
+], ids=["pip", "none", "uv-spelled-oddly", "poetry", "pdm", "pipenv", "conda", "unknown"])
+def test_install_command_for_each_installer(installer: str, command: str) -> None:
+    assert install_command(installer, "x==1.*") == command
+
+
+def test_several_specs_are_one_command() -> None:
+    assert install_command("uv", "nvidia-cublas==13.1.1.3.*", "nvidia-cufft") == (
+        "uv pip install 'nvidia-cublas==13.1.1.3.*' 'nvidia-cufft'")
+
+
+def test_install_note_only_where_an_installer_needs_one() -> None:
+    assert install_note("pip") is None
+    assert install_note("poetry") is None
+    uv = install_note("uv")
+    assert uv is not None
+    assert "run `uv sync`, which would undo a `uv pip install`" in uv
+    assert install_note(" Conda ") == ("conda installed the root but ships no nvidia-* wheels: pip installs them into "
+                                       "the conda environment")
+
+
+def test_reinstall_with_dependencies_and_torch_from_its_own_index() -> None:
+    assert reinstall_command("uv", "torch==2.14.1", deps=True) == "uv pip install --reinstall 'torch==2.14.1'"
+    assert reinstall_command("pdm", "torch==2.14.1", deps=True) == "pdm run pip install --force-reinstall 'torch==2.14.1'"
+    assert torch_index_install_command("pdm", "2.7.1", (12, 6)) == (
+        "pdm run pip install --force-reinstall torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126")
+    assert torch_index_install_command("uv", "2.14.1", (13, 0)) == (
+        "uv pip install --reinstall torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130")
