@@ -24,31 +24,21 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.checks.findings import Outcome, Pending
+from pytest_cudadeps.checks.findings import Outcome
 from pytest_cudadeps.core.settings import Settings
-from pytest_cudadeps.engine.build import read_build
-from pytest_cudadeps.engine.distributions import scan
-from pytest_cudadeps.engine.ldso import Step, Via, read_ld_so_cache
-from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
-from pytest_cudadeps.engine.owners import Owners
-from pytest_cudadeps.engine.requirements import Closures
-from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.engine.ldso import read_ld_so_cache
 from pytest_cudadeps.plan import collect_checks
-from pytest_cudadeps.probe_items import probe_checks
 from pytest_cudadeps.probes import children as probing
-from pytest_cudadeps.probes.child.protocol import GpuAnswer, LibcudaAnswer, Loaded, NvmlAnswer
-from pytest_cudadeps.probes.children import Probes
+from pytest_cudadeps.probes.child.protocol import LibcudaAnswer, NvmlAnswer
 from pytest_cudadeps.probes.driver import DriverInfo
-from pytest_cudadeps.probes.load import LoadResult, LoadStep
-from pytest_cudadeps.probes.runner import ChildRun
-from pytest_cudadeps.probes.torch import SmokeRun, TorchRun
+from pytest_cudadeps.probes.load import LoadStep
 from tests.support import sitebuilder as sb
 from tests.support.bounds import WATCHDOG_SECONDS
 from tests.support.build import build_so
 from tests.support.fakes import CONSTRUCTORS, fake_driver, fake_host
 from tests.support.fatbin import CUBIN, container, entry
+from tests.support.snapshots import CU13_LIB, runtime_checks, torch_snapshot
 
-CU13_LIB = "nvidia/cu13/lib"
 RPATH = "$ORIGIN/../../nvidia/cu13/lib"
 TWO_GPUS = (("NVIDIA RTX PRO 6000 Blackwell", 12, 0, 96, 1), ("NVIDIA H100 80GB HBM3", 9, 0, 80, 2))
 RUNTIME_ITEMS = (
@@ -478,33 +468,11 @@ def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pyteste
 # --- runtime_checks: the names, and each probe run once, when first needed ------------------------
 
 
-def _snapshot(site: Path, settings: Settings | None = None) -> Snapshot:
-    """A snapshot of ``site`` whose torch linkage is given here, as the walk would have found it."""
-    env = scan([site])
-    torch = env.get("torch")
-    assert torch is not None
-    cu13 = site / CU13_LIB
-    libraries = (
-        ResolvedLibrary("libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6"), Via(Step.LD_SO_CACHE), (), None),
-        ResolvedLibrary("libcublas.so.13", cu13 / "libcublas.so.13", Via(Step.RPATH), (), "nvidia-cublas"),
-        ResolvedLibrary("libcuda.so.1", None, Via(Step.NOT_FOUND), (), None),
-        ResolvedLibrary("libcudart.so.13", cu13 / "libcudart.so.13", Via(Step.RPATH), (), "nvidia-cuda-runtime"),
-    )
-    objects = (site / "torch/lib/libtorch_global_deps.so", site / "torch/lib/libtorch_cuda.so")
-    found = Closures(env).of(torch)
-    root = Root(torch, found, read_build(env, torch), Linkage(torch, objects, libraries), found.by_key())
-    return Snapshot(settings or Settings(paths=(str(site),)), env, Owners(env), (root,))
-
-
-def runtime_checks(snapshot: Snapshot) -> dict[str, Pending]:
-    return probe_checks(snapshot, Probes(snapshot))
-
-
 def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
     site = sb.torch_2_14_1(tmp_path / "site")
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # only its presence matters to the names
-    snapshot = _snapshot(site)
+    snapshot = torch_snapshot(site)
     checks = runtime_checks(snapshot)
     assert sorted(checks) == [
         "arch[torch]", "driver[libcuda]", "driver[nvml]", "driver[runtime-compat]",
@@ -524,7 +492,7 @@ def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, mon
     site = sb.torch_cpu(tmp_path / "site")
     (site / "torch/lib").mkdir()
     (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")  # present, yet version.py says cuda = None
-    snapshot = _snapshot(site)
+    snapshot = torch_snapshot(site)
     monkeypatch.setattr(probing, "probe_torch", lambda *a, **k: pytest.fail("a CPU-only torch needs no torch child"))
     checks = runtime_checks(snapshot)
     assert "load[torch-global-deps]" not in checks  # a CPU build has no libtorch_cuda.so to load as torch does
@@ -532,64 +500,6 @@ def test_runtime_checks_for_a_cpu_torch_skip_without_a_child(tmp_path: Path, mon
         finding = checks[name]()
         assert finding.outcome is Outcome.SKIP
         assert "torch 2.13.0+cpu is a CPU-only build" in finding.message
-
-
-def test_runtime_checks_run_each_probe_once_and_only_when_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = sb.torch_2_14_1(tmp_path / "site")
-    asked: list[dict[str, object]] = []
-
-    def probe_driver(**kwargs: object) -> DriverInfo:
-        asked.append(kwargs)
-        return DriverInfo(LibcudaAnswer(path="/x/libcuda.so.1", cu_init=0, cuda_version=13000),
-                          NvmlAnswer(driver="580.65.06", cuda_version=13000,
-                                     gpus=(GpuAnswer(0, "NVIDIA H100 80GB HBM3", (9, 0), None, "off"),)))
-
-    def probe_torch(steps: list[LoadStep], **kwargs: object) -> TorchRun:
-        loaded.append([step.name for step in steps])
-        loads: dict[str, LoadResult] = {step.name: Loaded(True, step.target, "opened") for step in steps}
-        return TorchRun(loads, SmokeRun.from_run(ChildRun((), {}, (), True, 0, False, 7.0, 0.1)), {})
-
-    loaded: list[list[str]] = []
-    monkeypatch.setattr(probing, "probe_driver", probe_driver)
-    monkeypatch.setattr(probing, "probe_torch", probe_torch)  # a CUDA torch's libraries load in the torch child
-    checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=7.0, no_ld_cache=True)))
-    assert asked == []
-    assert loaded == []
-    assert checks["load[libcudart.so.13]"]().outcome is Outcome.PASS
-    assert checks["load[libcublas.so.13]"]().message == f"{site / CU13_LIB / 'libcublas.so.13'} (opened)"
-    # one child run for all of them, torch's own libraries first
-    assert loaded == [["torch-global-deps", "torch-cuda", "libcublas.so.13", "libcuda.so.1", "libcudart.so.13"]]
-    checks["smoke[matmul]"]()
-    assert len(loaded) == 1  # the same child answers the smoke items
-    assert asked == []
-    assert checks["driver[libcuda]"]().outcome is Outcome.PASS
-    assert checks["driver[nvml]"]().outcome is Outcome.PASS
-    compat = checks["driver[runtime-compat]"]()
-    assert compat.outcome is Outcome.PASS
-    assert "runs the CUDA 13.0 runtime" in compat.message
-    assert len(asked) == 1
-    assert asked[0]["timeout"] == 7.0
-    assert asked[0]["inhibit_ld_cache"] is True
-    assert asked[0]["cudart"] == site / CU13_LIB / "libcudart.so.13"  # the one the linkage resolved
-
-
-def test_one_torch_child_serves_both_smoke_items_and_honours_the_ld_cache_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = sb.torch_2_14_1(tmp_path / "site")
-    asked: list[tuple[list[str], dict[str, object]]] = []
-
-    def probe_torch(steps: list[LoadStep], **kwargs: object) -> object:
-        asked.append(([step.name for step in steps], kwargs))
-        raise RuntimeError("stop here: only the arguments matter")
-
-    monkeypatch.setattr(probing, "probe_torch", probe_torch)
-    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: DriverInfo(LibcudaAnswer(error="none"), NvmlAnswer()))
-    checks = runtime_checks(_snapshot(site, Settings(paths=(str(site),), timeout=3.0, no_ld_cache=True)))
-    for name in ("smoke[matmul]", "smoke[all-reduce]", "load[libcudart.so.13]"):
-        with pytest.raises(RuntimeError, match="stop here"):
-            checks[name]()
-    # one torch child for the smoke and the load items: torch is imported once per run
-    assert [(steps, kw["inhibit_ld_cache"], kw["timeout"]) for steps, kw in asked] == [
-        (["torch-global-deps", "torch-cuda", "libcublas.so.13", "libcuda.so.1", "libcudart.so.13"], True, 3.0)]
 
 
 def test_the_compile_item_comes_with_its_option_only(pytester: pytest.Pytester, libs: Libs) -> None:
