@@ -35,12 +35,11 @@ from pytest_cudadeps.probes.load import LoadStep
 from tests.support import sitebuilder as sb
 from tests.support.bounds import WATCHDOG_SECONDS
 from tests.support.build import build_so
-from tests.support.fakes import CONSTRUCTORS, fake_driver, fake_host
+from tests.support.fakes import CONSTRUCTORS, TWO_GPUS, fake_driver, fake_host
 from tests.support.fatbin import CUBIN, container, entry
 from tests.support.snapshots import CU13_LIB, runtime_checks, torch_snapshot
 
 RPATH = "$ORIGIN/../../nvidia/cu13/lib"
-TWO_GPUS = (("NVIDIA RTX PRO 6000 Blackwell", 12, 0, 96, 1), ("NVIDIA H100 80GB HBM3", 9, 0, 80, 2))
 RUNTIME_ITEMS = (
     "arch[torch]", "driver[libcuda]", "driver[nvml]", "driver[runtime-compat]",
     "load[libcublas.so.13]", "load[libcudart.so.13]", "load[torch-cuda]", "load[torch-global-deps]",
