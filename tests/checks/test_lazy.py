@@ -13,12 +13,7 @@ import pytest
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.checks.lazy import lazy_findings
 from pytest_cudadeps.core.settings import Settings
-from pytest_cudadeps.engine import lazy
-from pytest_cudadeps.engine.distributions import Environment
-from pytest_cudadeps.engine.ldso import LoaderModel
-from pytest_cudadeps.engine.linkage import Linkage
 from pytest_cudadeps.engine.snapshot import take_snapshot
-from pytest_cudadeps.plan import plan_checks
 from tests.support import sitebuilder as sb
 from tests.support.build import build_so
 from tests.support.cudnn import CUDNN, cudnn_tree
@@ -103,21 +98,3 @@ def test_a_library_its_wheel_does_not_ship_is_not_checked(tmp_path: Path, gcc: s
     found = findings(site)
     assert "lazy[torch>libcudnn.so.9>libcudnn_ext.so.9]" not in found
     assert found[CNN].outcome is Outcome.PASS
-
-
-def test_the_lazy_resolutions_are_worked_out_once_per_run(tmp_path: Path, gcc: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The static lazy[...] items and the load probe's steps ask the same question: one answer per run and root."""
-    site = cudnn_tree(tmp_path, gcc)
-    models: list[Linkage] = []
-    real = lazy._model
-
-    def counted(env: Environment, linkage: Linkage, use_cache: bool) -> LoaderModel:
-        models.append(linkage)
-        return real(env, linkage, use_cache)
-
-    monkeypatch.setattr(lazy, "_model", counted)
-    items = plan_checks(Settings(paths=(str(site),), no_ld_cache=True)).items  # probes on: load steps planned too
-    assert "load[libcudnn_cnn.so.9]" in items
-    assert any(name.startswith("lazy[") for name in items)
-    assert len(models) == 1

@@ -6,7 +6,7 @@ with gcc and laid out like the real wheels: ``torch/lib/libtorch_global_deps.so`
 ``torch/lib/libtorch_cuda_linalg.so`` with DT_RPATH ``$ORIGIN/../../nvidia/cu13/lib``, where
 ``libcudart.so.13`` (owned by nvidia-cuda-runtime's RECORD) and ``libcublas.so.13`` (owned by
 nvidia-cublas's) lie.  The driver is either absent or the fake ``libcuda.so.1`` and
-``libnvidia-ml.so.1`` of tests/fakes.py, put in front through ``LD_LIBRARY_PATH``, so that the
+``libnvidia-ml.so.1`` of tests/support/fakes.py, put in front through ``LD_LIBRARY_PATH``, so that the
 real nvidia-ml-py and ctypes code runs in the children.  ``torch/__init__.py`` is a stand-in
 that the smoke child imports: it reports the build and sees no GPU.  Outcomes and messages are
 read from ``--junitxml``, which keeps whole lines whatever the terminal width.
@@ -15,7 +15,6 @@ read from ``--junitxml``, which keeps whole lines whatever the terminal width.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -25,13 +24,8 @@ from pathlib import Path
 import pytest
 
 from pytest_cudadeps.checks.findings import Outcome
-from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.ldso import read_ld_so_cache
-from pytest_cudadeps.plan import collect_checks
 from pytest_cudadeps.probes import children as probing
-from pytest_cudadeps.probes.child.protocol import LibcudaAnswer, NvmlAnswer
-from pytest_cudadeps.probes.driver import DriverInfo
-from pytest_cudadeps.probes.load import LoadStep
 from tests.support import sitebuilder as sb
 from tests.support.bounds import WATCHDOG_SECONDS
 from tests.support.build import build_so
@@ -93,7 +87,7 @@ class Libs:
 
 
 def fatbin_source(data: bytes) -> str:
-    """C source of a library whose ``.nv_fatbin`` section holds ``data`` (as tests/test_fatbin.py builds one)."""
+    """C source of a library whose ``.nv_fatbin`` section holds ``data`` (as tests/support/fatbin.py builds one)."""
     array = ", ".join(str(b) for b in data)
     return (f'__attribute__((section(".nv_fatbin"), used, aligned(8))) '
             f"const unsigned char fatbin[{len(data)}] = {{{array}}};\nint torch_cuda(void) {{ return 0; }}\n")
@@ -426,26 +420,6 @@ def _children_of(site: Path) -> list[int]:
     return found
 
 
-def test_children_start_at_collection_before_any_item_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = sb.torch_2_14_1(tmp_path / "site")
-    (site / "torch/lib").mkdir()
-    (site / "torch/lib/libtorch_cuda.so").write_bytes(b"")
-    asked = threading.Event()
-
-    def probe_torch(steps: list[LoadStep], **kwargs: object) -> object:
-        asked.set()
-        raise RuntimeError("only the start matters")
-
-    monkeypatch.setattr(probing, "probe_torch", probe_torch)
-    monkeypatch.setattr(probing, "probe_driver", lambda **kwargs: DriverInfo(LibcudaAnswer(error="none"), NvmlAnswer()))
-    items = collect_checks(Settings(paths=(str(site),), no_ld_cache=True), start_probes=True)
-    assert asked.wait(30), "the torch child did not start at collection"
-    assert "smoke[matmul]" in items
-    asked.clear()
-    collect_checks(Settings(paths=(str(site),), no_ld_cache=True))  # without start_probes: nothing runs ahead
-    assert not asked.wait(1)
-
-
 def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pytester, libs: Libs,
                                                         driver_in_front: DriverInFront) -> None:
     pytest.importorskip("xdist")
@@ -464,7 +438,7 @@ def test_xdist_workers_collect_and_probe_the_same_items(pytester: pytest.Pyteste
     assert run.ret == pytest.ExitCode.TESTS_FAILED
 
 
-# --- runtime_checks: the names, and each probe run once, when first needed ------------------------
+# --- runtime_checks: the names of the probe items (each probe run once: tests/probes/test_children.py) ----
 
 
 def test_runtime_checks_names_for_a_torch_root(tmp_path: Path) -> None:
