@@ -45,16 +45,37 @@ def probe_checks(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pendin
     items), also the ``linkage[...]`` items of the torch root, held to where ``import torch`` mapped each library."""
     if not snapshot.roots:
         return {}
-    require_gpu = snapshot.settings.require_gpu
+    items = driver_items(snapshot, probes)
+    items.update(library_items(snapshot, probes, static or {}))
+    items.update(torch_items(snapshot, probes))
+    items.update(host_items(snapshot, probes))
+    items.update(triton_items(snapshot, probes))
+    return items
+
+
+def _build_cuda(snapshot: Snapshot) -> tuple[str | None, str]:
     torch = snapshot.torch
-    build_cuda = torch.cuda if torch is not None else None
-    build_source = torch.build_source if torch is not None else "no torch among the roots"
-    items: dict[str, Pending] = {
+    if torch is None:
+        return None, "no torch among the roots"
+    return torch.cuda, torch.build_source
+
+
+def driver_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
+    """``driver[...]``: libcuda, NVML, and the driver against the CUDA runtime torch was built for."""
+    require_gpu = snapshot.settings.require_gpu
+    build_cuda, build_source = _build_cuda(snapshot)
+    return {
         "driver[libcuda]": lambda: libcuda_finding(probes.driver(), require_gpu=require_gpu),
         "driver[nvml]": lambda: nvml_finding(probes.driver(), require_gpu=require_gpu),
         "driver[runtime-compat]": lambda: runtime_compat_finding(probes.driver(), build_cuda, build_source,
                                                                  require_gpu=require_gpu),
     }
+
+
+def library_items(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pending]) -> dict[str, Pending]:
+    """``load[...]`` and ``arch[...]`` per root; the torch root's ``linkage[...]`` items held to the import."""
+    require_gpu = snapshot.settings.require_gpu
+    items: dict[str, Pending] = {}
     seen: set[str] = set()
     for root in snapshot.roots:
         if root.linkage is None:
@@ -64,23 +85,31 @@ def probe_checks(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pendin
         for step in steps:
             items[f"load[{step.name}]"] = _load_item(loads, step, require_gpu)
             linkage = f"linkage[{root.key}>{step.name}]"
-            if static is not None and linkage in static and root.key == "torch" and step.soname:
+            if linkage in static and root.key == "torch" and step.soname:
                 items[linkage] = _refereed(static[linkage], probes, step)
         items[f"arch[{root.key}]"] = _arch_item(root, probes, require_gpu)
-    if torch is not None:
-        cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
-        if cpu_reason is None or snapshot.companions:
-            probes.torch_child()  # made with the torch root's load steps above, or now without any
-        for companion in snapshot.companions:
-            items[f"companion[{companion.dist.key}>import]"] = _import_item(snapshot, probes, companion)
-        items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
-                                         lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
-        items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
-        if snapshot.settings.compile:  # an item of the option's, the same on every worker
-            items["smoke[compile]"] = _unless(cpu_reason, "smoke", "compile",
-                                              lambda: compile_finding(probes.smoke(), require_gpu=require_gpu))
-    items.update(host_items(snapshot, probes))
-    items.update(triton_items(snapshot, probes))
+    return items
+
+
+def torch_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
+    """The companions' imports and ``smoke[...]``, from the one torch child."""
+    torch = snapshot.torch
+    if torch is None:
+        return {}
+    require_gpu = snapshot.settings.require_gpu
+    build_cuda, build_source = _build_cuda(snapshot)
+    cpu_reason = f"{torch.dist} is a CPU-only build ({build_source}: cuda = None)" if not build_cuda else None
+    if cpu_reason is None or snapshot.companions:
+        probes.torch_child()  # made with the torch root's load steps above, or now without any
+    items: dict[str, Pending] = {}
+    for companion in snapshot.companions:
+        items[f"companion[{companion.dist.key}>import]"] = _import_item(snapshot, probes, companion)
+    items["smoke[matmul]"] = _unless(cpu_reason, "smoke", "matmul",
+                                     lambda: matmul_finding(probes.smoke(), require_gpu=require_gpu))
+    items["smoke[all-reduce]"] = _unless(cpu_reason, "smoke", "all-reduce", lambda: _all_reduce(probes, require_gpu))
+    if snapshot.settings.compile:  # an item of the option's, the same on every worker
+        items["smoke[compile]"] = _unless(cpu_reason, "smoke", "compile",
+                                          lambda: compile_finding(probes.smoke(), require_gpu=require_gpu))
     return items
 
 

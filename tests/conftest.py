@@ -40,3 +40,11 @@ def gcc() -> str:
     if not found:
         pytest.skip("gcc is needed to build ELF test files")
     return found
+
+
+@pytest.fixture(scope="module")
+def gxx() -> str:
+    found = shutil.which("g++")
+    if not found:
+        pytest.skip("g++ is needed to build C++ test libraries")
+    return found

@@ -1,41 +1,23 @@
-"""Companion packages: fake torch libraries and extensions built with g++, in trees of real METADATA.
-
-The fake ``torch/lib/libc10.so`` is built with the C++11 ABI (as torch 2.14 is) and defines
-``c10::detail::check(std::string const&)`` and ``c10::cuda::check(int, bool)``.  Extensions
-linked against it import those, or what an older torch had (``c10::cuda::check(int)``: version
-skew), or are built with ``-D_GLIBCXX_USE_CXX11_ABI=0`` (the ABI flip).
-"""
+"""The companion[...] items: fake torch libraries and extensions built with g++ (tests/support/companions.py), in
+trees of real METADATA; extensions that match torch, that were built for an older one (version skew), or with the
+other C++ ABI."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pytest_cudadeps.checks.companion import companion_findings
 from pytest_cudadeps.checks.findings import Finding, Outcome
-from pytest_cudadeps.engine.companions import find_companions, matching_release
+from pytest_cudadeps.engine.companions import find_companions
 from pytest_cudadeps.engine.distributions import scan
-from pytest_cudadeps.engine.elf import ElfInfo, imported_symbols, needed_names, read_elf
+from pytest_cudadeps.engine.elf import imported_symbols
 from tests.support import sitebuilder as sb
-from tests.support.sitebuilder import add_to_record
+from tests.support.companions import USES_CURRENT, companion, site_with
 
-TORCH_SOURCE = """\
-#include <string>
-namespace c10 { namespace detail { int check(const std::string &what) { return (int)what.size(); } }
-               namespace cuda { int check(int code, bool warn) { return code + warn; } } }
-"""
-USES_CURRENT = """\
-#include <string>
-namespace c10 { namespace detail { int check(const std::string &what); }
-               namespace cuda { int check(int code, bool warn); } }
-int use(void) { return c10::detail::check("x") + c10::cuda::check(1, true); }
-"""
 USES_OLDER = """\
 namespace c10 { namespace cuda { int check(int code); } }
 int use(void) { return c10::cuda::check(1); }
@@ -48,45 +30,10 @@ int use(void) { return c10::cuda::check(1, true) + (c10::cuda::gone ? c10::cuda:
 """
 
 
-@pytest.fixture(scope="module")
-def gxx() -> str:
-    found = shutil.which("g++")
-    if not found:
-        pytest.skip("g++ is needed to build C++ test libraries")
-    return found
-
-
 def findings_of(site: Path) -> list[Finding]:
     """The companion findings of a tree, its companions found as the snapshot finds them."""
     env = scan([site])
     return companion_findings(env, find_companions(env))
-
-
-def compile_cxx(gxx: str, target: Path, source: str, *flags: str) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source_file = target.parent / f".{target.name}.cc"
-    source_file.write_text(source, encoding="utf-8")
-    subprocess.run([gxx, "-shared", "-fPIC", "-o", str(target), str(source_file), *flags], check=True,
-                   capture_output=True, text=True)
-    source_file.unlink()
-    return target
-
-
-def site_with(tmp_path: Path, gxx: str, *companions: tuple[sb.Dist, str, tuple[str, ...]],
-              linked_against: str = TORCH_SOURCE) -> Path:
-    """torch 2.14.1 (with a g++-built libc10.so) plus companions: (dist, extension source, g++ flags).
-
-    The extensions are linked against a libc10.so built from ``linked_against`` (the torch they were
-    built for), outside the tree.
-    """
-    site = sb.torch_2_14_1(tmp_path / "site", extra=[dist for dist, _, _ in companions])
-    compile_cxx(gxx, site / "torch" / "lib" / "libc10.so", TORCH_SOURCE, "-Wl,-soname,libc10.so")
-    built_for = compile_cxx(gxx, tmp_path / "built-for" / "libc10.so", linked_against, "-Wl,-soname,libc10.so")
-    for dist, source, flags in companions:
-        package = dist.key.replace("-", "_")
-        ext = compile_cxx(gxx, site / package / "_C.so", source, f"-L{built_for.parent}", "-lc10", *flags)
-        add_to_record(site, package, [ext])
-    return site
 
 
 def loader_error(site: Path, extension: Path) -> str:
@@ -100,10 +47,6 @@ def loader_error(site: Path, extension: Path) -> str:
 
 def by_name(findings: list[Finding]) -> dict[str, Finding]:
     return {f.name: f for f in findings}
-
-
-def companion(name: str, version: str, *requires: str, files: dict[str, str] | None = None) -> sb.Dist:
-    return sb.Dist(name, version, requires, files=files or {})
 
 
 def test_a_matching_extension_passes_all_three(tmp_path: Path, gxx: str) -> None:
@@ -175,26 +118,3 @@ def test_no_companion_and_no_torch_library_give_no_items(tmp_path: Path, gxx: st
     site = site_with(tmp_path, gxx)
     assert find_companions(scan([site])) == ()
     assert findings_of(site) == []
-
-
-def test_needed_names_agrees_with_pyelftools(tmp_path: Path, gxx: str) -> None:
-    site = site_with(tmp_path, gxx, (companion("myext", "1.0"), USES_CURRENT, ()))
-    ext = site / "myext" / "_C.so"
-    info = read_elf(ext)
-    assert isinstance(info, ElfInfo)
-    assert needed_names(ext) == info.needed
-    assert "libc10.so" in needed_names(ext)
-    assert needed_names(tmp_path / "site" / "torch" / "version.py") == ()
-
-
-@pytest.mark.parametrize(("name", "torch", "expected"), [
-    ("torchvision", "2.14.1", "torchvision==0.29.*"),
-    ("torchvision", "2.13.0", "torchvision==0.28.*"),
-    ("torchaudio", "2.14.1", "torchaudio==2.14.*"),
-    ("xformers", "2.14.1", None),
-])
-def test_matching_release(name: str, torch: str, expected: str | None, tmp_path: Path) -> None:
-    site = sb.build(tmp_path / "s", [sb.Dist(name, "0.1")])
-    dist = scan([site]).get(name)
-    assert dist is not None
-    assert matching_release(dist, torch) == expected

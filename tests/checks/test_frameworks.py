@@ -1,6 +1,6 @@
-"""Other CUDA frameworks: gcc-built trees in onnxruntime-gpu 1.31.1's layout (a CUDA provider without RPATH, an
-optional TensorRT provider, CUDA wheels declared under extras), checked against the real loader in a child; the
-real onnxruntime-gpu wheel in the integration tier."""
+"""Other CUDA frameworks' items: gcc-built trees in onnxruntime-gpu 1.31.1's layout (tests/support/onnxruntime.py: a
+CUDA provider without RPATH, an optional TensorRT provider, CUDA wheels declared under extras), checked against the
+real loader in a child; the real onnxruntime-gpu wheel in the integration tier."""
 
 from __future__ import annotations
 
@@ -19,55 +19,10 @@ from pytest_cudadeps.engine.snapshot import take_snapshot
 from tests.support import sitebuilder as sb
 from tests.support import venvs
 from tests.support.build import build_so
+from tests.support.onnxruntime import CAPI, CU13, lib, ort_tree
 from tests.support.sitebuilder import add_to_record
 
-CU13 = "nvidia/cu13/lib"
-CAPI = "onnxruntime/capi"
-# onnxruntime-gpu 1.31.1's Requires-Dist (its METADATA), the extras that bring CUDA wheels
-ORT_REQUIRES = (
-    "flatbuffers", "numpy>=1.21.6", "packaging", "protobuf>=4.25.8", 'sympy; extra == "symbolic"',
-    'ml_dtypes; extra == "quantization"', 'nvidia-cuda-nvrtc~=13.0; extra == "cuda"',
-    'nvidia-cuda-runtime~=13.0; extra == "cuda"', 'nvidia-cufft~=12.0; extra == "cuda"',
-    'nvidia-curand~=10.0; extra == "cuda"', 'nvidia-cudnn-cu13~=9.0; extra == "cudnn"',
-)
-ORT_INIT = "def preload_dlls(cuda=True, cudnn=True, msvc=True, directory=None):\n    pass\n"  # the name is what is read
 LOADER = "/lib64/ld-linux-x86-64.so.2"
-
-
-def lib(gcc: str, path: Path, *flags: str) -> Path:
-    return build_so(gcc, path, f"int {path.name.split('.')[0]}_entry(void) {{ return 0; }}\n",
-                    f"-Wl,-soname,{path.name}", *flags)
-
-
-ORT = sb.Dist("onnxruntime-gpu", "1.31.1", ORT_REQUIRES, ("symbolic", "quantization", "cuda", "cudnn"),
-              files={"onnxruntime/__init__.py": ORT_INIT})
-
-
-def ort_tree(tmp_path: Path, gcc: str, *, omit: tuple[str, ...] = (), ort: sb.Dist = ORT,
-             extra: tuple[sb.Dist, ...] = ()) -> Path:
-    """torch 2.14.1 (its global deps need libcudart and libcublas through DT_RPATH) and onnxruntime-gpu's layout."""
-    site = sb.torch_2_14_1(tmp_path / "site", omit=omit, extra=[ort, *extra])
-    built = {}
-    for name, dist in (("libcudart.so.13", "nvidia_cuda_runtime"), ("libcublas.so.13", "nvidia_cublas"),
-                       ("libcurand.so.10", "nvidia_curand")):
-        target = lib(gcc, (site if dist.replace("_", "-") not in omit else tmp_path / "gone") / CU13 / name)
-        built[name] = target
-        if dist.replace("_", "-") not in omit:
-            add_to_record(site, dist, [target])
-    links = [f"-L{built['libcudart.so.13'].parent}", f"-L{built['libcurand.so.10'].parent}", "-Wl,--no-as-needed"]
-    deps = build_so(gcc, site / "torch/lib/libtorch_global_deps.so", "int deps(void) { return 0; }\n", *links[:1],
-                    "-Wl,--no-as-needed", "-l:libcudart.so.13", "-l:libcublas.so.13",
-                    "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib")
-    add_to_record(site, "torch", [deps])
-    trt = tmp_path / "tensorrt"
-    lib(gcc, trt / "libnvinfer.so.10")
-    lib(gcc, trt / "libcudnn.so.9")
-    provider = build_so(gcc, site / CAPI / "libonnxruntime_providers_cuda.so", "int ep(void) { return 0; }\n",
-                        *links, "-l:libcudart.so.13", "-l:libcublas.so.13", "-l:libcurand.so.10")
-    tensorrt = build_so(gcc, site / CAPI / "libonnxruntime_providers_tensorrt.so", "int trt(void) { return 0; }\n",
-                        *links, f"-L{trt}", "-l:libcudart.so.13", "-l:libnvinfer.so.10", "-l:libcudnn.so.9")
-    add_to_record(site, "onnxruntime_gpu", [provider, tensorrt])
-    return site
 
 
 def findings(site: Path) -> dict[str, Finding]:
@@ -125,18 +80,6 @@ def test_an_optional_plugin_is_a_note(tmp_path: Path, gcc: str) -> None:
     assert cudnn.outcome is Outcome.SKIP
     assert cudnn.message.startswith("libcudnn.so.9 is needed only by libonnxruntime_providers_tensorrt.so, an optional")
     assert found["linkage[onnxruntime-gpu>libcudart.so.13]"].outcome is Outcome.PASS  # the CUDA provider needs it too
-
-
-def test_a_distribution_whose_elf_files_need_cuda_is_a_root_and_a_companion_is_not(tmp_path: Path, gcc: str) -> None:
-    plain = sb.Dist("onnxruntime-gpu", "1.31.1", ("numpy",))  # its binaries need CUDA; its metadata says nothing
-    site = ort_tree(tmp_path, gcc, ort=plain, extra=(sb.Dist("companion", "1.0", ("torch",)),))
-    libc10 = lib(gcc, site / "torch/lib/libc10.so")
-    ext = build_so(gcc, site / "companion/_C.so", "int c(void) { return 0; }\n", f"-L{libc10.parent}",
-                   f"-L{site / CU13}", "-Wl,--no-as-needed", "-l:libc10.so", "-l:libcudart.so.13")
-    add_to_record(site, "companion", [ext])
-    roots = [root.key for root in take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)).roots]
-    assert roots == ["torch", "onnxruntime-gpu"]  # the companion runs in torch's process; companions.py checks it
-    assert [r.key for r in take_snapshot(Settings(paths=(str(site),)), with_linkage=False).roots] == ["torch"]
 
 
 def test_roots_that_need_two_majors_or_pins_nobody_satisfies_conflict(tmp_path: Path, gcc: str) -> None:

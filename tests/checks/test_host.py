@@ -1,11 +1,12 @@
-"""host: fake /proc and /dev trees (real character devices, a FIFO, a real tmpfs) and every host[...] finding."""
+"""Every host[...] finding, on fake /proc and /dev trees (real character devices, a real tmpfs).
+
+How the trees are read is tests/engine/test_host.py's.
+"""
 
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,19 +26,12 @@ from pytest_cudadeps.checks.host import (
     shm_finding,
     visible_devices_finding,
 )
-from pytest_cudadeps.engine import host
 from pytest_cudadeps.engine.distributions import read_version_module
-from pytest_cudadeps.engine.host import HostFacts, parse_kernel_module_version, read_host, read_small_file
-from pytest_cudadeps.engine.installers import torch_index_install_command
+from pytest_cudadeps.engine.host import HostFacts, read_host
 from pytest_cudadeps.probes.driver import Gpu
 from tests.support import venvs
+from tests.support.host_tree import PROPRIETARY, make_root
 
-# Real /proc/driver/nvidia/version texts from public threads (versions kept as reported).
-PROPRIETARY = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.90.07  Fri May 31 09:35:42 UTC 2024\n"
-               "GCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04)\n")  # oddmario/NVIDIA-Ubuntu-Driver-Guide#4
-OPEN = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  565.57.01  Release Build  "
-        "(dvs-builder@U16-A24-9-2)  Thu Oct 10 12:15:00 UTC 2024\n"
-        "GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)\n")  # nix-community/nixGL#186
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "off")
 H100_1 = Gpu(1, "NVIDIA H100 80GB HBM3", (9, 0), 80 << 30, "off")
 GEFORCE = Gpu(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, "n/a")
@@ -45,97 +39,8 @@ A100_MIG = Gpu(0, "NVIDIA A100-SXM4-80GB", (8, 0), 80 << 30, "on")
 RTX_PRO = Gpu(0, "NVIDIA RTX PRO 6000 Blackwell Workstation Edition", (12, 0), 96 << 30, "n/a")
 
 
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("real character devices need root (os.mknod)")
-
-
-def make_root(
-    tmp_path: Path, version: str | None = OPEN.replace("565.57.01", "580.65.06"), *,
-    char: tuple[str, ...] = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0"), caps: bool = False,
-) -> Path:
-    """A fake host root: /proc/driver/nvidia/version and /dev with real character devices (major 195)."""
-    root = tmp_path / "root"
-    (root / "dev" / "shm").mkdir(parents=True)
-    if version is not None:
-        (root / "proc" / "driver" / "nvidia").mkdir(parents=True)
-        (root / "proc" / "driver" / "nvidia" / "version").write_text(version)
-    if char:
-        needs_root()
-    for minor, name in enumerate(char):
-        os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(195, minor))
-    if caps:
-        (root / "dev" / "nvidia-caps").mkdir()
-        os.mknod(root / "dev" / "nvidia-caps" / "nvidia-cap1", stat.S_IFCHR | 0o400, os.makedev(236, 1))
-    return root
-
-
 def facts_with(root: Path, **env: str) -> HostFacts:
     return read_host(root, env)
-
-
-# --- reading ------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "version"), [
-    (PROPRIETARY, "550.90.07"),
-    (OPEN, "565.57.01"),
-    ("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.65.06  Release Build  (x@y)  Sun Jul 27\n",
-     "580.65.06"),
-    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  555.58  Release Build  (portage@localhost)\n", "555.58"),
-    ("GCC version:  gcc version 12.2.0 (GCC)\n", None),
-    ("NVRM version: something else entirely\n", None),
-])
-def test_both_kernel_module_formats_are_parsed(text: str, version: str | None) -> None:
-    assert parse_kernel_module_version(text) == version
-
-
-def test_read_host_on_a_fake_tree(tmp_path: Path) -> None:
-    root = make_root(tmp_path, PROPRIETARY, char=("nvidiactl", "nvidia-uvm", "nvidia2", "nvidia10", "nvidia1"),
-                     caps=True)
-    (root / "dev" / "nvidia-uvm-tools").write_text("")  # a regular file where a device belongs
-    facts = read_host(root, {"CUDA_VISIBLE_DEVICES": "1", "NVIDIA_VISIBLE_DEVICES": "all", "LD_LIBRARY_PATH": "/x"})
-    assert facts.kernel_module == "550.90.07"
-    assert facts.kernel_module_text == PROPRIETARY.splitlines()[0]
-    assert [(Path(n.path).name, n.kind) for n in facts.nodes] == [
-        ("nvidiactl", "char"), ("nvidia-uvm", "char"), ("nvidia-uvm-tools", "regular file")]
-    assert [Path(n.path).name for n in facts.gpu_nodes] == ["nvidia1", "nvidia2", "nvidia10"]  # numeric order
-    assert facts.mig_caps == ("nvidia-cap1",)
-    assert (facts.cuda_visible_devices, facts.nvidia_visible_devices, facts.ld_library_path) == ("1", "all", "/x")
-    bare = read_host(make_root(tmp_path / "bare", None, char=()), {})
-    assert bare.kernel_module is None
-    assert bare.mig_caps is None
-    assert bare.cuda_visible_devices is None
-    assert bare.kernel_module_text == f"{tmp_path / 'bare' / 'root'}/proc/driver/nvidia/version: not found"
-    assert [n.kind for n in bare.nodes] == ["missing"] * 3
-    assert bare.gpu_nodes == ()
-
-
-def test_a_fifo_in_place_of_the_version_file_does_not_hang(tmp_path: Path) -> None:
-    root = make_root(tmp_path, None, char=())
-    (root / "proc" / "driver" / "nvidia").mkdir(parents=True)
-    os.mkfifo(root / "proc" / "driver" / "nvidia" / "version")  # no writer: a blocking open would wait forever
-    code = ("import sys; from pathlib import Path; from pytest_cudadeps.engine.host import read_host; "
-            "f = read_host(Path(sys.argv[1]), {}); print(f.kernel_module, '|', f.kernel_module_text)")
-    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=20,
-                         check=True)
-    assert out.stdout.strip() == f"None | {root}/proc/driver/nvidia/version: not a regular file"
-
-
-def test_small_file_reads_are_capped_and_refuse_what_is_not_a_regular_file(tmp_path: Path) -> None:
-    big = tmp_path / "big"
-    big.write_bytes(b"x" * (host.READ_CAP + 1))
-    assert read_small_file(big) == (None, f"larger than {host.READ_CAP} bytes")
-    exact = tmp_path / "exact"
-    exact.write_bytes(b"y" * host.READ_CAP)
-    assert read_small_file(exact) == ("y" * host.READ_CAP, "")
-    assert read_small_file(tmp_path) == (None, "not a regular file")
-    assert read_small_file(tmp_path / "absent") == (None, "not found")
-    # the real /proc: size 0 in stat, content on read
-    text, why = read_small_file(Path("/proc/self/status"))
-    assert why == ""
-    assert text is not None
-    assert text.startswith("Name:")
 
 
 # --- host[kernel-module] -------------------------------------------------------------------------------------------
@@ -407,12 +312,6 @@ def test_the_index_follows_the_driver_and_the_build(tmp_path: Path) -> None:
     assert cpu_build_finding("2.14.1", "pip", (H100,), (13, 0)).outcome is Outcome.PASS
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None).outcome is Outcome.SKIP
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None, require_gpu=True).outcome is Outcome.FAIL
-
-
-def test_install_command_quotes_what_comes_from_files() -> None:
-    assert torch_index_install_command("pip", "2.13.0; rm -rf ~", (13, 0)) == (
-        "pip install --force-reinstall 'torch==2.13.0; rm -rf ~' --index-url https://download.pytorch.org/whl/cu130")
-    assert torch_index_install_command("pipenv", "2.13.0", (12, 8)).startswith("pipenv run pip install --force-reinstall")
 
 
 @pytest.mark.integration

@@ -1,9 +1,5 @@
-"""Libraries opened by name at run time, on trees whose cuDNN is built with gcc and really dlopens.
-
-The fake ``libcudnn.so.9`` (DT_RPATH ``$ORIGIN``, as the wheel's) exports ``open_lazy``, which
-dlopens a list of names in order the way cuDNN does and returns the file the loader mapped, so
-a child process can check the static prediction against glibc itself.
-"""
+"""The lazy[...] items: libraries opened by name at run time, on trees whose cuDNN is built with gcc and really
+dlopens (tests/support/cudnn.py), so that a child process can check the static prediction against glibc itself."""
 
 from __future__ import annotations
 
@@ -17,35 +13,11 @@ import pytest
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.checks.lazy import lazy_findings
 from pytest_cudadeps.core.settings import Settings
-from pytest_cudadeps.engine import lazy
-from pytest_cudadeps.engine.distributions import Environment
-from pytest_cudadeps.engine.ldso import LoaderModel
-from pytest_cudadeps.engine.linkage import Linkage
 from pytest_cudadeps.engine.snapshot import take_snapshot
-from pytest_cudadeps.plan import plan_checks
-from pytest_cudadeps.probes.children import lazy_load_targets
-from pytest_cudadeps.tables.lazy_libraries import LAZY
 from tests.support import sitebuilder as sb
 from tests.support.build import build_so
-from tests.support.sitebuilder import add_to_record
+from tests.support.cudnn import CUDNN, cudnn_tree
 
-CUDNN = "nvidia/cudnn/lib"
-OPENER = """\
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <link.h>
-#include <string.h>
-static char found[4096];
-const char *open_lazy(const char *names) {  /* "a;b;c": the first that loads, as cuDNN tries its names */
-    char copy[4096]; strncpy(copy, names, sizeof copy - 1); copy[sizeof copy - 1] = 0;
-    for (char *name = strtok(copy, ";"); name; name = strtok(NULL, ";")) {
-        void *handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-        struct link_map *map;
-        if (handle && dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0) { strncpy(found, map->l_name, sizeof found - 1); return found; }
-    }
-    return "";
-}
-"""
 CHILD = """\
 import ctypes, sys
 ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
@@ -53,21 +25,6 @@ cudnn = ctypes.CDLL("libcudnn.so.9")  # mapped already, through the RPATH of the
 cudnn.open_lazy.restype = ctypes.c_char_p
 print(cudnn.open_lazy(sys.argv[2].encode()).decode())
 """
-
-
-def cudnn_tree(tmp_path: Path, gcc: str, *, parts: tuple[str, ...] = ("graph", "ops", "cnn", "adv", "ext")) -> Path:
-    site = sb.torch_2_14_1(tmp_path / "site")
-    lib = site / CUDNN
-    cudnn = build_so(gcc, lib / "libcudnn.so.9", OPENER, "-Wl,-soname,libcudnn.so.9",
-                     "-Wl,--disable-new-dtags,-rpath,$ORIGIN", "-ldl")
-    subs = [build_so(gcc, lib / f"libcudnn_{part}.so.9", f"int {part}_entry(void) {{ return 0; }}\n",
-                     f"-Wl,-soname,libcudnn_{part}.so.9", "-Wl,--enable-new-dtags,-rpath,$ORIGIN") for part in parts]
-    add_to_record(site, "nvidia_cudnn_cu13", [cudnn, *subs])
-    deps = build_so(gcc, site / "torch" / "lib" / "libtorch_global_deps.so", "int deps(void) { return 0; }\n",
-                    "-Wl,--no-as-needed", f"-L{lib}", "-l:libcudnn.so.9",
-                    "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../../nvidia/cudnn/lib")
-    add_to_record(site, "torch", [deps])
-    return site
 
 
 def findings(site: Path) -> dict[str, Finding]:
@@ -131,26 +88,6 @@ def test_a_full_version_name_on_ld_library_path_wins_over_the_wheel(
     assert cnn.fix == f"remove {system} from LD_LIBRARY_PATH"
 
 
-def test_load_targets_carry_the_prediction_and_the_fix(tmp_path: Path, gcc: str) -> None:
-    site = cudnn_tree(tmp_path, gcc)
-    (site / CUDNN / "libcudnn_cnn.so.9").unlink()
-    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True))
-    assert snapshot.torch is not None
-    targets = {name: (path, fix) for name, path, fix in lazy_load_targets(snapshot, snapshot.torch)}
-    assert targets["libcudnn_ops.so.9"] == (site / CUDNN / "libcudnn_ops.so.9",
-                                           "pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'")
-    assert targets["libcudnn_cnn.so.9"][0] is None
-
-
-def test_names_follow_the_openers_version() -> None:
-    builtins = next(entry for entry in LAZY if entry.tries == ("libnvrtc-builtins.so.{v0}.{v1}",))
-    assert builtins.names("13.0.88", "13.0") == ("libnvrtc-builtins.so.13.0",)
-    assert builtins.names("12.6.77", "12.6") == ("libnvrtc-builtins.so.12.6",)
-    assert builtins.names(None, "13.0") == ()  # an opener of no wheel: its version is unknown
-    cnn = next(entry for entry in LAZY if entry.tries[-1] == "libcudnn_cnn.so")
-    assert cnn.names(None, None) == ("libcudnn_cnn.so",)
-
-
 def test_no_items_without_the_opener(tmp_path: Path) -> None:
     assert findings(sb.torch_2_14_1(tmp_path / "site")) == {}
 
@@ -161,21 +98,3 @@ def test_a_library_its_wheel_does_not_ship_is_not_checked(tmp_path: Path, gcc: s
     found = findings(site)
     assert "lazy[torch>libcudnn.so.9>libcudnn_ext.so.9]" not in found
     assert found[CNN].outcome is Outcome.PASS
-
-
-def test_the_lazy_resolutions_are_worked_out_once_per_run(tmp_path: Path, gcc: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The static lazy[...] items and the load probe's steps ask the same question: one answer per run and root."""
-    site = cudnn_tree(tmp_path, gcc)
-    models: list[Linkage] = []
-    real = lazy._model
-
-    def counted(env: Environment, linkage: Linkage, use_cache: bool) -> LoaderModel:
-        models.append(linkage)
-        return real(env, linkage, use_cache)
-
-    monkeypatch.setattr(lazy, "_model", counted)
-    items = plan_checks(Settings(paths=(str(site),), no_ld_cache=True)).items  # probes on: load steps planned too
-    assert "load[libcudnn_cnn.so.9]" in items
-    assert any(name.startswith("lazy[") for name in items)
-    assert len(models) == 1

@@ -1,9 +1,9 @@
 """The security findings on a small tree with gcc-built libraries, real folders, modes and owners.
 
-The tree is torch 2.14.1 whose ``torch/lib/libtorch_cuda.so`` needs ``libcudart.so.13`` through
-DT_RUNPATH ``$ORIGIN/../../nvidia/cu13/lib``, where nvidia-cuda-runtime's copy lies.  Each test
-breaks one thing (an environment variable, a mode, an owner, a DT_RPATH entry) and reads the four
-``security[...]`` findings of a real snapshot.  Owners other than root need root (os.chown).
+The tree is tests/support/cudart_tree.py's: torch 2.14.1 whose ``torch/lib/libtorch_cuda.so`` needs
+``libcudart.so.13`` through DT_RUNPATH ``$ORIGIN/../../nvidia/cu13/lib``.  Each test breaks one thing
+(an environment variable, a mode, an owner, a DT_RPATH entry) and reads the four ``security[...]``
+findings of a real snapshot.  Owners other than root need root (os.chown).
 """
 
 from __future__ import annotations
@@ -13,37 +13,18 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.checks.security import security_findings
-from pytest_cudadeps.checks.static import static_findings
 from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.snapshot import take_snapshot
 from tests.support import sitebuilder as sb
-from tests.support.build import build_so
+from tests.support.cudart_tree import CUDART, ITEMS, tree
 
 NOBODY = 65534
-CUDART = "nvidia/cu13/lib/libcudart.so.13"
-ITEMS = ["security[ld-library-path]", "security[ld-preload]", "security[rpath]", "security[writable-folders]"]
-ORIGIN_RUNPATH = "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib"
-
-
-def tree(root: Path, gcc: str, *link: str, listed: bool = True) -> Path:
-    """site-packages with torch and nvidia-cuda-runtime; libtorch_cuda.so linked with ``link`` (its -rpath),
-    listed in torch's RECORD (as its wheel ships it) unless ``listed`` is False."""
-    site = root / "site"
-    torch = sb.torch_dist("2.14.1", "13.0", requires=("nvidia-cuda-runtime",))
-    if listed:
-        torch = replace(torch, files={**torch.files, "torch/lib/libtorch_cuda.so": ""})  # in its RECORD, built below
-    sb.build(site, [torch, sb.Dist("nvidia-cuda-runtime", "13.0.96", files={CUDART: ""})])
-    cudart = build_so(gcc, site / CUDART, "int cudart(void) { return 1; }\n", "-Wl,-soname,libcudart.so.13")
-    build_so(gcc, site / "torch" / "lib" / "libtorch_cuda.so", "int cudart(void);\nint f(void) { return cudart(); }\n",
-             "-Wl,--no-as-needed", f"-L{cudart.parent}", "-l:libcudart.so.13", *(link or (ORIGIN_RUNPATH,)))
-    return site
 
 
 def security(site: Path, monkeypatch: pytest.MonkeyPatch, *, ld_library_path: str = "",
@@ -85,12 +66,6 @@ def test_a_clean_tree_passes_all_four(site: Path, monkeypatch: pytest.MonkeyPatc
     assert found["security[rpath]"].message == ("the DT_RPATH and DT_RUNPATH entries of the 2 objects read are "
                                                 "absolute or $ORIGIN-based")
     assert found["security[writable-folders]"].message.startswith("none of the ")
-
-
-def test_the_items_are_part_of_the_static_findings(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(site.parent)
-    names = [f.name for f in static_findings(take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)))]
-    assert [name for name in names if name.startswith("security[")] == ITEMS
 
 
 def test_without_any_root_the_environment_is_still_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, dynamic_symbols, program_interpreter, read_elf, read_header
+from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, dynamic_symbols, needed_names, program_interpreter, read_elf, read_header
 from tests.support.build import build_so
+from tests.support.companions import USES_CURRENT, companion, site_with
 from tests.support.elf import info, problem
 
 FOO_SOURCE = """
@@ -331,3 +332,13 @@ def test_program_interpreter_of_a_library_without_one_or_a_non_elf_file(tmp_path
     truncated = _executable_with_interp(tmp_path / "cut", b"/lib/ld.so", elf_class=64, little=True, machine=62)
     truncated.write_bytes(truncated.read_bytes()[:70])  # the program headers are cut off
     assert program_interpreter(truncated) is None
+
+
+def test_needed_names_agrees_with_pyelftools(tmp_path: Path, gxx: str) -> None:
+    site = site_with(tmp_path, gxx, (companion("myext", "1.0"), USES_CURRENT, ()))
+    ext = site / "myext" / "_C.so"
+    info = read_elf(ext)
+    assert isinstance(info, ElfInfo)
+    assert needed_names(ext) == info.needed
+    assert "libc10.so" in needed_names(ext)
+    assert needed_names(tmp_path / "site" / "torch" / "version.py") == ()

@@ -1,4 +1,4 @@
-"""A time-boxed fuzz of the ELF readers over mutated real ELF files (worker: tests/elf_fuzz.py).
+"""A time-boxed fuzz of the ELF readers over mutated real ELF files (worker: tests/support/elf_fuzz.py).
 
 Seeds: two gcc-built libraries (one with symbol versions, DT_NEEDED, DT_RUNPATH and a
 ``.nv_fatbin`` section of two containers; one built with ``-nostdlib``) and a few libraries of

@@ -1,3 +1,9 @@
+"""The driver probe: a gcc-built fake libcuda.so.1 and libnvidia-ml.so.1 through the real ctypes and nvidia-ml-py
+code in a child (a crash or a hang there is an answer); the wheel's real libcudart in the integration tier.
+
+How the driver[...] items word the answers is tests/checks/test_driver.py's.
+"""
+
 from __future__ import annotations
 
 import ctypes.util
@@ -7,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.checks.driver import gpus_or_reason, libcuda_finding, nvml_finding, runtime_compat_finding
-from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.checks.driver import libcuda_finding, nvml_finding, runtime_compat_finding
+from pytest_cudadeps.checks.findings import Outcome
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, LibcudaAnswer
-from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
-from pytest_cudadeps.tables.drivers import minimum_driver, torch_build_for
 from tests.support import venvs
-from tests.support.fakes import fake_driver, misbehaving
-
-TWO_GPUS = (("NVIDIA RTX PRO 6000 Blackwell", 12, 0, 96, 1), ("NVIDIA H100 80GB HBM3", 9, 0, 80, 2))
+from tests.support.fakes import TWO_GPUS, fake_driver, misbehaving, probe
 
 
 @pytest.fixture
@@ -26,10 +28,6 @@ def driver_550(gcc: str, tmp_path: Path) -> Path:
 @pytest.fixture
 def driver_580(gcc: str, tmp_path: Path) -> Path:
     return fake_driver(gcc, tmp_path / "580", driver="580.65.06", cuda=13000, gpus=TWO_GPUS)
-
-
-def probe(folder: Path | str, cudart: Path | None = None, timeout: float = 30) -> DriverInfo:
-    return probe_driver(timeout=timeout, cudart=cudart, env={"LD_LIBRARY_PATH": str(folder)})
 
 
 def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> None:
@@ -60,45 +58,6 @@ def test_fake_driver_through_real_ctypes_and_nvidia_ml_py(driver_580: Path) -> N
     assert runtime_compat_finding(info, "13.0", "torch/version.py").outcome is Outcome.PASS
 
 
-def test_driver_550_is_too_old_for_the_cuda_13_runtime(driver_550: Path) -> None:
-    finding = runtime_compat_finding(probe(driver_550), "13.0", "torch/version.py")
-    assert finding.outcome is Outcome.FAIL
-    assert finding.message == (
-        "NVIDIA driver 550.54.14 (CUDA 12.4) is too old for the CUDA 13.0 runtime in the wheels "
-        "(torch/version.py (cuda = '13.0')): CUDA 13.x needs driver >= 580 (CUDA 13.0 GA: 580.65.06)")
-    assert finding.fix == ("upgrade the NVIDIA driver to 580.65.06 or newer, or install the torch build for CUDA "
-                           "12.4: pip install torch --index-url https://download.pytorch.org/whl/cu124")
-    # the same driver runs a CUDA 12.4 build, and a 12.8 one through minor-version compatibility
-    assert runtime_compat_finding(probe(driver_550), "12.4", "v.py").outcome is Outcome.PASS
-    minor = runtime_compat_finding(probe(driver_550), "12.8", "v.py")
-    assert minor.outcome is Outcome.PASS
-    assert "minor-version compatibility" in minor.message
-
-
-def test_no_driver_skips_with_the_reason_or_fails_when_a_gpu_is_required(tmp_path: Path) -> None:
-    info = probe(tmp_path)  # an empty folder: this host has no driver at all
-    for require_gpu, outcome in ((False, Outcome.SKIP), (True, Outcome.FAIL)):
-        lib = libcuda_finding(info, require_gpu=require_gpu)
-        nvml = nvml_finding(info, require_gpu=require_gpu)
-        compat = runtime_compat_finding(info, "13.0", "torch/version.py", require_gpu=require_gpu)
-        gpus = gpus_or_reason(info, "arch", "torch", require_gpu=require_gpu)
-        assert isinstance(gpus, Finding)
-        assert [f.outcome for f in (lib, nvml, compat, gpus)] == [outcome] * 4
-    assert libcuda_finding(info).message == (
-        "libcuda.so.1 not found (libcuda.so.1: cannot open shared object file: No such file or directory)")
-    assert nvml_finding(info).message.startswith("NVML library not found")
-    assert "--cuda-deps-require-gpu" in nvml_finding(info, require_gpu=True).message
-
-
-def test_cuinit_errors(gcc: str, tmp_path: Path) -> None:
-    no_device = probe(fake_driver(gcc, tmp_path / "a", cu_init=100, gpus=()))
-    assert libcuda_finding(no_device).outcome is Outcome.SKIP
-    assert nvml_finding(no_device).message == "NVIDIA driver 580.65.06 sees no GPU"
-    mismatch = libcuda_finding(probe(fake_driver(gcc, tmp_path / "b", cu_init=803)))
-    assert mismatch.outcome is Outcome.FAIL
-    assert "cuInit(0) returned 803 (CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)" in mismatch.message
-
-
 def test_a_crashing_libcuda_is_a_failure_and_nvml_is_still_asked(gcc: str, tmp_path: Path, driver_580: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -120,15 +79,6 @@ def test_a_hanging_nvml_is_reported_within_the_timeout(gcc: str, tmp_path: Path,
     info = probe(hung, timeout=2)
     assert libcuda_finding(info).outcome is Outcome.PASS
     assert nvml_finding(info).message == "initialising NVML (libnvidia-ml.so.1) hung: no answer within 2 s (killed)"
-
-
-def test_driver_table() -> None:
-    assert minimum_driver((13, 0)) == ("580", "580.65.06")
-    assert minimum_driver((13, 2)) == ("580", "595.45.04")
-    assert minimum_driver((12, 5)) == ("525", "550.54.14")
-    assert minimum_driver((11, 8)) == ("450", None)
-    assert torch_build_for((12, 7)) == (12, 6)
-    assert torch_build_for((11, 0)) is None
 
 
 @pytest.mark.integration

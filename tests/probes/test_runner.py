@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import pytest_cudadeps
-from pytest_cudadeps.probes.runner import PACKAGE_VARIABLE, PATHS_VARIABLE, child_environment, run_probe
+from pytest_cudadeps.probes.child.protocol import NvmlAnswer
+from pytest_cudadeps.probes.runner import PACKAGE_VARIABLE, PATHS_VARIABLE, Blame, child_environment, decoded, run_probe
 from tests.support.bounds import WATCHDOG_SECONDS
 from tests.support.fakes import misbehaving
 
@@ -154,3 +155,13 @@ def test_lines_without_this_runs_token_are_not_the_childs(tmp_path: Path) -> Non
     assert run.current == "forger"
     assert not run.finished
     assert run.trouble() == "ended the process early with exit status 0 (an exit() in library code?)"
+
+
+def test_a_garbled_step_is_blamed_not_raised() -> None:
+    results: dict[str, dict[str, object]] = {"nvml": {"driver": 580}}  # a number where a version string belongs
+    blame = decoded(NvmlAnswer, "nvml", results, {})
+    assert isinstance(blame, Blame)
+    assert blame.trouble.startswith("answered garbled data (NvmlAnswer.driver: 580 is none of")
+    assert decoded(NvmlAnswer, "libcuda", results, {}) == Blame("ended without answering this step", ())
+    earlier = Blame("crashed: killed by signal 11 (SIGSEGV)", ("Segmentation fault",))
+    assert decoded(NvmlAnswer, "nvml", results, {"nvml": earlier}) is earlier

@@ -1,6 +1,6 @@
 """The ELF fuzz worker: mutate seed files deterministically and read each mutant with every ELF reader.
 
-Run by tests/test_elf_fuzz.py as ``python -m tests.support.elf_fuzz BUDGET WORKDIR SEED...`` in a child
+Run by tests/engine/test_elf_fuzz.py as ``python -m tests.support.elf_fuzz BUDGET WORKDIR SEED...`` in a child
 with RLIMIT_AS at 1 GiB.  Case ``i`` of seed ``S`` is always the same mutant (``random.Random("S:i")``);
 the seeds take turns, and the worker stops when BUDGET seconds are spent, so a slower machine runs
 a shorter prefix of the same sequence.  One JSON line per case on stdout, a ``start`` line before

@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
 from tests.support.build import build_so
 
 CONSTRUCTORS = {
@@ -85,6 +86,8 @@ int nvmlDeviceGetMigMode(void *h, unsigned *cur, unsigned *pending) {
 """
 
 GIB = 1 << 30
+# Two GPUs as fake_driver takes them: one with MIG on and 4 NVLinks, one whose MIG mode is not supported.
+TWO_GPUS = (("NVIDIA RTX PRO 6000 Blackwell", 12, 0, 96, 1), ("NVIDIA H100 80GB HBM3", 9, 0, 80, 2))
 
 
 def fake_driver(
@@ -125,3 +128,8 @@ def fake_host(root: Path, *, driver: str = "580.65.06", gpus: int = 1) -> Path:
     for minor, name in enumerate(nodes):
         os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(195, minor))
     return root
+
+
+def probe(folder: Path | str, cudart: Path | None = None, timeout: float = 30) -> DriverInfo:
+    """The real driver probe (ctypes and nvidia-ml-py in a child) with ``folder``, a fake driver's, as LD_LIBRARY_PATH."""
+    return probe_driver(timeout=timeout, cudart=cudart, env={"LD_LIBRARY_PATH": str(folder)})

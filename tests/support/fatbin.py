@@ -31,3 +31,12 @@ def elf_with_fatbin(gcc: str, target: Path, data: bytes) -> Path:
     source = (f'__attribute__((section(".nv_fatbin"), used, aligned(8))) '
               f"const unsigned char fatbin[{len(data)}] = {{{array}}};\nint f(void) {{ return 0; }}\n")
     return build_so(gcc, target, source)
+
+
+def two_units(gcc: str, target: Path) -> Path:
+    """A library of two compilation units: the first has sm_80 and sm_90 cubins (one with a 112-byte header) and
+    compute_90 PTX; the second only an sm_80 cubin and compute_90 PTX."""
+    data = container(entry(CUBIN, 80, b"\x01" * 13), entry(CUBIN, 90, b"\x02" * 8, header_size=112),
+                     entry(PTX, 90, b".version 8.0\n"))
+    data += container(entry(CUBIN, 80, b"\x03" * 5), entry(PTX, 90, b".target sm_90\n"))
+    return elf_with_fatbin(gcc, target, data)

@@ -31,7 +31,7 @@ def cuda_site(pytester: pytest.Pytester, *, omit: Iterable[str] = (), extra: Ite
 
 def inner(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     # the outer run imported pytest_cudadeps already, so the inner one cannot rewrite its asserts
-    # the runtime probes are tested in test_runtime.py; these trees hold no loadable libraries
+    # the runtime probes are tested in face/test_probe_items.py; these trees hold no loadable libraries
     return pytester.runpytest_inprocess("-W", "ignore::pytest.PytestAssertRewriteWarning", "--cuda-deps-no-probes", *args)
 
 

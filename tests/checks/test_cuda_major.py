@@ -1,0 +1,48 @@
+"""The cuda-major[torch] item: torch is a CUDA build, and no wheel of another CUDA major sits beside it (trees of
+real METADATA, through the declared-dependency check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_cudadeps.checks.findings import Outcome
+from tests.support import sitebuilder as sb
+from tests.support.declared import failures, run
+
+
+def test_cu12_wheels_beside_a_cu13_torch(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site", extra=[sb.Dist("nvidia-nccl-cu12", "2.26.2")])
+    found = run(site)
+    assert set(failures(found)) == {"cuda-major[torch]"}
+    major = found["cuda-major[torch]"]
+    assert major.message == ("torch 2.14.1 is a CUDA 13.0 build, but CUDA 12 wheels are installed beside it: "
+                             "nvidia-nccl-cu12 2.26.2 (CUDA 12)")
+    assert major.details[0].startswith(f"read from {site / 'torch' / 'version.py'}")
+    assert major.fix.startswith("pip uninstall -y nvidia-nccl-cu12, then reinstall torch")
+
+
+def test_a_cu13_runtime_beside_a_cu12_torch(tmp_path: Path) -> None:
+    site = sb.torch_cu12(tmp_path / "site", "2.7.1-x86_64")
+    sb.write_dist(site, sb.Dist("nvidia-cuda-runtime", "13.0.96"))
+    major = run(site)["cuda-major[torch]"]
+    assert major.outcome is Outcome.FAIL
+    assert major.message.startswith("torch 2.7.1 is a CUDA 12.6 build, but CUDA 13 wheels are installed beside it: "
+                                    "nvidia-cuda-runtime 13.0.96 (CUDA 13)")
+
+
+def test_cpu_torch_is_a_skip(tmp_path: Path) -> None:
+    site = sb.torch_cpu(tmp_path / "site")
+    found = run(site)
+    cpu = found["cuda-major[torch]"]
+    assert cpu.outcome is Outcome.SKIP
+    assert "torch 2.13.0+cpu is a CPU-only build" in cpu.message
+    assert failures(found) == {}
+
+
+def test_torch_without_version_py_fails_the_build_check(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site")
+    (site / "torch" / "version.py").unlink()
+    major = run(site)["cuda-major[torch]"]
+    assert major.outcome is Outcome.FAIL
+    version_py = site / "torch" / "version.py"
+    assert major.message == f"cannot tell which CUDA torch 2.14.1 was built for: {version_py} is missing"

@@ -1,0 +1,20 @@
+"""A finding, the value every check returns: what it carries is safe to show (control characters escaped)."""
+
+from __future__ import annotations
+
+from pytest_cudadeps.checks.findings import failed, skipped
+from pytest_cudadeps.engine.installers import install_command
+
+
+def test_a_finding_never_carries_a_raw_control_character() -> None:
+    finding = failed("requires", "torch>x\x1b", "x is not installed (torch was installed by \x1b]0;pwned\x07)",
+                     "installed: \x00nothing", fix=install_command("\x1b[2J", "x"), summary="a\x1bb")
+    text = finding.text()
+    assert "\x1b" not in text
+    assert "\x00" not in text
+    assert "\x07" not in text
+    assert "torch was installed by \\x1b]0;pwned\\x07" in text
+    assert finding.subject == "torch>x\\x1b"
+    assert dict(finding.facts)["summary"] == "a\\x1bb"
+    assert skipped("c", "s", "why \x1b").message == "why \\x1b"
+    assert failed("c", "s", "two\nlines").text() == "two\nlines"

@@ -1,0 +1,338 @@
+"""The declared-dependency check (declared_findings) on site-packages trees built from real METADATA (no pytest plugin)."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.checks.findings import Finding, Outcome
+from pytest_cudadeps.engine.distributions import Environment, scan
+from pytest_cudadeps.engine.requirements import closure
+from tests.support import sitebuilder as sb
+from tests.support.declared import failures, requires_subjects, run
+
+RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
+
+
+# --- closure through extras ------------------------------------------------------------------
+
+
+def test_intact_torch_2_14_1_passes_and_reaches_every_wheel_through_cuda_toolkit_extras(tmp_path: Path) -> None:
+    found = run(sb.torch_2_14_1(tmp_path / "site"))
+    assert failures(found) == {}
+    subjects = requires_subjects(found)
+    assert set(sb.CU13_THROUGH_EXTRAS) <= subjects
+    assert {"cuda-toolkit", "nvidia-cudnn-cu13", "nvidia-nccl-cu13", "cuda-pathfinder", "markupsafe"} <= subjects
+    runtime = found["requires[torch>nvidia-cuda-runtime]"]
+    assert runtime.outcome is Outcome.PASS
+    assert dict(runtime.facts)["chain"] == RUNTIME_CHAIN
+    assert runtime.message == f"nvidia-cuda-runtime 13.0.96 satisfies ==13.0.96.* ({RUNTIME_CHAIN})"
+    assert found["cuda-major[torch]"].outcome is Outcome.PASS
+
+
+def test_extras_not_asked_for_are_not_followed(tmp_path: Path) -> None:
+    subjects = requires_subjects(run(sb.torch_2_14_1(tmp_path / "site")))
+    # cuda-toolkit[all], [nvcc], [npp], [nvjpeg]... are not in torch's list of extras
+    assert not {"nvidia-npp", "nvidia-cuda-nvcc", "nvidia-nvjpeg", "nvidia-cuda-cccl", "nvidia-nvvm"} & subjects
+    assert "optree" not in subjects  # torch's own extras are not asked for either
+
+
+def test_missing_runtime_fails_naming_the_extras_chain_and_the_fix(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site", omit=["nvidia-cuda-runtime"])
+    found = run(site)
+    assert set(failures(found)) == {"requires[torch>nvidia-cuda-runtime]"}
+    assert found["requires[torch>nvidia-cuda-runtime]"].text() == "\n".join([
+        "nvidia-cuda-runtime is not installed",
+        f"  required by: {RUNTIME_CHAIN}",
+        "  installed: nothing of that name on the path",
+        "  installer: torch was installed by pip",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
+    ])
+
+
+def test_missing_cuda_toolkit_fails_and_its_wheels_are_no_longer_reached(tmp_path: Path) -> None:
+    found = run(sb.torch_2_14_1(tmp_path / "site", omit=["cuda-toolkit"]))
+    toolkit = found["requires[torch>cuda-toolkit]"]
+    assert toolkit.outcome is Outcome.FAIL
+    assert toolkit.message == "cuda-toolkit is not installed"
+    assert "fix: pip install 'cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink," \
+           "nvrtc,nvtx]==13.0.3'" in toolkit.text()
+    # nvidia-cuda-runtime is only reached through cuda-toolkit's extras
+    assert "nvidia-cuda-runtime" not in requires_subjects(found)
+
+
+# --- markers ---------------------------------------------------------------------------------
+
+
+def test_markers_are_evaluated_for_the_running_interpreter(tmp_path: Path) -> None:
+    app = sb.Dist("app", "1.0", (
+        'never; python_version < "3"',
+        'always; python_version >= "3"',
+        f'this-platform; sys_platform == "{sys.platform}"',
+        'other-platform; sys_platform == "win32"',
+        'optional; extra == "gpu"',
+    ), ("gpu",))
+    site = sb.build(tmp_path / "site", [app, sb.Dist("always", "1"), sb.Dist("this-platform", "1")])
+    found = run(site, roots=["app"])
+    assert requires_subjects(found, "app") == {"always", "this-platform"}
+    assert failures(found) == {}
+
+
+def test_triton_asks_for_importlib_metadata_only_below_python_3_10(tmp_path: Path) -> None:
+    subjects = requires_subjects(run(sb.torch_2_14_1(tmp_path / "site")))
+    assert ("importlib-metadata" in subjects) is (sys.version_info < (3, 10))
+
+
+@pytest.mark.parametrize("which", ["2.7.1-x86_64", "2.7.1-aarch64", "2.6.0-x86_64"])
+def test_cu12_pins_apply_only_on_x86_64_linux(tmp_path: Path, which: str) -> None:
+    found = run(sb.torch_cu12(tmp_path / "site", which))
+    on_x86_linux = sys.platform == "linux" and platform.machine() == "x86_64"
+    assert ("nvidia-cuda-runtime-cu12" in requires_subjects(found)) is on_x86_linux
+    assert failures(found) == {}
+    assert found["cuda-major[torch]"].outcome is Outcome.PASS
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or sys.platform != "linux", reason="the pins are x86_64 Linux only")
+def test_old_style_pins_of_torch_2_4_1_are_parsed_and_checked(tmp_path: Path) -> None:
+    site = sb.torch_cu12(tmp_path / "site", "2.4.1-x86_64", versions={"nvidia-cudnn-cu12": "9.1.0.69"})
+    found = run(site)
+    assert set(failures(found)) == {"requires[torch>nvidia-cudnn-cu12]"}
+    cudnn = found["requires[torch>nvidia-cudnn-cu12]"]
+    assert cudnn.message == "nvidia-cudnn-cu12 9.1.0.69 does not satisfy ==9.1.0.70"
+    assert cudnn.details[0] == "required by: torch 2.4.1 > nvidia-cudnn-cu12==9.1.0.70"
+    assert cudnn.fix.startswith("pip install 'nvidia-cudnn-cu12==9.1.0.70'")
+    # nvjitlink is not pinned by torch 2.4.1: it is reached through the cu12 wheels
+    assert dict(found["requires[torch>nvidia-nvjitlink-cu12]"].facts)["chain"].startswith("torch 2.4.1 > nvidia-")
+
+
+# --- cycles, duplicates, versions, extras ----------------------------------------------------
+
+
+def test_a_cycle_through_an_extra_ends(tmp_path: Path) -> None:
+    a = sb.Dist("a", "1.0", ("b", 'a; extra == "x"', 'c>=2; extra == "x"'), ("x",))
+    b = sb.Dist("b", "1.0", ("a[x]",))
+    site = sb.build(tmp_path / "site", [a, b, sb.Dist("c", "1.5")])
+    env = scan([site])
+    a_dist = env.get("a")
+    assert a_dist is not None
+    demands = {d.describe() for d in closure(env, a_dist).demands}
+    assert demands == {
+        "a 1.0 > b", "a 1.0 > b 1.0 > a[x]", "a 1.0 > b 1.0 > a[x] 1.0 > a", "a 1.0 > b 1.0 > a[x] 1.0 > c>=2",
+    }
+    found = run(site, roots=["a"])
+    assert set(failures(found)) == {"requires[a>c]"}
+    assert found["requires[a>c]"].message == "c 1.5 does not satisfy >=2"
+
+
+def test_every_chain_to_one_distribution_is_merged_into_one_item(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site", versions={"nvidia-nvjitlink": "12.9.86"})
+    found = run(site)
+    assert [n for n in found if n.startswith("requires[torch>nvidia-nvjitlink")] == ["requires[torch>nvidia-nvjitlink]"]
+    nvjitlink = found["requires[torch>nvidia-nvjitlink]"]
+    assert set(failures(found)) == {"requires[torch>nvidia-nvjitlink]"}
+    assert nvjitlink.message == "nvidia-nvjitlink 12.9.86 does not satisfy <14,>=13.0.88"
+    # 4 extras of cuda-toolkit ask for it; only the first 3 chains are printed
+    assert nvjitlink.details[:4] == (
+        "required by: torch 2.14.1 > cuda-toolkit[cufft] 13.0.3.0 > nvidia-nvjitlink<14,>=13.0.88",
+        "required by: torch 2.14.1 > cuda-toolkit[cusolver] 13.0.3.0 > nvidia-nvjitlink<14,>=13.0.88",
+        "required by: torch 2.14.1 > cuda-toolkit[cusparse] 13.0.3.0 > nvidia-nvjitlink<14,>=13.0.88",
+        "(and 1 more chains)",
+    )
+    assert nvjitlink.fix.startswith("pip install 'nvidia-nvjitlink<14,>=13.0.88'")
+
+
+def test_merged_specifiers_must_all_hold(tmp_path: Path) -> None:
+    app = sb.Dist("app", "1.0", ("lib>=1", "helper"))
+    helper = sb.Dist("helper", "1.0", ("lib<2",))
+    site = sb.build(tmp_path / "site", [app, helper, sb.Dist("lib", "2.5")])
+    found = run(site, roots=["app"])
+    lib = found["requires[app>lib]"]
+    assert lib.outcome is Outcome.FAIL
+    assert lib.message == "lib 2.5 does not satisfy <2"
+    assert lib.details[0] == "required by: app 1.0 > helper 1.0 > lib<2"
+    assert lib.fix.startswith("pip install 'lib<2,>=1'")
+
+
+def test_wrong_version_says_what_is_installed_and_where(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site", versions={"nvidia-cuda-runtime": "13.0.48"})
+    runtime = run(site)["requires[torch>nvidia-cuda-runtime]"]
+    assert runtime.text() == "\n".join([
+        "nvidia-cuda-runtime 13.0.48 does not satisfy ==13.0.96.*",
+        f"  required by: {RUNTIME_CHAIN}",
+        f"  installed: nvidia-cuda-runtime 13.0.48 in {site} (nvidia_cuda_runtime-13.0.48.dist-info)",
+        "  installer: torch was installed by pip",
+        "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
+    ])
+
+
+def test_an_extra_the_target_does_not_provide_fails(tmp_path: Path) -> None:
+    real = (sb.DATA / "cuda_toolkit-13.0.3.0.METADATA").read_text(encoding="utf-8").splitlines()
+    without_cudart = [line for line in real if "cudart" not in line]
+    assert len(without_cudart) == len(real) - 2
+    older = tmp_path / "cuda_toolkit.METADATA"
+    older.write_text("\n".join(without_cudart) + "\n", encoding="utf-8")
+    toolkit = sb.Dist("cuda-toolkit", "13.0.3.0", metadata_file=older)
+    found = run(sb.torch_2_14_1(tmp_path / "site", omit=["cuda-toolkit"], extra=[toolkit]))
+    assert set(failures(found)) == {"requires[torch>cuda-toolkit]"}
+    finding = found["requires[torch>cuda-toolkit]"]
+    assert finding.message == "cuda-toolkit 13.0.3.0 does not provide the extra cudart"
+    assert finding.details[1].startswith("installed: cuda-toolkit 13.0.3.0 in ")
+    assert "its METADATA lists extras: all, cccl, crt, cublas, cufft," in finding.details[1]
+    assert "nvidia-cuda-runtime" not in requires_subjects(found)
+
+
+# --- roots -----------------------------------------------------------------------------------
+
+
+def test_without_torch_a_cuda_user_is_a_root(tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "site", [sb.Dist("cupy-cuda13x", "14.0.0", ("nvidia-cuda-runtime==13.*",))])
+    found = run(site)
+    assert "cuda-major[torch]" not in found
+    missing = found["requires[cupy-cuda13x>nvidia-cuda-runtime]"]
+    assert missing.text().splitlines()[:2] == [
+        "nvidia-cuda-runtime is not installed",
+        "  required by: cupy-cuda13x 14.0.0 > nvidia-cuda-runtime==13.*",
+    ]
+
+
+def test_named_roots_replace_the_default_and_must_be_installed(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site")
+    found = run(site, roots=["nvidia-cusolver", "not-installed"])
+    assert requires_subjects(found, "nvidia-cusolver") == {"nvidia-cublas", "nvidia-cusparse", "nvidia-nvjitlink",
+                                                          "nvidia-cuda-nvrtc"}
+    assert requires_subjects(found) == set()
+    missing = found["root[not-installed]"]
+    assert missing.outcome is Outcome.FAIL
+    assert missing.message == "not-installed was given as a root (--cuda-deps-root) but is not installed"
+    assert missing.details == (f"searched: {site}",)
+
+
+def test_no_roots_is_a_skip_with_a_reason(tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "site", [sb.Dist("filelock", "4.2.11"), sb.Dist("jinja2", "3.1.6", ("MarkupSafe",))])
+    found = run(site)
+    assert found["root[none]"].outcome is Outcome.SKIP
+    assert found["root[none]"].message == (
+        "no torch and no other distribution that requires an nvidia-* or cuda-* distribution is installed")
+    assert sorted(found) == ["installed-once[all]", "root[none]"]
+
+
+# --- installers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("installer", "fix", "note"), [
+    ("pip", "pip install 'nvidia-cuda-runtime==13.0.96.*'", "installer: torch was installed by pip"),
+    ("uv", "uv pip install 'nvidia-cuda-runtime==13.0.96.*'",
+     "installer: torch was installed by uv; in a uv project, add it to pyproject.toml's dependencies instead and run "
+     "`uv sync`, which would undo a `uv pip install`"),
+    ("poetry", "poetry add 'nvidia-cuda-runtime==13.0.96.*'", "installer: torch was installed by poetry"),
+])
+def test_the_fix_is_for_the_installer_that_installed_the_root(tmp_path: Path, installer: str, fix: str,
+                                                              note: str) -> None:
+    """The fix is one command, pasteable as printed; what the installer's user should know is a detail."""
+    site = sb.torch_2_14_1(tmp_path / "site", omit=["nvidia-cuda-runtime"], installer=installer)
+    finding = run(site)["requires[torch>nvidia-cuda-runtime]"]
+    assert finding.fix == fix
+    assert finding.details[-1] == note
+    assert shlex.split(finding.fix)[-1] == "nvidia-cuda-runtime==13.0.96.*"  # one command, its last word the spec
+
+
+def test_the_installer_is_read_from_the_roots_dist_info(tmp_path: Path) -> None:
+    site = sb.torch_2_14_1(tmp_path / "site", omit=["nvidia-cuda-runtime"], installer="pip")
+    (site / sb.dist_info_name("torch", "2.14.1") / "INSTALLER").write_text("uv\n", encoding="utf-8")
+    assert run(site)["requires[torch>nvidia-cuda-runtime]"].fix.startswith("uv pip install ")
+
+
+# --- installed once --------------------------------------------------------------------------
+
+
+def test_the_same_distribution_on_two_path_entries(tmp_path: Path) -> None:
+    first = sb.torch_2_14_1(tmp_path / "site")
+    second = sb.build(tmp_path / "user-site", [sb.Dist("nvidia-cuda-runtime", "13.0.48")])
+    found = run(first, second)
+    assert set(failures(found)) == {"installed-once[nvidia-cuda-runtime]"}
+    assert found["installed-once[nvidia-cuda-runtime]"].details == (
+        f"used: nvidia-cuda-runtime 13.0.96 in {first} (nvidia_cuda_runtime-13.0.96.dist-info)",
+        f"hidden: nvidia-cuda-runtime 13.0.48 in {second} (nvidia_cuda_runtime-13.0.48.dist-info)",
+    )
+    assert found["installed-once[nvidia-cuda-runtime]"].message == (
+        "nvidia-cuda-runtime is installed 2 times on the path")
+    # the other order: the wrong copy is the one Python uses
+    reversed_order = run(second, first)
+    assert set(failures(reversed_order)) == {
+        "installed-once[nvidia-cuda-runtime]", "requires[torch>nvidia-cuda-runtime]"}
+    assert reversed_order["requires[torch>nvidia-cuda-runtime]"].message == (
+        "nvidia-cuda-runtime 13.0.48 does not satisfy ==13.0.96.*")
+
+
+def test_installed_once_passes_with_a_count(tmp_path: Path) -> None:
+    found = run(sb.torch_2_14_1(tmp_path / "site"))
+    count = 1 + len(sb.COMMON) + len(sb.CU13)
+    assert found["installed-once[all]"].message == f"each of the {count} distributions is installed once"
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _env_with_bad(
+    tmp_path: Path, folder: str, write: Callable[[Path], object]
+) -> tuple[Environment, dict[str, Finding]]:
+    site = sb.torch_2_14_1(tmp_path / "site")
+    info = site / folder
+    info.mkdir()
+    write(info / "METADATA")
+    return scan([site]), run(site)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"Name: broken\nVersion: 1\nSummary: \xff\xfe\n",
+     "cannot be read: not UTF-8 text (invalid start byte at byte 33)"),
+    (b"Metadata-Version: 2.1\nName: broken\nthis line is not a header\nVersion: 1\n",
+     "garbled headers: line 3 is not a 'Name: value' header ('this line is not a header')"),
+    (b"Metadata-Version: 2.1\nVersion: 1\n", "has no Name field"),
+    (b"Metadata-Version: 2.1\nName: broken\n", "has no Version field"),
+], ids=["not-utf8", "garbled-headers", "no-name", "no-version"])
+def test_bad_metadata_becomes_a_failing_finding(tmp_path: Path, content: bytes, problem: str) -> None:
+    env, found = _env_with_bad(tmp_path, "broken-1.dist-info", lambda p: p.write_bytes(content))
+    meta = tmp_path / "site" / "broken-1.dist-info" / "METADATA"
+    assert [(p.path, p.problem) for p in env.problems] == [(meta, problem)]
+    assert found["metadata[broken-1.dist-info]"].message == f"{meta}: {problem}"
+    assert set(failures(found)) == {"metadata[broken-1.dist-info]"}
+
+
+def test_metadata_that_is_a_folder_becomes_a_failing_finding(tmp_path: Path) -> None:
+    _, found = _env_with_bad(tmp_path, "broken-1.dist-info", lambda p: p.mkdir())
+    assert found["metadata[broken-1.dist-info]"].outcome is Outcome.FAIL
+    assert "cannot be read: not a regular file (a directory)" in found["metadata[broken-1.dist-info]"].message
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("nvidia-cuda-runtime (>=13", "is not a valid requirement: Expected matching RIGHT_PARENTHESIS"),
+    ('nvidia-cuda-runtime; bogus_var == "1"', "is not a valid requirement: Expected a marker variable"),
+    ('nvidia-cuda-runtime; platform_machine ~= "x86"', "has a marker that cannot be evaluated: Undefined"),
+], ids=["invalid-requirement", "invalid-marker", "marker-not-evaluable"])
+def test_a_bad_requirement_line_names_its_file_and_keeps_the_rest(tmp_path: Path, line: str, problem: str) -> None:
+    app = sb.Dist("app", "1.0", (line, "filelock"))
+    site = sb.build(tmp_path / "site", [app, sb.Dist("filelock", "4.2.11")])
+    found = run(site, roots=["app"])
+    bad = found["metadata[app-1.0.dist-info]"]
+    assert bad.outcome is Outcome.FAIL
+    assert bad.message.startswith(f"{site / 'app-1.0.dist-info' / 'METADATA'}: Requires-Dist {line!r} {problem}")
+    assert found["requires[app>filelock]"].outcome is Outcome.PASS
+
+
+def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    egg = site / "legacy_app.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: legacy-app\nVersion: 0.1\n", encoding="utf-8")
+    (egg / "requires.txt").write_text(
+        "nvidia-cuda-runtime-cu12==12.6.77\n\n[:sys_platform == \"win32\"]\nnever-here\n\n[docs]\nsphinx\n",
+        encoding="utf-8")
+    found = run(site)
+    assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
+    assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"

@@ -1,0 +1,106 @@
+"""The fix commands, for the installer that made the environment: one command each, safe to paste as printed
+(what comes from files is one inert shell word)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_cudadeps.core.text import quote
+from pytest_cudadeps.engine.installers import (
+    install_command,
+    install_note,
+    reinstall_command,
+    torch_index_install_command,
+    uninstall_command,
+)
+
+HOSTILE = [
+    "nvidia-cublas==13.1.1.3.*",
+    "x`touch MARK1`",
+    "x$(touch MARK2)",
+    "x'; touch MARK3; echo '",
+    "x\"$(touch MARK4)\"",
+    "x\ntouch MARK5",
+    "",
+]
+
+
+@pytest.mark.parametrize("spec", HOSTILE)
+def test_a_quoted_spec_is_one_inert_shell_word(tmp_path: Path, spec: str) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is needed to run the fix line")
+    line = install_command("pip", spec).replace("pip install", "printf %s", 1)
+    result = subprocess.run([bash, "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == spec
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+@pytest.mark.parametrize("spec", HOSTILE)
+def test_every_fix_command_splits_back_into_the_spec(spec: str) -> None:
+    assert shlex.split(install_command("uv", spec)) == ["uv", "pip", "install", spec]  # the command, nothing else
+    assert shlex.split(reinstall_command("pip", spec)) == ["pip", "install", "--force-reinstall", "--no-deps", spec]
+    assert shlex.split(uninstall_command("pip", spec)) == ["pip", "uninstall", "-y", spec]
+    assert shlex.split(uninstall_command("uv", spec)) == ["uv", "pip", "uninstall", spec]
+
+
+def test_plain_specs_look_as_before() -> None:
+    assert quote("jax") == "'jax'"
+    assert install_command("pip", "nvidia-cuda-runtime==13.0.96.*") == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
+    assert uninstall_command("pip", "nvidia-nccl-cu12") == "pip uninstall -y nvidia-nccl-cu12"
+
+
+def test_install_command_quotes_what_comes_from_files() -> None:
+    assert torch_index_install_command("pip", "2.13.0; rm -rf ~", (13, 0)) == (
+        "pip install --force-reinstall 'torch==2.13.0; rm -rf ~' --index-url https://download.pytorch.org/whl/cu130")
+    assert torch_index_install_command("pipenv", "2.13.0", (12, 8)).startswith("pipenv run pip install --force-reinstall")
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+    ("poetry", "poetry run pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3.*'"),
+])
+def test_reinstall_command_for_each_installer(installer: str, command: str) -> None:
+    assert reinstall_command(installer, "nvidia-cublas==13.1.1.3.*") == command
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install 'x==1.*'"), ("", "pip install 'x==1.*'"), (" UV\n", "uv pip install 'x==1.*'"),
+    ("poetry", "poetry add 'x==1.*'"), ("pdm", "pdm add 'x==1.*'"), ("pipenv", "pipenv install 'x==1.*'"),
+    ("conda", "pip install 'x==1.*'"),  # conda ships no nvidia-* wheels: pip installs them into its environment
+    ("hatch", "pip install 'x==1.*'"),  # an installer we do not know: pip
+], ids=["pip", "none", "uv-spelled-oddly", "poetry", "pdm", "pipenv", "conda", "unknown"])
+def test_install_command_for_each_installer(installer: str, command: str) -> None:
+    assert install_command(installer, "x==1.*") == command
+
+
+def test_several_specs_are_one_command() -> None:
+    assert install_command("uv", "nvidia-cublas==13.1.1.3.*", "nvidia-cufft") == (
+        "uv pip install 'nvidia-cublas==13.1.1.3.*' 'nvidia-cufft'")
+
+
+def test_install_note_only_where_an_installer_needs_one() -> None:
+    assert install_note("pip") is None
+    assert install_note("poetry") is None
+    uv = install_note("uv")
+    assert uv is not None
+    assert "run `uv sync`, which would undo a `uv pip install`" in uv
+    assert install_note(" Conda ") == ("conda installed the root but ships no nvidia-* wheels: pip installs them into "
+                                       "the conda environment")
+
+
+def test_reinstall_with_dependencies_and_torch_from_its_own_index() -> None:
+    assert reinstall_command("uv", "torch==2.14.1", deps=True) == "uv pip install --reinstall 'torch==2.14.1'"
+    assert reinstall_command("pdm", "torch==2.14.1", deps=True) == "pdm run pip install --force-reinstall 'torch==2.14.1'"
+    assert torch_index_install_command("pdm", "2.7.1", (12, 6)) == (
+        "pdm run pip install --force-reinstall torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126")
+    assert torch_index_install_command("uv", "2.14.1", (13, 0)) == (
+        "uv pip install --reinstall torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130")

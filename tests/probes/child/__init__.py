@@ -1,0 +1,1 @@
+"""Tests of pytest_cudadeps.probes.child, a module each."""
