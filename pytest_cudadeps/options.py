@@ -22,8 +22,9 @@ PLUGIN_NAME = "cudadeps-plugin"
 
 
 class CudaDepsWarning(pytest.PytestWarning):
-    """A check that passed with a risk to know about (a wheel that ships a search path entry meaning the
-    working directory); ``-W error::pytest_cudadeps.plugin.CudaDepsWarning`` makes it fail a gate."""
+    """The plugin's warning category.  A risk as a wheel ships it (a search path entry meaning the working
+    directory) is a note in the summary and the JSON report, not a warning: a warning on every healthy run teaches
+    users to ignore warnings; ``--cuda-deps-strict-notes`` makes such a note fail its item."""
 
 
 def option_value(config: pytest.Config, name: str) -> object:
@@ -56,6 +57,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             timeout=parse_timeout(value("cuda_deps_timeout")),
             require_gpu=bool(value("cuda_deps_require_gpu")),
             compile=bool(value("cuda_deps_compile")),
+            strict_notes=bool(value("cuda_deps_strict_notes")),
             verify_hashes=bool(value("cuda_deps_verify_hashes")),
             probes=not value("cuda_deps_no_probes"),
             host_root=os.path.join(str(config.invocation_params.dir), value("cuda_deps_host_root") or "/"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_cudadeps.checks.findings import Finding, Pending
@@ -47,7 +47,7 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
     from pytest_cudadeps.engine.snapshot import take_snapshot
 
     snapshot = take_snapshot(settings, env=env)
-    static = static_findings(snapshot)
+    static = [_aimed(finding, snapshot) for finding in static_findings(snapshot)]
     items: dict[str, Pending] = {}
     _add(items, static)
     if settings.probes:
@@ -56,7 +56,8 @@ def plan_checks(settings: Settings, *, start_probes: bool = False, group: ChildG
 
         probes = Probes(snapshot, group, early=early)
         # the probe items, and the linkage items of a root whose child imports it, held to what its loader did
-        items.update(probe_checks(snapshot, probes, items))
+        items.update({name: _aimed_later(pending, snapshot)
+                      for name, pending in probe_checks(snapshot, probes, items).items()})
         if start_probes:
             # after the static work, not before: on two cores the driver child would take the torch child's core
             # while this process works; the torch child is busy with `import torch` until then anyway
@@ -69,6 +70,18 @@ def collect_checks(
 ) -> dict[str, Pending]:
     """The items of :func:`plan_checks` alone."""
     return plan_checks(settings, start_probes=start_probes, group=group).items
+
+
+def _aimed(finding: Finding, snapshot: Snapshot) -> Finding:
+    """The finding with its fix aimed at the checked interpreter (``/opt/venv/bin/python -m pip ...``) when a
+    bare ``pip`` or ``uv pip`` would install elsewhere."""
+    if snapshot.interpreter is None or not finding.fix:
+        return finding
+    return replace(finding, fix=snapshot.interpreter.rewrite(finding.fix))
+
+
+def _aimed_later(pending: Pending, snapshot: Snapshot) -> Pending:
+    return lambda: _aimed(pending(), snapshot)
 
 
 def _add(items: dict[str, Pending], findings: Iterable[Finding]) -> None:

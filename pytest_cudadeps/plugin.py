@@ -67,6 +67,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--cuda-deps-compile", "cuda_deps_compile",
            "also run a tiny torch.compile on the first GPU in the torch child: Triton builds and runs a kernel "
            "(seconds, so not by default)", "bool", action="store_true", default=None)
+    option("--cuda-deps-strict-notes", "cuda_deps_strict_notes",
+           "fail the item of a note (a risk as a wheel ships it, such as a DT_RUNPATH entry that reads the working "
+           "directory), which otherwise fails nothing and shows in the summary", "bool", action="store_true",
+           default=None)
     option("--cuda-deps-require-gpu", "cuda_deps_require_gpu",
            "fail, instead of skip, the checks that need a GPU and a driver when there is none (GPU runners)",
            "bool", action="store_true", default=None)

@@ -3,14 +3,13 @@ one item per finding, and the hooks that attach root causes, print the summary a
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from pytest_cudadeps.options import COLLECTOR_NAME, MARKER, USER_MARKER, CudaDepsWarning
+from pytest_cudadeps.options import COLLECTOR_NAME, MARKER, USER_MARKER
 
 if TYPE_CHECKING:
     from pytest_cudadeps.checks.findings import Finding, Pending
@@ -176,7 +175,7 @@ class CudaDepsPlugin:
             terminal.write_line(f"report: {self.report_path}")
         if self.report_error:
             terminal.write_line(self.report_error, red=True)
-        for text, markup in summary_lines(self.snapshot(), results):
+        for text, markup in summary_lines(self.snapshot(), results, verbose=terminal.verbosity > 0):
             terminal.write_line(text, **markup)
         self._github(terminal, results)
 
@@ -294,10 +293,6 @@ class CudaDepsItem(pytest.Item):
         self.cause = self._causes.cause_of(finding)
         self.finding = finding = replace(finding, cause=self.cause.id) if self.cause is not None else finding
         self.user_properties.extend(finding.facts)
-        warning = dict(finding.facts).get("warning")
-        if warning:  # a risk worth knowing that fails nothing (-W error::pytest_cudadeps.plugin.CudaDepsWarning: it does)
-            # attributed to the item, not to this line: the summary shows "cudadeps::security[rpath]" and the text
-            warnings.warn_explicit(CudaDepsWarning(warning), CudaDepsWarning, self.nodeid, 0)
         if finding.outcome is Outcome.SKIP:
             pytest.skip(finding.message)
         if finding.outcome is Outcome.FAIL:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.engine.build import Build, cuda_major_of
 from pytest_cudadeps.engine.distributions import Distribution, Environment
@@ -26,16 +28,42 @@ def build_finding(env: Environment, dist: Distribution, build: Build | str) -> F
         if major is not None and major != build.cuda_major and env.get(other.key) is other:
             others.append((other, major))
     if others:
-        names = ", ".join(f"{d} (CUDA {m})" for d, m in others)
-        return failed(
-            "cuda-major", dist.key,
-            f"{dist} is a CUDA {build.cuda} build, but CUDA {others[0][1]} wheels are installed beside it: {names}",
-            f"read from {build.version_file}; wheels of two CUDA majors share folders under nvidia/ and overwrite each other's libraries",
-            fix=" && ".join(uninstall_command(dist.installer, d.name) for d, _ in others)
-            + f", then reinstall {dist.name} and its wheels to restore the files they overwrote: "
-            + reinstall_command(dist.installer, f"{dist.name}=={dist.version}", deps=True),
-        )
+        return _mixed(env, dist, build, [d for d, _ in others], others[0][1])
     return passed(
         "cuda-major", dist.key, f"{dist} is a CUDA {build.cuda} build; no wheel of another CUDA major is installed",
         cuda=build.cuda or "", version_file=str(build.version_file),
     )
+
+
+def _mixed(env: Environment, dist: Distribution, build: Build, others: list[Distribution], major: int) -> Finding:
+    """Wheels of another major beside the build: uninstall them, then put back, without their dependencies, the
+    wheels of the build's major whose files they overwrote (the same paths in both RECORDs: nvidia/nccl/lib/
+    libnccl.so.2 is in nvidia-nccl-cu12's and nvidia-nccl-cu13's).  Reinstalling torch with its dependencies would
+    download every wheel again and is not needed; one that shares no file needs no reinstall."""
+    overwritten = _sharing(env, others)
+    fix = " && ".join(
+        [*(uninstall_command(dist.installer, other.name) for other in others),
+         *(reinstall_command(dist.installer, f"{victim.name}=={victim.version}") for victim in overwritten)])
+    shared = sorted({path.name for other in others for path, _ in other.owned_files(".so")
+                     for victim in overwritten if path in _paths(victim)})
+    return failed(
+        "cuda-major", dist.key,
+        f"{dist} is a CUDA {build.cuda} build, but CUDA {major} wheels are installed beside it: "
+        + ", ".join(f"{other} (CUDA {major})" for other in others),
+        f"read from {build.version_file}; wheels of two CUDA majors share folders under nvidia/ and overwrite each "
+        f"other's libraries",
+        *([f"overwritten: {', '.join(shared)} of {', '.join(str(v) for v in overwritten)}"] if overwritten else []),
+        fix=fix, others=",".join(str(other) for other in others), sonames=",".join(shared),
+    )
+
+
+def _paths(dist: Distribution) -> set[Path]:
+    return {path for path, _ in dist.owned_files(".so")}
+
+
+def _sharing(env: Environment, others: list[Distribution]) -> list[Distribution]:
+    """The installed distributions, not among ``others``, that list a shared object one of ``others`` lists."""
+    theirs = set().union(*(_paths(other) for other in others))
+    keys = {other.key for other in others}
+    return [d for d in env.distributions
+            if d.key not in keys and env.get(d.key) is d and not theirs.isdisjoint(_paths(d))]

@@ -336,7 +336,7 @@ def _version_problems(linkage: Linkage, lib: ResolvedLibrary, *, symbols: bool =
     info = _info(linkage, lib.path)
     if not isinstance(info, ElfInfo):
         return []
-    problems, unversioned_users = _missing_version_nodes(linkage, lib, info)
+    problems, unversioned_users = missing_version_nodes(linkage, lib, info)
     if symbols or unversioned_users:
         problems += _symbol_problems(linkage, lib)
     if unversioned_users and not problems:
@@ -351,7 +351,7 @@ def _version_problems(linkage: Linkage, lib: ResolvedLibrary, *, symbols: bool =
     return problems
 
 
-def _missing_version_nodes(
+def missing_version_nodes(
     linkage: Linkage, lib: ResolvedLibrary, info: ElfInfo
 ) -> tuple[list[str], list[tuple[Path, str]]]:
     """(``version `V' not found`` lines, the users asking for a version of a file that defines none)."""

@@ -73,7 +73,8 @@ def security_findings(snapshot: Snapshot) -> list[Finding]:
     return [
         ld_library_path_finding(loader),
         ld_preload_finding(loader),
-        rpath_finding(objects, snapshot.owners, {obj: lk.root for lk in linkages for obj in lk.objects}),
+        rpath_finding(objects, snapshot.owners, {obj: lk.root for lk in linkages for obj in lk.objects},
+                      strict=snapshot.settings.strict_notes),
         writable_finding(search_folders(linkages, loader, objects), library_files(linkages, loader), os.geteuid(),
                          loader),
     ]
@@ -184,13 +185,15 @@ def _search_list(info: ElfInfo) -> tuple[str, tuple[str, ...]]:
     return ("DT_RUNPATH", info.runpath) if info.runpath else ("DT_RPATH", info.rpath)
 
 
-def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[Path, Distribution]) -> Finding:
+def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[Path, Distribution], *,
+                  strict: bool = False) -> Finding:
     """``security[rpath]``: DT_RPATH/DT_RUNPATH entries that are neither absolute nor ``$ORIGIN``-based.
 
     The object is named with the distribution whose RECORD lists it (or the root it is an own
     object of).  A reinstall helps only if the file was changed after install; when the wheel ships
     the entry (nvidia-cusparselt-cu13 0.8.1's libcusparseLt.so.0 has DT_RUNPATH ``$ORIGIN:``), the
-    fix is to drop it with patchelf, and to tell the wheel's project.
+    fix is to drop it with patchelf, and to tell the wheel's project.  Such a shipped entry is a note, not a
+    failure (every intact install has it), unless ``strict`` (``--cuda-deps-strict-notes``).
     """
     found = _RelativeEntries()
     cwd = Path(os.getcwd())
@@ -200,14 +203,14 @@ def rpath_finding(objects: dict[Path, ElfInfo], owners: Owners, roots: Mapping[P
     if not details:
         return passed(CHECK, "rpath", f"the DT_RPATH and DT_RUNPATH entries of the {len(objects)} objects read are "
                                       f"absolute or $ORIGIN-based")
-    if not found.unowned:
+    if not found.unowned and not strict:
         # as its wheel ships it (the bytes rule of linkage[...] catches a changed file): every install of it has
-        # the entry, so failing here would fail every intact environment; a warning names it and the hardening
+        # the entry, so failing here would fail every intact environment; a note names it and the hardening
         note = (f"{'; '.join(details)}; harden with: {'; '.join(found.fixes)}; report it to the project that builds "
                 f"the file: its entries should start with $ORIGIN")
         return passed(CHECK, "rpath", f"{_count(len(details), 'entry', 'entries')} as shipped by "
                       f"{', '.join(sorted(found.shipping))} {is_are} looked up from the "
-                      f"working directory (a warning, not a failure)", warning=note)
+                      f"working directory (a note, not a failure)", note=note)
     return failed(
         CHECK, "rpath",
         f"{_count(len(details), 'DT_RPATH/DT_RUNPATH entry', 'DT_RPATH/DT_RUNPATH entries')} of the loaded objects "

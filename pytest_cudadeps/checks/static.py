@@ -23,6 +23,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     from pytest_cudadeps.checks.requires import declared_findings
     from pytest_cudadeps.checks.security import security_findings
     from pytest_cudadeps.checks.triton import static_triton_findings
+    from pytest_cudadeps.checks.versions import versions_finding
 
     findings = declared_findings(snapshot)
     for root in snapshot.roots:
@@ -30,6 +31,8 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
             found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
                                      verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
             findings += framework_findings(snapshot, root, found)
+            if root.linkage.objects:  # a root with no shared object of its own has no library to hold to versions
+                findings.append(versions_finding(root.key, root.linkage))
     findings += shared_findings(snapshot)
     findings += companion_findings(snapshot.env, snapshot.companions)
     settings = snapshot.settings

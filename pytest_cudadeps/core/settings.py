@@ -30,6 +30,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     require_gpu: bool = False
     compile: bool = False  # --cuda-deps-compile: the torch child also runs a tiny torch.compile
+    strict_notes: bool = False  # --cuda-deps-strict-notes: a note (a risk that fails nothing) fails its item
     verify_hashes: bool = False
     probes: bool = True  # False: static checks only, no child process
     host_root: str = "/"  # where /proc and /dev are read (the tests give a fake tree)

@@ -9,7 +9,14 @@ what an installer's user should know beside it is :func:`install_note`, shown as
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_cudadeps.core.text import quote
 
@@ -65,8 +72,6 @@ def torch_index_install_command(installer: str, version: str, cuda: tuple[int, i
     GPU host.  ``--force-reinstall``/``--reinstall`` because the installed ``2.13.0+cpu`` already
     satisfies ``torch==2.13.0`` and would be kept otherwise.
     """
-    import shlex  # local: this addition stays self-contained at the end of the module
-
     key = installer.strip().lower() or "pip"
     tag = f"cu{cuda[0]}{cuda[1]}"
     url = f"https://download.pytorch.org/whl/{tag}"
@@ -78,3 +83,67 @@ def torch_index_install_command(installer: str, version: str, cuda: tuple[int, i
         return f"poetry source add --priority=explicit {source} {url} && poetry add {spec} --source {source}"
     prefix = {"pdm": "pdm run ", "pipenv": "pipenv run "}.get(key, "")
     return f"{prefix}pip install --force-reinstall {spec} --index-url {url}"
+
+
+# --- the interpreter a fix installs into ---------------------------------------------------------------------------
+#
+# The plugin is run as `/opt/venv/bin/python -m pytest` in Dockerfiles, Slurm prologs and CI, with the venv not
+# activated: a bare `pip install` pasted from its output installs into whatever `pip` PATH reaches and repairs
+# nothing.  A fix names the checked interpreter whenever a bare command would not reach it.
+
+_UV_PIP = re.compile(r"(?<![\w./-])uv pip (install|uninstall|sync)\b(?! --python)")
+_PYTHON_M_PIP = re.compile(r"(?<![\w./-])python3? -m pip\b")
+_BARE_PIP = re.compile(r"(?<![\w./-])(?<!uv )(?<!run )(?<!-m )pip (install|uninstall|show|check|download)\b")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The checked environment's interpreter, and whether bare ``pip``/``uv pip`` commands reach it."""
+
+    python: str
+    pip_reaches: bool = True
+    uv_reaches: bool = True
+
+    def rewrite(self, fix: str) -> str:
+        """``fix`` with each pip or uv command aimed at :attr:`python` where a bare one would miss it
+        (``'/opt/venv/bin/python' -m pip install ...``, ``uv pip install --python '/opt/venv/bin/python' ...``);
+        poetry, pdm and pipenv commands act on their project's environment and stay as they are."""
+        python = quote(self.python)
+        if not self.uv_reaches:
+            fix = _UV_PIP.sub(lambda m: f"uv pip {m.group(1)} --python {python}", fix)
+        if not self.pip_reaches:
+            fix = _PYTHON_M_PIP.sub(f"{python} -m pip", fix)
+            fix = _BARE_PIP.sub(lambda m: f"{python} -m pip {m.group(1)}", fix)
+        return fix
+
+
+def _prefix_of_site(site: str) -> Path | None:
+    """``/opt/venv`` for ``/opt/venv/lib/python3.11/site-packages``; None for any other kind of folder."""
+    path = Path(site)
+    if path.name not in ("site-packages", "dist-packages") or not path.parent.name.startswith("python"):
+        return None
+    return path.parent.parent.parent
+
+
+def checked_interpreter(paths: Sequence[str] | None, environ: Mapping[str, str],
+                        *, prefix: str | None = None) -> Interpreter | None:
+    """The interpreter of the environment the run checks, and whether bare ``pip`` (the first on ``PATH``) and
+    ``uv pip`` (which takes ``VIRTUAL_ENV``) reach it: the one whose site-packages ``--cuda-deps-path`` names,
+    or the running one.  None when the checked folders belong to no interpreter (a bare tree): nothing to name."""
+    if paths:
+        home = next((found for found in map(_prefix_of_site, paths)
+                     if found is not None and (found / "bin" / "python").exists()), None)
+        if home is None:
+            return None
+    else:
+        home = Path(prefix or sys.prefix)
+    python = home / "bin" / "python"
+    pip = shutil.which("pip", path=environ.get("PATH", ""))
+    pip_reaches = pip is not None and _same_folder(os.path.dirname(pip), home / "bin")
+    venv = environ.get("VIRTUAL_ENV", "")
+    uv_reaches = bool(venv) and _same_folder(venv, home)
+    return Interpreter(str(python) if python.exists() else sys.executable, pip_reaches, uv_reaches)
+
+
+def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)

@@ -38,6 +38,7 @@ from functools import cache
 from pathlib import Path
 
 from pytest_cudadeps.core.safe_io import LD_SO_CACHE_LIMIT, is_dir, is_regular, read_regular
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, read_elf, read_header
 
 LD_SO_CACHE = Path("/etc/ld.so.cache")
@@ -148,6 +149,13 @@ def ld_library_path_entries(value: str) -> tuple[str, ...]:
     ``:``) stays, because ld.so searches the working directory for it.
     """
     return tuple(re.split("[:;]", value)) if value else ()
+
+
+def variable_without(name: str, entries: Sequence[str], drop: Path) -> str:
+    """The shell command that takes ``drop`` (a folder or a file) out of a path list variable's ``entries``:
+    ``export LD_LIBRARY_PATH='/a:/b'``, or ``unset LD_LIBRARY_PATH`` when no entry stays."""
+    kept = [entry for entry in entries if entry and Path(os.path.normpath(entry)) != drop]
+    return f"export {name}={quote(':'.join(kept))}" if kept else f"unset {name}"
 
 
 def ld_preload_entries(value: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ is cached at module level, so two runs in one process (pytester) never share sta
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 from pytest_cudadeps.core.settings import Settings
@@ -15,6 +16,7 @@ from pytest_cudadeps.engine.build import Build, read_build
 from pytest_cudadeps.engine.companions import Companion, find_companions
 from pytest_cudadeps.engine.distributions import Distribution, Environment, scan
 from pytest_cudadeps.engine.frameworks import cuda_of_linkage, elf_roots, extra_demands
+from pytest_cudadeps.engine.installers import Interpreter, checked_interpreter
 from pytest_cudadeps.engine.lazy import LazyResolution, resolve_lazy
 from pytest_cudadeps.engine.linkage import Linkage, analyze
 from pytest_cudadeps.engine.owners import Owners
@@ -68,6 +70,7 @@ class Snapshot:
     roots: tuple[Root, ...]
     unknown_roots: tuple[str, ...] = ()  # named with --cuda-deps-root but not installed
     companions: tuple[Companion, ...] = ()  # distributions with extensions linked against torch (ELF view only)
+    interpreter: Interpreter | None = None  # the checked environment's python, which every pip or uv fix names
 
     @property
     def torch(self) -> Root | None:
@@ -99,7 +102,8 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environ
         found = closures.of(dist)
         build = read_build(env, dist) if dist.key == "torch" else None
         roots.append(Root(dist, found, build, None, found.by_key(), extra_demands(dist)))
-    snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown))
+    snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown),
+                        interpreter=checked_interpreter(settings.paths, os.environ))
     if not with_linkage:
         return snapshot
     use_cache = not settings.no_ld_cache

@@ -17,10 +17,15 @@ its cause.  The rules, in order:
    one cause per root (``undeclared[torch]``);
 4. libraries resolved into one folder outside their wheels (``LD_LIBRARY_PATH``,
    ``LD_PRELOAD``, a system CUDA): one cause per folder (``shadowed[/usr/local/cuda/lib64]``);
-5. a probe's failure that names a library whose linkage item failed (``ImportError:
-   libcudnn.so.9: cannot open ...``) follows from that item's cause; a missing driver under
+5. a companion whose pin refuses the installed torch (``companion[torchvision>torch-pin]``): its other
+   items (its import, its symbols) follow from it, since its extensions were built against another torch;
+6. a failure whose error names what a failing static item explains follows from that item's cause: a
+   library whose linkage item failed (``ImportError: libcudnn.so.9: cannot open ...``), a file that lacks a
+   symbol version (``libstdc++.so.6: version `GLIBCXX_3.4.30' not found``: the ``versions[...]`` item), or a
+   symbol of a CUDA library (``undefined symbol: ncclCommShrink``: NCCL's) whose wheel's ``requires``
+   item failed (installed at a version the root refuses); a missing driver under
    ``--cuda-deps-require-gpu`` is one cause (``no-driver``);
-6. anything else is its own cause.
+7. anything else is its own cause.
 
 A group of one finding is that finding itself: its id is the finding's name.
 """
@@ -42,9 +47,10 @@ from pytest_cudadeps.engine.installers import install_command
 from pytest_cudadeps.engine.ldso import Step
 from pytest_cudadeps.engine.linkage import ResolvedLibrary
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
-from pytest_cudadeps.tables.wheels import DRIVER_SONAMES
+from pytest_cudadeps.tables.wheels import DRIVER_SONAMES, library_of_symbol
 
 _SONAME = re.compile(r"\blib[\w+-]+(?:\.[\w+-]+)*?\.so(?:\.\d+)*")
+_UNDEFINED = re.compile(r"undefined symbol: ([A-Za-z_]\w*)")
 _PLACEHOLDER = "SPECS"  # one spec in the installer's template, replaced by all of them (quoted alike)
 NO_DRIVER = "no-driver"
 
@@ -117,13 +123,22 @@ class Causes:
         self._groups: dict[str, _Group] = {}
         self._missing: dict[str, str] = {}  # root key -> its missing group's key
         self._soname_root: dict[str, Root] = {}  # load[SONAME] -> the root whose load child opens it
+        self._wheel_item: dict[str, str] = {}  # soname -> the failing requires[...] item of the wheel declaring it
         for root in snapshot.roots:
             self._group_root(root)
+        self._group_companions()
         self._static: dict[str, Cause] = {}
         for key, group in self._groups.items():
             cause = self._finish(key, group)
             for name in group.members:
                 self._static[name] = cause
+        # what a failing static item explains, by the words an error would use: a file's soname and path
+        self._explains: dict[str, Cause] = {}
+        for finding in self._failed.values():
+            self._explain(finding)
+        for name, cause in list(self._static.items()):
+            if cause.id == name:  # its own cause: another item's words may explain it (a file of a wheel it names)
+                self._static[name] = self._explained(self._failed[name], cause)
         self._lock = threading.Lock()
         self.seen: dict[str, Cause] = {}  # every cause handed out in this process, by id
 
@@ -153,11 +168,25 @@ class Causes:
             self._add_missing(root, missing, lacking)
         if root.linkage is None:
             return
+        resolver = self.snapshot.resolver(root) if dist_causes else None
         for lib in root.linkage.cuda_libraries():
             self._soname_root.setdefault(lib.soname, root)
             name = f"linkage[{root.key}>{lib.soname}]"
             if name in self._failed:
                 self._group_library(root, lib, name, missing, dist_causes)
+            declared = resolver.declared(lib.soname, lib.path) if resolver is not None else None
+            if declared is not None and declared.key in dist_causes:
+                self._wheel_item.setdefault(lib.soname, dist_causes[declared.key])
+
+    def _group_companions(self) -> None:
+        """A companion built against another torch: its pin's item explains its other failing items."""
+        for name in self._failed:
+            if name.startswith("companion[") and name.endswith(">torch-pin]"):
+                prefix = name[:-len("torch-pin]")]
+                self._add(name, name, head=name)
+                for other in self._failed:
+                    if other.startswith(prefix) and other != name:
+                        self._add(name, other)
 
     def _add_missing(self, root: Root, missing: Sequence[str], names: Sequence[str]) -> None:
         """The root's items of missing distributions (``names``): one cause, made once, with one install command."""
@@ -173,7 +202,7 @@ class Causes:
             f"{root.dist} is installed without {len(missing)} of the distributions it requires "
             f"(installed with --no-deps, or by a tool that skipped them)",
             tuple(f"missing: {root.demands[dist][0].describe()}" for dist in missing),
-            install_all(root.dist.installer, specs),
+            self._aimed(install_all(root.dist.installer, specs)),
         )
         for name in names:
             self._add(key, name, cause=cause)
@@ -195,6 +224,28 @@ class Causes:
         else:
             self._add(name, name, head=name)
 
+    def _explain(self, finding: Finding) -> None:
+        """Record the words an error would use for what this failing static item explains."""
+        facts = dict(finding.facts)
+        if finding.check == "versions":  # the file short of symbol versions
+            words = [facts.get("soname", ""), facts.get("path", "")]
+        elif finding.check == "cuda-major":  # the other major's wheels, and the libraries they overwrote
+            words = [*facts.get("others", "").split(","), *facts.get("sonames", "").split(",")]
+        else:
+            return
+        cause = self._static.setdefault(finding.name, Cause.of(finding))
+        for word in filter(None, words):
+            self._explains.setdefault(word, cause)
+
+    def _explained(self, finding: Finding, own: Cause) -> Cause:
+        text = "\n".join((finding.message, *finding.details))
+        return next((cause for word, cause in self._explains.items() if cause.id != finding.name and word in text),
+                    own)
+
+    def _aimed(self, fix: str) -> str:
+        interpreter = self.snapshot.interpreter
+        return interpreter.rewrite(fix) if interpreter is not None else fix
+
     def _finish(self, key: str, group: _Group) -> Cause:
         if group.head is not None:
             return Cause.of(self._failed[group.head])
@@ -213,7 +264,7 @@ class Causes:
         sonames = [name.partition(">")[2].rstrip("]") for name in members]
         providers = [resolver.table_provider(soname) for soname in sonames]
         specs = merge_specs(p.spec(resolver.cuda) for p in providers if p is not None)
-        fix = install_all(root.dist.installer, specs) if specs else self._failed[members[0]].fix
+        fix = self._aimed(install_all(root.dist.installer, specs)) if specs else self._failed[members[0]].fix
         return Cause(
             key,
             f"{root.dist}'s metadata declares no distribution for {len(sonames)} CUDA libraries its ELF files "
@@ -255,6 +306,10 @@ class Causes:
         if finding.fix == INSTALL_DRIVER or finding.message.endswith(REQUIRE_GPU):
             return Cause(NO_DRIVER, "no NVIDIA driver or GPU on this host, and --cuda-deps-require-gpu asks for one",
                          fix=INSTALL_DRIVER)
+        if finding.check == "companion":
+            pin = f"companion[{finding.subject.partition('>')[0]}>torch-pin]"
+            if pin in self._static and pin != finding.name:
+                return self._static[pin]
         root = self._soname_root.get(finding.subject) if finding.check == "load" else None
         if root is not None:
             cause = self._static.get(f"linkage[{root.key}>{finding.subject}]")
@@ -276,7 +331,20 @@ class Causes:
         for soname in _SONAME.findall(text):
             if soname in failed:
                 return failed[soname]
+        for word, cause in self._explains.items():
+            if word in text:
+                return cause
         for soname, cause in sorted(failed.items()):
             if re.search(re.escape(soname.split(".so")[0]) + r"\.so(?![\w-])", text):
                 return cause
+        return self._symbol_cause(text)
+
+    def _symbol_cause(self, text: str) -> Cause | None:
+        """``undefined symbol: ncclCommShrink``: the failing requires[...] item of the wheel of the library that
+        defines it (NCCL's, installed at a version the root refuses)."""
+        for symbol in _UNDEFINED.findall(text):
+            stem = library_of_symbol(symbol)
+            for soname, item in sorted(self._wheel_item.items()):
+                if stem is not None and soname.split(".so")[0] == stem and item in self._static:
+                    return self._static[item]
         return None

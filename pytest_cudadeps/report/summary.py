@@ -19,14 +19,21 @@ Markup = Mapping[str, bool]
 
 
 # --- the summary section ----------------------------------------------------------------------------
-def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH) -> list[tuple[str, Markup]]:
+def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH,
+                  verbose: bool = False) -> list[tuple[str, Markup]]:
     """The terminal's ``cudadeps summary``: roots, driver and GPUs, one line per CUDA library, then the
-    verdict and one line and one fix per root cause (its further lines when no item printed them)."""
+    verdict, a line per note (a risk that fails nothing; its whole text under ``-v``), and one line and one fix
+    per root cause (its further lines when no item printed them)."""
     found = results.by_name()
     plain: Markup = {}
     lines: list[tuple[str, Markup]] = [(_root_line(root), plain) for root in snapshot.roots]
     lines += _driver_lines(driver(found))
     lines += _library_lines(snapshot, libraries(snapshot, found), width)
+    for name, finding in found.items():
+        note = dict(finding.facts).get("note")
+        if note:
+            lines.append((f"note: {name}: {finding.message}" + ("" if verbose else " (-v: the note)"), plain))
+            lines += [(f"    {note}", plain)] if verbose else []
     lines.append((results.verdict(), {"red": True, "bold": True} if results.failed() else {"green": True}))
     for number, rc in enumerate(results.root_causes(), 1):
         count = len(rc.findings)

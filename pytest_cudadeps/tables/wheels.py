@@ -95,3 +95,20 @@ CUDA_PREFIXES = ("nvidia-", "cuda-")
 
 # nvidia-* distributions that carry no CUDA library: Python bindings of the driver's NVML.
 NOT_CUDA_WHEELS = frozenset({"nvidia-ml-py", "nvidia-ml-py3", "pynvml"})
+
+
+# The CUDA library that defines a C symbol, by the symbol's prefix (the longer prefix first): the loader's
+# `undefined symbol: ncclCommShrink` names NCCL, whose wheel is then the one to look at.  The driver's own
+# (`cuInit`, `cuMemAlloc_v2`) are left out: the driver is not a wheel.
+SYMBOL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("cublasLt", "libcublasLt"), ("cublas", "libcublas"), ("cudnn", "libcudnn"), ("cufft", "libcufft"),
+    ("curand", "libcurand"), ("cusolver", "libcusolver"), ("cusparseLt", "libcusparseLt"),
+    ("cusparse", "libcusparse"), ("nccl", "libnccl"), ("nvrtc", "libnvrtc"), ("__nvJitLink", "libnvJitLink"),
+    ("nvJitLink", "libnvJitLink"), ("cupti", "libcupti"), ("nvshmem", "libnvshmem_host"), ("cuFile", "libcufile"),
+    ("cuda", "libcudart"),
+)
+
+
+def library_of_symbol(symbol: str) -> str | None:
+    """The soname's stem (``libnccl``) of the CUDA library that defines ``symbol``, from its prefix."""
+    return next((stem for prefix, stem in SYMBOL_PREFIXES if symbol.startswith(prefix)), None)

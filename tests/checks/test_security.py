@@ -28,7 +28,7 @@ NOBODY = 65534
 
 
 def security(site: Path, monkeypatch: pytest.MonkeyPatch, *, ld_library_path: str = "",
-             ld_preload: str = "") -> dict[str, Finding]:
+             ld_preload: str = "", strict_notes: bool = False) -> dict[str, Finding]:
     """The four findings by name, with these variables set (unset when empty) and the tree's parent as working folder."""
     for name, value in (("LD_LIBRARY_PATH", ld_library_path), ("LD_PRELOAD", ld_preload)):
         if value:
@@ -36,7 +36,7 @@ def security(site: Path, monkeypatch: pytest.MonkeyPatch, *, ld_library_path: st
         else:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(site.parent)
-    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True, probes=False))
+    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True, probes=False, strict_notes=strict_notes))
     found = {f.name: f for f in security_findings(snapshot)}
     assert list(found) == ITEMS  # the same list every run, whatever is found
     return found
@@ -134,18 +134,21 @@ def test_a_relative_rpath_entry_fails_and_names_the_object_and_the_reinstall(
     assert finding.fix == f"patchelf{force} --set-rpath '$ORIGIN/../../nvidia/cu13/lib' {lib}"
 
 
-def test_an_entry_as_the_wheel_ships_it_passes_with_a_warning(
+def test_an_entry_as_the_wheel_ships_it_passes_with_a_note_or_fails_when_notes_are_strict(
         gcc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """nvidia-cusparselt-cu13 0.8.1 ships DT_RUNPATH '$ORIGIN:': failing would fail every intact torch venv."""
     site = tree(tmp_path, gcc, "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../nvidia/cu13/lib:")
     finding = security(site, monkeypatch)["security[rpath]"]
     assert finding.outcome is Outcome.PASS
     assert finding.message == ("1 entry as shipped by torch 2.14.1 is looked up from the working directory "
-                               "(a warning, not a failure)")
+                               "(a note, not a failure)")
     lib = site / "torch" / "lib" / "libtorch_cuda.so"
-    warning = dict(finding.facts)["warning"]
-    assert warning.startswith(f"{lib} (of torch 2.14.1): DT_RUNPATH entry '': an empty entry")
-    assert f"harden with: patchelf --set-rpath '$ORIGIN/../../nvidia/cu13/lib' {lib}" in warning
+    note = dict(finding.facts)["note"]
+    assert note.startswith(f"{lib} (of torch 2.14.1): DT_RUNPATH entry '': an empty entry")
+    assert f"harden with: patchelf --set-rpath '$ORIGIN/../../nvidia/cu13/lib' {lib}" in note
+    strict = security(site, monkeypatch, strict_notes=True)["security[rpath]"]
+    assert strict.outcome is Outcome.FAIL
+    assert strict.fix == f"patchelf --set-rpath '$ORIGIN/../../nvidia/cu13/lib' {lib}"
 
 
 def test_the_patched_object_passes(gcc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

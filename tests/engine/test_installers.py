@@ -6,12 +6,15 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.installers import (
+    Interpreter,
+    checked_interpreter,
     install_command,
     install_note,
     reinstall_command,
@@ -104,3 +107,76 @@ def test_reinstall_with_dependencies_and_torch_from_its_own_index() -> None:
         "pdm run pip install --force-reinstall torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126")
     assert torch_index_install_command("uv", "2.14.1", (13, 0)) == (
         "uv pip install --reinstall torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130")
+
+
+# --- the checked interpreter ---------------------------------------------------------------------------------------
+
+AIMED = Interpreter("/opt/my venv/bin/python", pip_reaches=False, uv_reaches=False)
+
+
+@pytest.mark.parametrize(("fix", "aimed"), [
+    ("pip install 'nvidia-cublas==13.1.1.3.*'", "'/opt/my venv/bin/python' -m pip install 'nvidia-cublas==13.1.1.3.*'"),
+    ("uv pip install --reinstall --no-deps 'torch==2.7.1'",
+     "uv pip install --python '/opt/my venv/bin/python' --reinstall --no-deps 'torch==2.7.1'"),
+    ("pip uninstall -y nvidia-nccl-cu12 && pip install 'x'",
+     "'/opt/my venv/bin/python' -m pip uninstall -y nvidia-nccl-cu12 && '/opt/my venv/bin/python' -m pip install 'x'"),
+    ("reinstall it: pip install --force-reinstall 'x'", "reinstall it: '/opt/my venv/bin/python' -m pip install --force-reinstall 'x'"),
+    ("python -m pip install 'x'", "'/opt/my venv/bin/python' -m pip install 'x'"),
+    ("poetry run pip install --force-reinstall 'x'", "poetry run pip install --force-reinstall 'x'"),  # poetry's own env
+    ("pdm add 'x'", "pdm add 'x'"),
+    ("install the NVIDIA driver", "install the NVIDIA driver"),
+    ("/usr/bin/pip install 'x'", "/usr/bin/pip install 'x'"),  # a pip named by path is the user's choice
+])
+def test_a_fix_names_the_checked_interpreter_once(fix: str, aimed: str) -> None:
+    assert AIMED.rewrite(fix) == aimed
+    assert AIMED.rewrite(aimed) == aimed  # aimed twice (a linkage item held to the loader) is aimed once
+    assert Interpreter("/opt/my venv/bin/python").rewrite(fix) == fix  # bare commands reach it: unchanged
+
+
+def _venv(root: Path) -> Path:
+    """A venv's shape: bin/python (a link to this interpreter), bin/pip, lib/pythonX.Y/site-packages."""
+    site = root / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (root / "bin").mkdir()
+    (root / "bin" / "python").symlink_to(sys.executable)
+    (root / "bin" / "pip").write_text("#!/bin/sh\n")
+    (root / "bin" / "pip").chmod(0o755)
+    return site
+
+
+def test_the_checked_venv_is_named_unless_path_and_virtual_env_reach_it(tmp_path: Path) -> None:
+    site = _venv(tmp_path / "opt" / "venv")
+    other = _venv(tmp_path / "elsewhere")
+    python = str(tmp_path / "opt" / "venv" / "bin" / "python")
+    # the usual Dockerfile: another pip first on PATH, nothing activated
+    found = checked_interpreter([str(site)], {"PATH": str(other.parents[2] / "bin")})
+    assert found == Interpreter(python, pip_reaches=False, uv_reaches=False)
+    # activated: PATH and VIRTUAL_ENV lead to it, and bare commands do
+    activated = {"PATH": f"{tmp_path / 'opt' / 'venv' / 'bin'}:/usr/bin", "VIRTUAL_ENV": str(tmp_path / "opt" / "venv")}
+    assert checked_interpreter([str(site)], activated) == Interpreter(python, pip_reaches=True, uv_reaches=True)
+    # no pip at all on PATH: named
+    assert not checked_interpreter([str(site)], {"PATH": ""}).pip_reaches  # type: ignore[union-attr]
+
+
+def test_a_tree_that_is_no_interpreters_names_none(tmp_path: Path) -> None:
+    (tmp_path / "site-packages").mkdir()
+    assert checked_interpreter([str(tmp_path / "site-packages")], {"PATH": "/usr/bin"}) is None
+    # no --cuda-deps-path: the running interpreter's environment
+    running = checked_interpreter(None, {"PATH": ""})
+    assert running is not None
+    assert running.python.startswith(sys.prefix)
+
+
+def test_an_aimed_fix_installs_into_the_checked_venv_from_a_shell_without_it(tmp_path: Path) -> None:
+    """Run as printed from a shell whose PATH has no venv: the aimed command reaches the checked venv."""
+    import venv
+
+    venv.create(tmp_path / "checked", with_pip=False, symlinks=True)
+    site = next((tmp_path / "checked" / "lib").glob("python*/site-packages"))
+    interpreter = checked_interpreter([str(site)], {"PATH": "/usr/bin:/bin"})
+    assert interpreter is not None
+    assert not interpreter.pip_reaches
+    command = interpreter.rewrite("python -m pip --version")
+    done = subprocess.run(["/bin/sh", "-c", command.replace(" -m pip --version", " -c 'import sys; print(sys.prefix)'")],
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(tmp_path / "checked")

@@ -81,9 +81,19 @@ def replace_file(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def run_plugin(site: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """pytest of this checkout's venv with the plugin inspecting ``site`` (not sys.path)."""
+def run_plugin(site: Path, *args: str, cwd: Path, env: dict[str, str] | None = None,
+               activated: bool = True, replace_env: bool = False) -> subprocess.CompletedProcess[str]:
+    """pytest of this checkout's venv with the plugin inspecting ``site`` (not sys.path).
+
+    ``activated``: the checked venv's bin first on PATH and in VIRTUAL_ENV, as after `source bin/activate`, so
+    that bare `pip`/`uv pip` fixes reach it and are printed bare; not activated, fixes name its interpreter.
+    ``replace_env``: ``env`` is the whole environment (a job's shell), not additions to this process's."""
+    base = {} if replace_env else dict(os.environ)
+    venv = site.parents[2]
+    if activated and (venv / "bin" / "python").exists():
+        base["PATH"] = f"{venv / 'bin'}:{base.get('PATH', '')}"
+        base["VIRTUAL_ENV"] = str(venv)
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cuda-deps-only",
                f"--cuda-deps-path={site}", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          env={**base, **(env or {})}, timeout=600)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_cudadeps.tables import wheels
 from pytest_cudadeps.tables.wheels import (
     CUDA_PREFIXES,
@@ -9,6 +11,7 @@ from pytest_cudadeps.tables.wheels import (
     DRIVER_SONAMES,
     NOT_CUDA_WHEELS,
     Provider,
+    library_of_symbol,
     provider_for,
 )
 
@@ -50,3 +53,12 @@ def test_the_spec_that_installs_a_provider() -> None:
     assert Provider("nvidia-cuda-runtime-cu12").spec("12.6") == "nvidia-cuda-runtime-cu12==12.6.*"
     assert Provider("nvidia-cublas-cu12").spec("12.6") == "nvidia-cublas-cu12"  # its version is not CUDA's
     assert Provider("nvidia-cudnn-cu13").spec("13.0") == "nvidia-cudnn-cu13"
+
+
+@pytest.mark.parametrize(("symbol", "stem"), [
+    ("ncclCommShrink", "libnccl"), ("cublasLtMatmul", "libcublasLt"), ("cublasCreate_v2", "libcublas"),
+    ("cudnnCreate", "libcudnn"), ("cudaMalloc", "libcudart"), ("cusparseLtInit", "libcusparseLt"),
+    ("__nvJitLinkComplete_13_1", "libnvJitLink"), ("cuInit", None), ("_ZN3c106detail", None),
+])
+def test_the_library_of_an_undefined_symbol_by_its_prefix(symbol: str, stem: str | None) -> None:
+    assert library_of_symbol(symbol) == stem
