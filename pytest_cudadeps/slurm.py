@@ -244,11 +244,11 @@ def act(slurm: Slurm, node: str, outcome: Outcome, unknown: str) -> str:
     action = decide(outcome, state, reason, unknown)
     if action == "drain":
         slurm.drain(node, reason_for(outcome))
-        return f"drained {node}: {reason_for(outcome)}"
+        return f"drained {node}"
     if action == "resume":
         slurm.resume(node)
-        return f"resumed {node} (was {state}: {reason})"
-    return f"left {node} {state}" + (f" ({reason})" if reason and reason != "none" else "")
+        return f"resumed {node}, {state} for {reason}"
+    return f"left {node} {state}" + (f" for {reason}" if reason and reason != "none" else "")
 
 
 @contextmanager
@@ -281,7 +281,7 @@ def health(settings: Settings, python: str) -> int:
         slurm = find_slurm(settings)
         outcome = run_check(settings, python)
         node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
-        print(f"{outcome.line}\n{PROGRAM}: {act(slurm, node, outcome, settings.unknown)}")
+        print(f"{outcome.line} ({act(slurm, node, outcome, settings.unknown)})")  # one line in slurmd.log
         return HEALTHY if outcome.status == HEALTHY else BROKEN
 
 
