@@ -74,11 +74,11 @@ def test_compare_names_the_odd_host_out(pytester: pytest.Pytester) -> None:
     odd = report(pytester, broken, "c.json")
     result = cli(pytester.path, "compare", "a.json", "b.json", str(odd))
     assert result.returncode == 1
-    assert result.stdout.splitlines() == [
+    assert result.stdout.splitlines() == [  # the three reports come from one host: named by their files
         "cudadeps compare: 3 reports, 1 key differ",
         "dist:nvidia-cuda-runtime",
-        "  13.0.96: a.json, b.json",
-        f"  (absent): {odd}  <- odd one out",
+        f"  (absent): 1 host: {odd}  <- odd one out",
+        "  13.0.96: 2 hosts: a.json, b.json",
         f"odd one out: {odd} (1 of 1 differences)",
     ]
     same = cli(pytester.path, "compare", "a.json", "b.json")
