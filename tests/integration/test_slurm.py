@@ -38,17 +38,29 @@ def fix_line(output: Path) -> str:
     return fixes[-1]  # the cudadeps summary's, below the root cause
 
 
-def test_a_broken_venv_drains_the_node_its_repair_resumes_it_and_an_admins_drain_stays(
-        cuda_venv: Path, tmp_path: Path) -> None:
-    venv = venvs.copy_venv(cuda_venv, tmp_path / "venv")
-    installed = venvs.pip(venv, "install", "-q", str(PROJECT))
+@pytest.fixture(scope="module")
+def venv(cuda_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hard-link copy of the real venv with this project installed into it; each test leaves it intact."""
+    copied = venvs.copy_venv(cuda_venv, tmp_path_factory.mktemp("slurm") / "venv")
+    installed = venvs.pip(copied, "install", "-q", str(PROJECT))
     assert installed.returncode == 0, installed.stderr[-3000:]
+    return copied
+
+
+def configure(venv: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The program's configuration beside it (slurmd gives it no SLURM_CONF, PATH or arguments): the program,
+    the cluster's folder and the file that keeps the last check's output."""
     work, output = tmp_path / "slurm", tmp_path / "check.out"
-    # the program's configuration beside it: slurmd gives it no SLURM_CONF, PATH or arguments
-    (venv / "bin" / "cudadeps-slurm.conf").write_text(
-        "args = --cuda-deps-no-probes  # the missing wheel is found without running anything\n"
-        f"lock = {tmp_path / 'check.lock'}\nslurm_conf = {work / 'etc' / 'slurm.conf'}\noutput = {output}\n")
-    program = venv / "bin" / "cudadeps-slurm-health"
+    conf = venv / "bin" / "cudadeps-slurm.conf"
+    conf.unlink(missing_ok=True)  # a new file, never one written in place
+    conf.write_text("args = --cuda-deps-no-probes  # the missing wheel is found without running anything\n"
+                    f"lock = {tmp_path / 'check.lock'}\nslurm_conf = {work / 'etc' / 'slurm.conf'}\noutput = {output}\n")
+    return venv / "bin" / "cudadeps-slurm-health", work, output
+
+
+def test_a_broken_venv_drains_the_node_its_repair_resumes_it_and_an_admins_drain_stays(
+        venv: Path, tmp_path: Path) -> None:
+    program, work, output = configure(venv, tmp_path)
     with slurm.start_cluster(work, str(program), interval_s=1) as cluster:
         stamp = replaced_after(output, 0)
         assert cluster.node_state() == ("idle", "none"), output.read_text()[-3000:]
@@ -79,3 +91,24 @@ def test_a_broken_venv_drains_the_node_its_repair_resumes_it_and_an_admins_drain
         pids = list(cluster.pids().values())
     assert pids
     assert not [pid for pid in pids if slurm.alive(pid)]
+
+
+def test_as_a_prolog_a_broken_venv_fails_the_job_and_slurm_drains_the_node(venv: Path, tmp_path: Path) -> None:
+    program, work, output = configure(venv, tmp_path)
+    with slurm.start_cluster(work, prolog=str(program)) as cluster:
+        ran = cluster.run("srun", "-N1", "true", check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert venvs.pip(venv, "uninstall", "-y", "nvidia-cublas").returncode == 0
+        refused = cluster.run("srun", "-N1", "true", check=False)
+        assert refused.returncode != 0
+        assert "Job prolog failed" in refused.stderr
+        cluster.wait_for(lambda state: state == ("drained", "Prolog error"), timeout_s=60)
+        logged = (work / "log" / "slurmd.log").read_text()
+        assert "prolog failed: rc:1 output:cudadeps: 5 failed checks from 1 root cause: requires[torch>nvidia-cublas]" \
+            in logged
+        repaired = venvs.pip(venv, *shlex.split(fix_line(output))[1:], "-q")
+        assert repaired.returncode == 0, repaired.stderr[-3000:]
+        cluster.resume()
+        cluster.wait_for(lambda state: state == ("idle", "none"), timeout_s=60)
+        again = cluster.run("srun", "-N1", "true", check=False)
+        assert again.returncode == 0, again.stderr
