@@ -7,7 +7,8 @@ status changes nothing.  So this program:
 
 - checks the environment it is installed in (``python -m pytest_cudadeps`` run by its own
   interpreter, in ``/``, with a JSON report in a temporary folder), and kills the check (its
-  whole process group) after ``timeout`` seconds (45 by default, at most 55);
+  whole process group) after ``timeout`` seconds (40 by default, at most 45: with ``sinfo`` and
+  ``scontrol``, 5 s each at most, a run ends within slurmd's 60 s);
 - takes a lock (``flock``, non-blocking): a run that finds it held exits 0 at once;
 - on a broken environment drains its node with
   ``scontrol update nodename=NODE state=drain reason="cudadeps: <root causes>"``, and when the
@@ -21,7 +22,7 @@ the program (the venv's ``bin/``), else ``/etc/cudadeps/slurm.conf``; no file me
 ``key = value`` lines, ``#`` comments::
 
     args = --cuda-deps-require-gpu        # options of python -m pytest_cudadeps (shell words)
-    timeout = 45                          # seconds for the check, at most 55
+    timeout = 40                          # seconds for the check, at most 45
     lock = /run/cudadeps-slurm-health.lock
     slurm_conf = /etc/slurm/slurm.conf    # given to scontrol and sinfo as SLURM_CONF
     slurm_bin = /usr/bin                  # the folder of scontrol and sinfo
@@ -57,7 +58,8 @@ CONF_NAME = "cudadeps-slurm.conf"
 SYSTEM_CONF = Path("/etc/cudadeps/slurm.conf")
 PREFIX = "cudadeps:"
 SLURM_BIN = ("/usr/bin", "/usr/local/bin", "/opt/slurm/bin")
-MAX_TIMEOUT = 55.0  # slurmd kills its health check after 60 s
+MAX_TIMEOUT = 45.0  # slurmd kills its health check after 60 s; sinfo and scontrol take 5 s at most each
+SLURM_TIMEOUT = 5.0
 REASON_LIMIT = 80
 HEALTHY, BROKEN, UNKNOWN = 0, 1, 2
 _KEYS = {"args", "timeout", "lock", "slurm_conf", "slurm_bin", "unknown", "output"}
@@ -72,7 +74,7 @@ class Settings:
     """The configuration (see the module docstring), with where it came from."""
 
     args: tuple[str, ...] = ()
-    timeout: float = 45.0
+    timeout: float = 40.0
     lock: str = "/run/cudadeps-slurm-health.lock"
     slurm_conf: str | None = None
     slurm_bin: str | None = None
@@ -209,7 +211,7 @@ class Slurm:
     def _run(self, *argv: str) -> str:
         env = {"SLURM_CONF": self.conf} if self.conf else {}
         done = subprocess.run([str(self.bin / argv[0]), *argv[1:]], capture_output=True, text=True, env=env,
-                              timeout=10, stdin=subprocess.DEVNULL)
+                              timeout=SLURM_TIMEOUT, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise OSError(f"{argv[0]} {argv[1]} failed (status {done.returncode}): "
                           f"{(done.stderr.strip().splitlines() or [''])[-1]}")
