@@ -63,6 +63,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             host_root=os.path.join(str(config.invocation_params.dir), value("cuda_deps_host_root") or "/"),
             json_path=_given_path(config, value("cuda_deps_json")),
             compare_path=_given_path(config, value("cuda_deps_compare")),
+            prometheus_path=_textfile_path(config, value("cuda_deps_prometheus")),
         )
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -92,6 +93,16 @@ def _paths(config: pytest.Config) -> tuple[str, ...] | None:
             raise SettingsError(f"{origin}: {shown} {problem}")
         paths.append(path)
     return tuple(paths) or None
+
+
+def _textfile_path(config: pytest.Config, given: str | None) -> str | None:
+    """node_exporter's textfile collector reads only ``*.prom`` files: another name would never be scraped."""
+    from pytest_cudadeps.core.settings import SettingsError
+
+    if given and not given.endswith(".prom"):
+        raise SettingsError(f"--cuda-deps-prometheus / cuda_deps_prometheus must end in .prom (node_exporter's "
+                            f"textfile collector reads only *.prom files), not {given!r}")
+    return _given_path(config, given)
 
 
 def _given_path(config: pytest.Config, given: str | None) -> str | None:

@@ -77,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--cuda-deps-json", "cuda_deps_json",
            "write the report (environment, findings, root causes; JSON, version 1) to PATH",
            "string", metavar="PATH", default=None)
+    option("--cuda-deps-prometheus", "cuda_deps_prometheus",
+           "write the verdict, the failed checks and one series per root cause to PATH (ending in .prom) for "
+           "node_exporter's textfile collector, atomically", "string", metavar="PATH", default=None)
     option("--cuda-deps-compare", "cuda_deps_compare",
            "compare this environment with a report saved with --cuda-deps-json on a known-good host: "
            "each difference is a failing drift[...] item", "string", metavar="PATH", default=None)

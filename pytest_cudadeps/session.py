@@ -143,14 +143,21 @@ class CudaDepsPlugin:
         """Stop the children nobody waited for; write the JSON report before the summary that names it."""
         if self.children is not None:  # started ahead, their items deselected, -x, Ctrl-C: none outlives the run
             self.children.stop()
-        if self.is_worker or not self.settings.json_path:
+        if self.is_worker or not (self.settings.json_path or self.settings.prometheus_path):
             return
         from pytest_cudadeps.report.document import document, write_json
+        from pytest_cudadeps.report.metrics import write_prometheus
 
+        report, where = document(self.snapshot(), self.results()), ""
         try:
-            self.report_path = write_json(self.settings.json_path, document(self.snapshot(), self.results()))
+            if self.settings.json_path:
+                where = self.settings.json_path
+                self.report_path = write_json(where, report)
+            if self.settings.prometheus_path:
+                where = self.settings.prometheus_path
+                write_prometheus(where, report)
         except OSError as exc:
-            self.report_error = f"cudadeps: cannot write {self.settings.json_path}: {exc.strerror or exc}"
+            self.report_error = f"cudadeps: cannot write {where}: {exc.strerror or exc}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)

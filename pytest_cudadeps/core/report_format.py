@@ -19,7 +19,7 @@ from pytest_cudadeps.core.safe_io import read_regular
 
 VERSION = 1
 REPORT_LIMIT = 256 << 20  # a report of a host with 20,000 findings is about 20 MB
-MAX_NESTING = 64  # the report nests 5 deep; json.loads recurses once per level
+MAX_NESTING = 64  # the report nests 5 deep; json.loads recurses once per level, up to the recursion limit
 
 
 class FindingDoc(TypedDict):
@@ -146,31 +146,27 @@ class ReportError(Exception):
     """A report that cannot be read, or is not a pytest-cudadeps report of version 1 of the right shape."""
 
 
-def _depth_of(text: str) -> int:
-    """How deep the brackets of a JSON text nest (strings are skipped), without parsing it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+def _depth_of(value: object) -> int:
+    """How deep the lists and objects of a parsed JSON value nest: level by level, never a recursion."""
+    level, depth = ([value] if isinstance(value, (dict, list)) else []), 0
+    while level:
+        depth += 1
+        level = [child for item in level for child in (item.values() if type(item) is dict else item)
+                 if type(child) is dict or type(child) is list]
+    return depth
 
 
 def parse_report(text: str, where: str) -> ReportDoc:
     """A report's text checked for the shape of every field a baseline or a fleet comparison reads."""
-    if _depth_of(text) > MAX_NESTING:
-        raise ReportError(f"{where} nests deeper than {MAX_NESTING} levels: not a pytest-cudadeps report")
+    too_deep = ReportError(f"{where} nests deeper than {MAX_NESTING} levels: not a pytest-cudadeps report")
     try:
         data: object = json.loads(text)
+    except RecursionError:  # the C decoder counts its recursion and stops at the interpreter's limit
+        raise too_deep from None
     except ValueError as exc:
         raise ReportError(f"{where} is not JSON: {exc}") from None
+    if _depth_of(data) > MAX_NESTING:
+        raise too_deep
     document = _object(data, where, "the document")
     version = document.get("version")
     if type(version) is not int or version != VERSION:  # not True, which equals 1

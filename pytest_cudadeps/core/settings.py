@@ -36,6 +36,7 @@ class Settings:
     host_root: str = "/"  # where /proc and /dev are read (the tests give a fake tree)
     json_path: str | None = None  # --cuda-deps-json: where the report goes
     compare_path: str | None = None  # --cuda-deps-compare: a report of a known-good host
+    prometheus_path: str | None = None  # --cuda-deps-prometheus: a textfile for node_exporter (*.prom)
 
     def describe(self) -> str:
         parts = ["only the environment checks" if self.only else "environment checks added"]

@@ -74,11 +74,11 @@ def test_compare_names_the_odd_host_out(pytester: pytest.Pytester) -> None:
     odd = report(pytester, broken, "c.json")
     result = cli(pytester.path, "compare", "a.json", "b.json", str(odd))
     assert result.returncode == 1
-    assert result.stdout.splitlines() == [
+    assert result.stdout.splitlines() == [  # the three reports come from one host: named by their files
         "cudadeps compare: 3 reports, 1 key differ",
         "dist:nvidia-cuda-runtime",
-        "  13.0.96: a.json, b.json",
-        f"  (absent): {odd}  <- odd one out",
+        f"  (absent): 1 host: {odd}  <- odd one out",
+        "  13.0.96: 2 hosts: a.json, b.json",
         f"odd one out: {odd} (1 of 1 differences)",
     ]
     same = cli(pytester.path, "compare", "a.json", "b.json")
@@ -152,3 +152,61 @@ def test_no_annotations_outside_github(pytester: pytest.Pytester) -> None:
     result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes", env={"GITHUB_ACTIONS": ""})
     assert "::error" not in result.stdout
     assert RUNTIME in result.stdout
+
+
+# --- monitoring -------------------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def npd_rule() -> tuple[list[str], int]:
+    """The README's node-problem-detector plugin: the rule's command and its max_output_length."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```json\n", text.index("**node-problem-detector custom plugin**")) + len("```json\n")
+    config = json.loads(text[start:text.index("```", start)])
+    rule = config["rules"][0]
+    return [rule["path"], *rule["args"]], config["pluginConfig"].get("max_output_length", 80)
+
+
+def run_like_npd(command: list[str], limit: int, cwd: Path) -> tuple[int, str]:
+    """As node-problem-detector runs a custom plugin: exec'd in its own process group, stdout read (4 KiB at
+    most), whitespace trimmed, cut to max_output_length bytes; stderr only goes to its log."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, timeout=180, start_new_session=True)  # own group, as Setpgid
+    return done.returncode, done.stdout[:4096].strip()[:limit].decode("utf-8", "replace")
+
+
+def test_the_node_problem_detector_recipe_reports_the_verdict_and_its_status(pytester: pytest.Pytester) -> None:
+    command, limit = npd_rule()
+    assert limit == 80
+    messages = {}
+    for name, omit, status in (("intact", [], 0), ("no-cublas", ["nvidia-cublas"], 1)):
+        site = sb.torch_2_14_1(pytester.path / name, omit=omit)
+        here = [arg.replace("/usr/local/bin/python", sys.executable)
+                   .replace("--cuda-deps-host-root=/host", "--cuda-deps-host-root=/")
+                   .replace("--cuda-deps-path=/host/opt/venv/lib/python3.11/site-packages",
+                            f"--cuda-deps-path={site} --cuda-deps-no-probes") for arg in command]
+        assert here != command
+        code, messages[name] = run_like_npd(here, limit, pytester.path)
+        assert code == status, messages[name]
+    assert messages["intact"] == f"cudadeps: healthy: {len(expected_items_2_14_1())} checks passed"
+    assert messages["no-cublas"] == "cudadeps: 1 failed check from 1 root cause: requires[torch>nvidia-cublas]"
+
+
+def test_the_prometheus_textfile_holds_the_verdict_and_each_root_cause(pytester: pytest.Pytester) -> None:
+    site = sb.torch_2_14_1(pytester.path / "site", omit=["nvidia-cublas"])
+    result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes",
+                 "--cuda-deps-prometheus=textfile/cudadeps.prom")
+    assert result.returncode == 1, result.stdout
+    textfile = pytester.path / "textfile" / "cudadeps.prom"
+    lines = textfile.read_text().splitlines()
+    assert "cudadeps_healthy 0" in lines
+    assert 'cudadeps_checks{outcome="failed"} 1' in lines
+    assert "cudadeps_root_causes 1" in lines
+    assert ('cudadeps_root_cause{cause="requires[torch>nvidia-cublas]",title="nvidia-cublas is not installed"} 1'
+            in lines)
+    assert [p.name for p in textfile.parent.iterdir()] == ["cudadeps.prom"]
+    wrong = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-prometheus=cudadeps.txt")
+    assert wrong.returncode == 2
+    assert wrong.stdout.splitlines()[0].endswith(
+        "--cuda-deps-prometheus / cuda_deps_prometheus must end in .prom (node_exporter's textfile collector reads "
+        "only *.prom files), not 'cudadeps.txt'")

@@ -357,8 +357,9 @@ def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
     fleet = subprocess.run([sys.executable, "-m", "pytest_cudadeps", "compare", str(good), str(bad)], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert fleet.returncode == 1
-    assert "dist:nvidia-nccl-cu13\n  2.30.7: " in fleet.stdout
-    assert "lib:libnccl.so.2\n  site-packages/nvidia/nccl/lib/libnccl.so.2 (nvidia-nccl-cu13 2.30.7): " in fleet.stdout
+    assert f"dist:nvidia-nccl-cu13\n  (absent): 1 host: {bad}\n  2.30.7: 1 host: {good}\n" in fleet.stdout
+    assert (f"lib:libnccl.so.2\n  not found (no owner): 1 host: {bad}\n"
+            f"  site-packages/nvidia/nccl/lib/libnccl.so.2 (nvidia-nccl-cu13 2.30.7): 1 host: {good}\n") in fleet.stdout
     assert "dist:torch" not in fleet.stdout  # the venvs live in other folders: paths are compared relative to them
     drift = subprocess.run([*command, f"--cuda-deps-compare={good}", "-k", "drift"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
