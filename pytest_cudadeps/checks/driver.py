@@ -3,9 +3,11 @@ runtime of the wheels; a failed driver call is worded from :mod:`pytest_cudadeps
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.probes.child.protocol import CudartAnswer, LibcudaAnswer, NvmlAnswer
 from pytest_cudadeps.probes.driver import DriverInfo, Gpu
 from pytest_cudadeps.probes.runner import Blame
@@ -73,6 +75,8 @@ def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
     nvml = info.nvml
     if isinstance(nvml, Blame):
         return _trouble(CHECK, "nvml", "initialising NVML (libnvidia-ml.so.1)", nvml)
+    if nvml.error is not None and nvml.code is None and (nvml.module is None or nvml.error.startswith("AttributeError")):
+        return _own_dependency(info, nvml, require_gpu)
     if nvml.error is not None:
         if nvml.code == NVML_LIBRARY_NOT_FOUND:
             return _no_driver(CHECK, "nvml", "NVML library not found: libnvidia-ml.so.1 is missing, "
@@ -88,6 +92,25 @@ def nvml_finding(info: DriverInfo, *, require_gpu: bool = False) -> Finding:
         gpu.describe() for gpu in info.gpus)
     return passed(CHECK, "nvml", summary, driver=str(info.driver_version), gpus=str(len(info.gpus)),
                   **{f"gpu{g.index}": f"{g.name}, {g.sm}, MIG {g.mig}" for g in info.gpus}, **_interconnect(info))
+
+
+def _own_dependency(info: DriverInfo, nvml: NvmlAnswer, require_gpu: bool) -> Finding:
+    """nvidia-ml-py, the plugin's own dependency, missing (uninstalled with the nvidia-* wheels) or shadowed by the
+    deprecated ``pynvml`` distribution's module of the same name: the plugin's need, not the environment's; on a
+    host without a driver nothing needs NVML, so it fails nothing there."""
+    python = quote(sys.executable)  # the plugin's interpreter, which runs the driver child
+    if nvml.module is None:
+        what = f"nvidia-ml-py, this plugin's own dependency, is not importable ({nvml.error})"
+        fix = f"{python} -m pip install nvidia-ml-py"
+    else:
+        what = (f"the pynvml module at {nvml.module} lacks what nvidia-ml-py provides ({nvml.error}): the deprecated "
+                f"`pynvml` distribution shadows nvidia-ml-py")
+        fix = f"{python} -m pip uninstall -y pynvml && {python} -m pip install --force-reinstall nvidia-ml-py"
+    libcuda = info.libcuda
+    if isinstance(libcuda, LibcudaAnswer) and libcuda.error and "cannot open shared object file" in libcuda.error:
+        return _no_driver(CHECK, "nvml", f"{what}; no NVIDIA driver on this host either, so nothing needs it",
+                          require_gpu)
+    return failed(CHECK, "nvml", what, fix=fix)
 
 
 _P2P_STATUS = {0: "ok", 1: "chipset not supported", 2: "GPU not supported", 3: "IOH topology not supported",

@@ -127,3 +127,28 @@ def test_the_driver_library_mismatch_is_worded_as_nvidia_smi_users_know_it() -> 
         "Driver/library version mismatch: libnvidia-ml.so.1 and the loaded nvidia kernel module differ in version "
         "(upgraded without a reboot)")
     assert finding.fix.startswith("reboot; or stop every process that uses the GPU")
+
+
+@pytest.mark.parametrize(("module", "expect"), [
+    ("raise ImportError(\"No module named 'pynvml'\")\n", "nvidia-ml-py, this plugin's own dependency, is not importable"),
+    ("def nvmlInit(): pass\n", "the deprecated `pynvml` distribution shadows nvidia-ml-py"),  # lacks the rest
+])
+def test_the_plugins_own_nvml_module_missing_or_shadowed_is_its_own_cause_and_no_failure_without_a_driver(
+        gcc: str, tmp_path: Path, module: str, expect: str) -> None:
+    """The real child with a pynvml module first on its path: one that cannot be imported (every nvidia-*
+    distribution uninstalled takes nvidia-ml-py along) or an old one; the child answers instead of dying."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "pynvml.py").write_text(module)
+    no_driver = probe_driver(timeout=30, paths=[str(shadow)], env={"LD_LIBRARY_PATH": str(tmp_path / "empty")})
+    finding = nvml_finding(no_driver)
+    assert finding.outcome is Outcome.SKIP
+    assert expect in finding.message
+    assert finding.message.endswith("no NVIDIA driver on this host either, so nothing needs it")
+    with_driver = probe_driver(timeout=30, paths=[str(shadow)],
+                               env={"LD_LIBRARY_PATH": str(fake_driver(gcc, tmp_path / "driver", gpus=TWO_GPUS))})
+    finding = nvml_finding(with_driver)
+    assert finding.outcome is Outcome.FAIL
+    assert expect in finding.message
+    assert "-m pip install" in finding.fix
+    assert "nvidia-ml-py" in finding.fix

@@ -76,12 +76,25 @@ def _p2p(pynvml: ModuleType, count: int) -> tuple[tuple[int, int, int], ...]:
 
 
 def probe_nvml() -> NvmlAnswer:
-    import pynvml
+    """NVML through the ``pynvml`` module of nvidia-ml-py, the plugin's own dependency: a pip uninstall of every
+    nvidia-* distribution removes it, and the deprecated ``pynvml`` distribution ships a module of the same name
+    that lacks newer functions.  Either is an answer, never a dead child."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        return NvmlAnswer(error=f"{type(exc).__name__}: {exc}")
+    module = getattr(pynvml, "__file__", None) or "?"
+    try:
+        return _nvml(pynvml, module)
+    except AttributeError as exc:
+        return NvmlAnswer(error=f"AttributeError: {exc}", module=module)
 
+
+def _nvml(pynvml: ModuleType, module: str) -> NvmlAnswer:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
-        return NvmlAnswer(error=str(exc), code=exc.value)
+        return NvmlAnswer(error=str(exc), code=exc.value, module=module)
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()
         try:
@@ -89,9 +102,9 @@ def probe_nvml() -> NvmlAnswer:
         except pynvml.NVMLError:
             cuda = pynvml.nvmlSystemGetCudaDriverVersion()
         gpus = tuple(_gpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount()))
-        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus, p2p=_p2p(pynvml, len(gpus)))
+        return NvmlAnswer(driver=driver, cuda_version=cuda, gpus=gpus, p2p=_p2p(pynvml, len(gpus)), module=module)
     except pynvml.NVMLError as exc:
-        return NvmlAnswer(error=str(exc), code=exc.value)
+        return NvmlAnswer(error=str(exc), code=exc.value, module=module)
     finally:
         with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()

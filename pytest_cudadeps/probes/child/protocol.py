@@ -95,6 +95,7 @@ class NvmlAnswer:
     cuda_version: Optional[int] = None
     gpus: tuple[GpuAnswer, ...] = ()
     p2p: tuple[tuple[int, int, int], ...] = ()  # (GPU, GPU, nvmlGpuP2PStatus_t for reads): 0 is OK
+    module: Optional[str] = None  # the pynvml module imported (its file); None when it could not be imported
 
 
 @dataclass(frozen=True)
