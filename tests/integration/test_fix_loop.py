@@ -31,7 +31,11 @@ def test_the_printed_fix_repairs_the_state(state: fixloop.State, cuda_venv: Path
         assert status == 0, fix
         if " pip " in fix:  # the venv is not on PATH: a pip fix must name its interpreter to reach it
             assert python in fix
-    assert row.repaired, row.after.output if row.after else row.before.output
+    if state.causes:
+        assert row.repaired, row.after.output if row.after else row.before.output
+    if state.truth is not None:  # the real loader agrees: broken before, working after (healthy states: working)
+        assert row.truth_before == (1 if state.causes else 0)
+        assert row.truth_after in (None, 0)
 
 
 def test_the_old_libstdcxx_is_what_the_real_loader_refuses(cuda_venv: Path, tmp_path: Path) -> None:

@@ -56,16 +56,29 @@ class State:
     env: Callable[[Path], dict[str, str]] = field(default=lambda work: {})
     causes: int = 1  # the root causes the check must find (0: the state is healthy)
     cost: str = "small"  # "large": downloads gigabytes; only with CUDADEPS_FIX_LOOP=all
+    truth: str | None = None  # code the venv's python runs: fails while broken, works when healthy (the referee)
+
+
+def _other_nvjitlink(work: Path) -> dict[str, str]:
+    """A copy of the wheel's libnvJitLink.so.13 in another folder, first on LD_LIBRARY_PATH."""
+    other = work / "other-nvjitlink"
+    other.mkdir(exist_ok=True)
+    wheel = venvs.site_packages(work / "venv") / "nvidia" / "cu13" / "lib" / "libnvJitLink.so.13"
+    (other / wheel.name).write_bytes(wheel.read_bytes())
+    return {"LD_LIBRARY_PATH": str(other)}
 
 
 STATES = (
     State("nvidia-cuda-runtime uninstalled", (("uninstall", "-y", "nvidia-cuda-runtime"),)),
-    State("nvidia-nccl-cu13 2.27.7 (pip install --no-deps)", (("install", "-q", "--no-deps", "nvidia-nccl-cu13==2.27.7"),)),
+    State("nvidia-nccl-cu13 2.27.7 (pip install --no-deps)", (("install", "-q", "--no-deps", "nvidia-nccl-cu13==2.27.7"),),
+          truth="import torch"),
     State("nvidia-nccl-cu12 installed beside the cu13 wheels", (("install", "-q", "--no-deps", "nvidia-nccl-cu12==2.32.3"),)),
     State("torchvision 0.28.0 (built for torch 2.13) beside torch 2.14.1",
-          (("install", "-q", "--no-deps", "torchvision==0.28.0"),)),
+          (("install", "-q", "--no-deps", "torchvision==0.28.0"),), truth="import torchvision"),
     State("an old libstdc++ first on LD_LIBRARY_PATH",
-          env=lambda work: {"LD_LIBRARY_PATH": str(old_libstdcxx(work / "old-libstdcxx").parent)}),
+          env=lambda work: {"LD_LIBRARY_PATH": str(old_libstdcxx(work / "old-libstdcxx").parent)}, truth="import torch"),
+    State("another libnvJitLink first on LD_LIBRARY_PATH (torch preloads the wheel's by path)", env=_other_nvjitlink,
+          causes=0, truth="import torch"),
     State("every nvidia-* and cuda-* distribution uninstalled", (("uninstall", "-y", "cuda-toolkit", "cuda-bindings",
           "cuda-pathfinder", "nvidia-cublas", "nvidia-cuda-cupti", "nvidia-cuda-nvrtc", "nvidia-cuda-runtime",
           "nvidia-cudnn-cu13", "nvidia-cufft", "nvidia-cufile", "nvidia-curand", "nvidia-cusolver", "nvidia-cusparse",
@@ -87,6 +100,8 @@ class Row:
     before: Check
     fixes: list[tuple[str, int]] = field(default_factory=list)  # each fix as printed, and its exit status
     after: Check | None = None
+    truth_before: int | None = None  # the exit status of the state's truth code, before and after the fixes
+    truth_after: int | None = None
 
     @property
     def repaired(self) -> bool:
@@ -126,19 +141,28 @@ def run_fix(fix: str, env: dict[str, str], work: Path) -> tuple[int, dict[str, s
     return done.returncode, changed or env, text[-2000:] + done.stderr[-2000:]
 
 
+def truth(venv: Path, code: str | None, env: dict[str, str], work: Path) -> int | None:
+    """What the real loader says: the exit status of ``code`` in the venv's python with the job's environment."""
+    if code is None:
+        return None
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=work, env=env, capture_output=True,
+                          timeout=600).returncode
+
+
 def loop(state: State, work: Path) -> Row:
     venv = venvs.copy_venv(venvs.base_venv(venvs.CUDA_TORCH), work / "venv")
     for args in state.pip:
         done = venvs.pip(venv, *args)
         assert done.returncode == 0, done.stderr[-3000:]
     env = job_env(state.env(work))
-    row = Row(state.name, check(venv, env, work))
+    row = Row(state.name, check(venv, env, work), truth_before=truth(venv, state.truth, env, work))
     if row.before.returncode == 0:
         return row
     for cause in row.before.causes:
         status, env, _ = run_fix(cause["fix"], env, work)
         row.fixes.append((cause["fix"], status))
     row.after = check(venv, env, work)
+    row.truth_after = truth(venv, state.truth, env, work)
     return row
 
 
