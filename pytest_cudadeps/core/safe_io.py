@@ -105,6 +105,16 @@ def read_regular(path: StrPath, limit: int, what: str = "this file") -> bytes:
     return data
 
 
+def read_text(path: StrPath, limit: int, what: str = "this file", errors: str = "strict") -> str:
+    """:func:`read_regular` decoded as UTF-8; a file that is not UTF-8 is a ``ValueError`` saying where
+    (``errors="replace"``: decoded anyway, for a file only searched for a word)."""
+    data = read_regular(path, limit, what)
+    try:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def safe_stat(path: StrPath, *, follow_symlinks: bool = True) -> os.stat_result | None:
     """``os.stat``, or None for an entry ld.so would skip (missing, EACCES, ENAMETOOLONG, ELOOP, ENOTDIR).
 
@@ -146,5 +156,5 @@ LD_SO_CACHE_LIMIT = 64 << 20
 
 __all__ = [
     "LD_SO_CACHE_LIMIT", "SKIPPED_ERRNOS", "UnsafeFile", "check_regular", "file_kind", "human_size", "is_dir",
-    "is_regular", "open_regular", "read_regular", "safe_stat", "stat_or_reason",
+    "is_regular", "open_regular", "read_regular", "read_text", "safe_stat", "stat_or_reason",
 ]

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from packaging.utils import canonicalize_name
 
-from pytest_cudadeps.core.safe_io import UnsafeFile, is_dir, read_regular
+from pytest_cudadeps.core.safe_io import UnsafeFile, is_dir, read_regular, read_text
 
 # Size caps of the files read here (safe_io.read_regular refuses anything larger, and any FIFO,
 # device or folder, with a message naming the file).  Each is far above what real installs
@@ -201,12 +201,8 @@ class Environment:
 
 
 def _read_text(path: Path, limit: int, what: str) -> str:
-    """A UTF-8 file read with :func:`safe_io.read_regular` (regular file, at most ``limit`` bytes)."""
-    data = read_regular(path, limit, what)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    """A UTF-8 file read with :func:`safe_io.read_text` (regular file, at most ``limit`` bytes)."""
+    return read_text(path, limit, what)
 
 
 def _egg_requires(text: str) -> list[str]:
