@@ -9,8 +9,6 @@ what an installer's user should know beside it is :func:`install_note`, shown as
 
 from __future__ import annotations
 
-import shlex
-
 from pytest_cudadeps.core.text import quote
 
 _COMMANDS: dict[str, str] = {
@@ -43,8 +41,8 @@ def install_command(installer: str, spec: str, *more: str) -> str:
 def uninstall_command(installer: str, name: str) -> str:
     key = installer.strip().lower() or "pip"
     if key == "uv":
-        return f"uv pip uninstall {shlex.quote(name)}"
-    return f"pip uninstall -y {shlex.quote(name)}"  # a plain name stays bare; anything odd is quoted
+        return f"uv pip uninstall {quote(name)}"
+    return f"pip uninstall -y {quote(name)}"
 
 
 def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
@@ -65,12 +63,10 @@ def torch_index_install_command(installer: str, version: str, cuda: tuple[int, i
     GPU host.  ``--force-reinstall``/``--reinstall`` because the installed ``2.13.0+cpu`` already
     satisfies ``torch==2.13.0`` and would be kept otherwise.
     """
-    import shlex  # local: this addition stays self-contained at the end of the module
-
     key = installer.strip().lower() or "pip"
     tag = f"cu{cuda[0]}{cuda[1]}"
     url = f"https://download.pytorch.org/whl/{tag}"
-    spec = shlex.quote(f"torch=={version}")
+    spec = quote(f"torch=={version}")
     if key == "uv":
         return f"uv pip install --reinstall {spec} --index-url {url}"
     if key == "poetry":

@@ -18,7 +18,7 @@ def test_cu12_wheels_beside_a_cu13_torch(tmp_path: Path) -> None:
     assert major.message == ("torch 2.14.1 is a CUDA 13.0 build, but CUDA 12 wheels are installed beside it: "
                              "nvidia-nccl-cu12 2.26.2 (CUDA 12)")
     assert major.details[0].startswith(f"read from {site / 'torch' / 'version.py'}")
-    assert major.fix.startswith("pip uninstall -y nvidia-nccl-cu12, then reinstall torch")
+    assert major.fix.startswith("pip uninstall -y 'nvidia-nccl-cu12', then reinstall torch")
 
 
 def test_a_cu13_runtime_beside_a_cu12_torch(tmp_path: Path) -> None:
