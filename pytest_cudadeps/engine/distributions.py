@@ -34,6 +34,10 @@ METADATA_LIMIT = 16 << 20
 REQUIRES_TXT_LIMIT = 1 << 20
 # - RECORD: torch's is about 2 MB with 20,000 lines; a distribution ten times larger still fits.  64 MB.
 RECORD_LIMIT = 64 << 20
+# - and in lines: 64 MB of 32-byte lines is 2 million, which cost 52 s and 2.3 GB to index as files.
+#   torch 2.14.1's RECORD has about 20,000; ten times that.
+RECORD_LINE_LIMIT = 200_000
+_LINE_ENDS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # str.splitlines' own
 # - INSTALLER: one word ("pip", "uv").  4 KB.
 INSTALLER_LIMIT = 4 << 10
 # - version.py: torch's is about 300 bytes; ast.parse takes 0.75 s for 1 MB of assignments
@@ -163,6 +167,10 @@ def load_record(meta_dir: Path) -> tuple[tuple[str, ...], MetadataProblem | None
         return (), None
     except OSError as exc:
         return (), MetadataProblem(path, f"cannot be read: {_reason(exc)}")
+    count = sum(text.count(end) for end in _LINE_ENDS)  # linear, before two million strings are made
+    if count > RECORD_LINE_LIMIT:
+        return (), MetadataProblem(path, f"cannot be read: lists {count:,} files, more than the "
+                                         f"{RECORD_LINE_LIMIT:,} a RECORD file may list")
     lines = tuple(text.splitlines())
     # Only a line longer than csv's field limit, or one with a NUL (refused before Python
     # 3.11), can make csv raise: checking those alone keeps torch's 20,000 lines cheap.
