@@ -367,8 +367,11 @@ def _read_installer(path: Path) -> tuple[str, MetadataProblem | None]:
 
 
 def _metadata_dirs(location: Path) -> list[Path]:
+    """The metadata folders of one path entry, in the order importlib.metadata finds them: every
+    ``.dist-info`` before any ``.egg-info`` (its ``Lookup.search`` chains the two), so that a stale
+    ``torch-2.4.0.egg-info`` left beside ``torch-2.14.1.dist-info`` is not taken for the installed torch."""
     try:
-        names = sorted(os.listdir(location))
+        names = sorted(os.listdir(location), key=lambda name: (name.endswith(".egg-info"), name))
     except OSError:
         return []
     return [location / n for n in names if n.endswith((".dist-info", ".egg-info"))]

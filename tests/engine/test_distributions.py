@@ -185,3 +185,19 @@ def test_read_distribution_keeps_its_contract(tmp_path: Path) -> None:
     good = read_distribution(*(lambda s: (s, s / "demo-1.0.dist-info"))(one_dist(tmp_path / "b")))
     assert isinstance(good, Distribution)
     assert good.name == "demo"
+
+
+def test_a_stale_egg_info_beside_the_dist_info_is_not_the_installed_copy(tmp_path: Path) -> None:
+    """importlib.metadata (and pip) take the dist-info: ``torch-2.14.1.dist-info`` over a left-over
+    ``torch-2.0.0-py3.11.egg-info``, though "torch-2.0.0..." sorts first; checked against importlib itself."""
+    import importlib.metadata
+
+    site = sb.build(tmp_path / "site", [sb.torch_dist("2.14.1", "13.0")])
+    egg = site / "torch-2.0.0-py3.11.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: torch\nVersion: 2.0.0\n\n")
+    found = scan([site]).get("torch")
+    assert found is not None
+    assert (found.version, found.meta_dir.name) == ("2.14.1", "torch-2.14.1.dist-info")
+    reference = next(d for d in importlib.metadata.distributions(path=[str(site)]) if d.metadata["Name"] == "torch")
+    assert reference.version == found.version
