@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +40,8 @@ RECORD_LIMIT = 64 << 20
 #   torch 2.14.1's RECORD has about 20,000; ten times that.
 RECORD_LINE_LIMIT = 200_000
 _LINE_ENDS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # str.splitlines' own
+# - direct_url.json: a URL and a few keys (PEP 610).  64 KB.
+DIRECT_URL_LIMIT = 64 << 10
 # - INSTALLER: one word ("pip", "uv").  4 KB.
 INSTALLER_LIMIT = 4 << 10
 # - version.py: torch's is about 300 bytes; ast.parse takes 0.75 s for 1 MB of assignments
@@ -203,9 +207,33 @@ class Environment:
         return found[0] if found else None
 
     def package_dir(self, dist: Distribution, package: str) -> Path | None:
-        """The folder of an import package of ``dist`` (``torch``), without importing it."""
+        """The folder of an import package of ``dist`` (``torch``), without importing it: beside its metadata,
+        or, for an editable install (``pip install -e``), in the source tree its ``direct_url.json`` names."""
         candidate = dist.location / package
-        return candidate if is_dir(candidate) else None
+        if is_dir(candidate):
+            return candidate
+        source = editable_source(dist)
+        if source is None:
+            return None
+        return next((found for found in (source / package, source / "src" / package) if is_dir(found)), None)
+
+
+def editable_source(dist: Distribution) -> Path | None:
+    """The source folder of an editable install (PEP 660: ``direct_url.json`` with ``dir_info.editable``), else None.
+
+    The package lives there, not in site-packages (a ``__editable__`` finder or a ``.pth`` line points at
+    it): a fix must never reinstall it from an index, which would replace the developer's build.
+    """
+    try:
+        data = json.loads(read_text(dist.meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("dir_info"), dict) or data["dir_info"].get("editable") is not True:
+        return None
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith("file://"):
+        return None
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
 
 
 def _read_text(path: Path, limit: int, what: str) -> str:

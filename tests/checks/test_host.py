@@ -321,3 +321,11 @@ def test_the_real_cpu_venv_on_an_h100_host(cpu_venv: Path) -> None:
     finding = cpu_build_finding(str(values["__version__"]), "pip", (H100,), (13, 0), cpu_only=values["cuda"] is None)
     assert finding.message == "torch 2.13.0+cpu cannot use the NVIDIA H100 80GB HBM3 of this host: it is a CPU-only build"
     assert finding.fix == "pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130"
+
+
+def test_an_editable_torch_is_rebuilt_where_it_lives_never_reinstalled(tmp_path: Path) -> None:
+    source = tmp_path / "my pytorch"
+    finding = cpu_build_finding("2.15.0a0+git1234", "pip", (H100,), (13, 0), cpu_only=True, editable=source)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.fix == f"cd '{source}' && USE_CUDA=1 python -m pip install --no-build-isolation -e ."
+    assert "--force-reinstall" not in finding.fix
