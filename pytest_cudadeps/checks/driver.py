@@ -3,6 +3,7 @@ runtime of the wheels; a failed driver call is worded from :mod:`pytest_cudadeps
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
@@ -102,6 +103,9 @@ def _interconnect(info: DriverInfo) -> dict[str, str]:
     return facts
 
 
+_DRIVER_VERSION = re.compile(r"\d{2,4}(\.\d{1,3}){1,2}")  # 580.65.06, 535.104 (NVIDIA's own spellings)
+
+
 def runtime_compat_finding(
     info: DriverInfo, build_cuda: str | None, build_source: str, *, require_gpu: bool = False
 ) -> Finding:
@@ -123,7 +127,13 @@ def runtime_compat_finding(
         reason = _error_of(info.libcuda) or _error_of(info.nvml) or "the driver reports no CUDA version"
         return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
                           f"the driver: {reason}", require_gpu)
-    pair = _Pair(runtime, source, cuda_version_tuple(driver_cuda), info.driver_version, *minimum_driver(runtime))
+    driver = info.driver_version
+    if driver is not None and not _DRIVER_VERSION.fullmatch(driver):
+        return failed(CHECK, subject, f"the NVIDIA driver reports version {driver!r}, which is not a driver version "
+                      "such as '580.65.06': the CUDA runtime cannot be checked against it",
+                      "read from NVML (nvmlSystemGetDriverVersion)",
+                      fix="reinstall the NVIDIA driver: a damaged or substituted libnvidia-ml.so.1 answers this")
+    pair = _Pair(runtime, source, cuda_version_tuple(driver_cuda), driver, *minimum_driver(runtime))
     for rule in (_runs_directly, _runs_by_minor_compatibility):
         found = rule(pair, subject)
         if found is not None:

@@ -127,3 +127,15 @@ def test_the_driver_library_mismatch_is_worded_as_nvidia_smi_users_know_it() -> 
         "Driver/library version mismatch: libnvidia-ml.so.1 and the loaded nvidia kernel module differ in version "
         "(upgraded without a reboot)")
     assert finding.fix.startswith("reboot; or stop every process that uses the GPU")
+
+
+@pytest.mark.parametrize("driver", ["garbage", "580", "580.65.06 (beta)", "9999999.1"])
+def test_a_driver_string_that_is_not_a_version_fails_runtime_compat(gcc: str, tmp_path: Path, driver: str) -> None:
+    """Before: the driver's CUDA (13.0) ran the runtime and the item passed, whatever NVML called the driver."""
+    finding = runtime_compat_finding(probe(fake_driver(gcc, tmp_path / "d", driver=driver, cuda=13000, gpus=TWO_GPUS)),
+                                     "13.0", "torch/version.py")
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message.startswith("the NVIDIA driver reports version ")
+    assert finding.message.endswith(", which is not a driver version such as '580.65.06': the CUDA runtime cannot be "
+                                    "checked against it")
+    assert finding.fix.startswith("reinstall the NVIDIA driver")
