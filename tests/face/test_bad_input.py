@@ -268,6 +268,13 @@ CASES: dict[str, Case] = {
     "RECORD-2-million-lines": Case(replace(f"{TORCH_INFO}/RECORD", "file", b"t/a,,\n" * 2_000_000), 1,
                                    f"{TORCH_INFO}/RECORD: cannot be read: lists 2,000,000 files, more than the 200,000 "
                                    f"a RECORD file may list"),  # before: 52 s and 2.3 GB, past MEMORY_BOUND
+    # a baseline that is no report: read with Path.read_text, /dev/zero filled memory until the run died
+    "baseline-dev-zero": Case(nothing, 1, "cannot read /dev/zero: not a regular file (a character device)",
+                              ("--cuda-deps-compare=/dev/zero",)),
+    "baseline-nested-100000-deep": Case(
+        replace("baseline.json", "file", b"[" * 100_000 + b"]" * 100_000), 1,
+        "../tree/site/baseline.json nests deeper than 64 levels: not a pytest-cudadeps report",
+        ("--cuda-deps-compare=../tree/site/baseline.json",)),
     # parsers
     "csv-field-over-128KiB": Case(
         replace(f"{TORCH_INFO}/RECORD", "file", b"torch/a.py,,\ntorch/" + b"x" * (130 << 10) + b".so,,\n"), 1,
