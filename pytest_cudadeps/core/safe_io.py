@@ -167,6 +167,29 @@ def write_output(path: StrPath, text: str) -> str:
     return "written through"
 
 
+def append_output(path: StrPath, text: str) -> None:
+    """Append ``text`` to a regular file an environment variable names (``$GITHUB_STEP_SUMMARY``), creating it.
+
+    Opened without blocking: a FIFO there, with nobody reading, made a plain ``open(path, "a")`` wait forever.
+    Anything but a regular file is refused with :class:`UnsafeFile`, before a byte is written.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO that nothing reads
+            raise UnsafeFile(path, "not a regular file (a FIFO)") from None
+        raise
+    try:
+        check_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
 _OWN_FD = re.compile(r"/(?:proc/(?:self|thread-self|{pid})|dev)/fd/(\d+)")
 
 
@@ -245,6 +268,6 @@ def is_regular(path: StrPath) -> bool:
 LD_SO_CACHE_LIMIT = 64 << 20
 
 __all__ = [
-    "LD_SO_CACHE_LIMIT", "SKIPPED_ERRNOS", "UnsafeFile", "check_regular", "file_kind", "human_size", "is_dir",
+    "LD_SO_CACHE_LIMIT", "SKIPPED_ERRNOS", "UnsafeFile", "append_output", "check_regular", "file_kind", "human_size", "is_dir",
     "is_regular", "open_regular", "read_regular", "read_text", "safe_stat", "stat_or_reason", "write_output",
 ]

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.core.safe_io import UnsafeFile, human_size, is_dir, is_regular, read_regular, safe_stat, stat_or_reason, write_output
+from pytest_cudadeps.core.safe_io import (
+    UnsafeFile,
+    append_output,
+    human_size,
+    is_dir,
+    is_regular,
+    read_regular,
+    safe_stat,
+    stat_or_reason,
+    write_output,
+)
 from tests.support import nobody
 from tests.support.bounds import watchdog
 
@@ -206,3 +216,20 @@ def test_dev_stdout_redirected_to_a_file_keeps_what_was_printed(tmp_path: Path) 
             subprocess.run([sys.executable, "-c", script, name], stdout=stream, check=True, timeout=60)
         assert out.read_text() == "before\nreport\nwritten through\nafter\n", name
     assert os.readlink("/dev/stdout") == "/proc/self/fd/1"
+
+
+def test_append_output_appends_to_a_regular_file_and_creates_one(tmp_path: Path) -> None:
+    (tmp_path / "summary.md").write_text("earlier step\n")
+    append_output(tmp_path / "summary.md", "ours\n")
+    append_output(tmp_path / "new.md", "ours\n")
+    assert (tmp_path / "summary.md").read_text() == "earlier step\nours\n"
+    assert (tmp_path / "new.md").read_text() == "ours\n"
+
+
+def test_append_output_refuses_a_fifo_and_a_device_at_once(tmp_path: Path) -> None:
+    """$GITHUB_STEP_SUMMARY naming a FIFO made open(path, "a") wait for a reader forever."""
+    os.mkfifo(tmp_path / "summary.md")
+    with watchdog(), pytest.raises(UnsafeFile, match=r"not a regular file \(a FIFO\)"):
+        append_output(tmp_path / "summary.md", "x")
+    with pytest.raises(UnsafeFile, match=r"not a regular file \(a character device\)"):
+        append_output("/dev/null", "x")

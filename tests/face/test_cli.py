@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import pytest_cudadeps
 from tests.support import sitebuilder as sb
 from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, run_only
 
@@ -194,3 +195,14 @@ def test_no_annotations_outside_github(pytester: pytest.Pytester) -> None:
     result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes", env={"GITHUB_ACTIONS": ""})
     assert "::error" not in result.stdout
     assert RUNTIME in result.stdout
+
+
+def test_a_fifo_as_the_step_summary_is_refused_not_waited_on(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
+    os.mkfifo(pytester.path / "step-summary.md")  # nothing reads it: open(path, "a") waited forever
+    result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes",
+                 env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(pytester.path / "step-summary.md"),
+                      "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1])})
+    assert result.returncode == 1  # the verdict stands: the summary is an extra
+    assert (f"cudadeps: cannot append to GITHUB_STEP_SUMMARY {pytester.path / 'step-summary.md'}: "
+            "not a regular file (a FIFO)") in result.stdout
