@@ -18,8 +18,10 @@ from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, fail
 
 
 def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH: this checkout's package, not the one an editable install of another checkout points at
     return subprocess.run([sys.executable, "-m", "pytest_cudadeps", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1]),
+                               **(env or {})}, timeout=300)
 
 
 def report(pytester: pytest.Pytester, site: Path, name: str, *args: str) -> Path:
@@ -201,8 +203,7 @@ def test_a_fifo_as_the_step_summary_is_refused_not_waited_on(pytester: pytest.Py
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
     os.mkfifo(pytester.path / "step-summary.md")  # nothing reads it: open(path, "a") waited forever
     result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes",
-                 env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(pytester.path / "step-summary.md"),
-                      "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1])})
+                 env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(pytester.path / "step-summary.md")})
     assert result.returncode == 1  # the verdict stands: the summary is an extra
     assert (f"cudadeps: cannot append to GITHUB_STEP_SUMMARY {pytester.path / 'step-summary.md'}: "
             "not a regular file (a FIFO)") in result.stdout
