@@ -27,6 +27,7 @@ from pytest_cudadeps.checks.smoke import all_reduce_finding, compile_finding, ma
 from pytest_cudadeps.checks.triton import ptxas_arch_finding, ptxas_finding
 from pytest_cudadeps.engine.build import Build
 from pytest_cudadeps.engine.companions import Companion
+from pytest_cudadeps.engine.distributions import editable_source
 from pytest_cudadeps.engine.fatbin import FatbinError, read_architectures
 from pytest_cudadeps.engine.installers import reinstall_command
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
@@ -165,7 +166,8 @@ def host_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
             driver = probes.driver()
             cuda = cuda_version_tuple(driver.driver_cuda) if driver.driver_cuda else None
             return cpu_build_finding(torch.dist.version, torch.dist.installer, driver.gpus, cuda, require_gpu=need,
-                                     cpu_only=not torch.cuda if isinstance(torch.build, Build) else None)
+                                     cpu_only=not torch.cuda if isinstance(torch.build, Build) else None,
+                                     editable=editable_source(torch.dist))
 
         items["host[torch-build]"] = torch_build
     return items

@@ -3,7 +3,7 @@ one item per finding, and the hooks that attach root causes, print the summary a
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,6 +40,7 @@ class CudaDepsPlugin:
         self._plan: Plan | None = None
         self._causes: Causes | None = None
         self.children: ChildGroup | None = None  # the probes' children, stopped when the session ends
+        self._release_signals: Callable[[], None] = lambda: None
         self.payloads: list[Payload] = []
         self.causes_sent: set[str] = set()  # a cause travels with the first item of this process that it explains
         self.report_path: Path | None = None
@@ -53,9 +54,10 @@ class CudaDepsPlugin:
             from pytest_cudadeps.plan import plan_checks
 
             if self.settings.probes:
-                from pytest_cudadeps.probes.runner import ChildGroup
+                from pytest_cudadeps.probes.runner import ChildGroup, stop_on_signals
 
                 self.children = ChildGroup()
+                self._release_signals = stop_on_signals(self.children)  # a SIGTERM'd run leaves no child
             # xdist workers share the items out: each starts a child when an item first needs it;
             # a single process starts them all now, to run beside the static checks
             ahead = not self.is_worker and not self.config.option.collectonly
@@ -143,6 +145,7 @@ class CudaDepsPlugin:
         """Stop the children nobody waited for; write the JSON report before the summary that names it."""
         if self.children is not None:  # started ahead, their items deselected, -x, Ctrl-C: none outlives the run
             self.children.stop()
+            self._release_signals()
         if self.is_worker or not (self.settings.json_path or self.settings.prometheus_path):
             return
         from pytest_cudadeps.report.document import document, write_json

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pytest_cudadeps.checks.findings import Finding, Pending, failed, passed
 from pytest_cudadeps.core.report_format import DriverDoc, EnvironmentDoc
 from pytest_cudadeps.engine.baseline import ABSENT, Difference, ReportError, differences, driver_keys, keys, load
+from pytest_cudadeps.engine.installers import install_command, uninstall_command
 
 CHECK = "drift"
 
@@ -44,9 +45,9 @@ def drift_items(baseline_path: str, here: EnvironmentDoc, driver: Callable[[], D
 
 def _fix(diff: Difference) -> str:
     if diff.key.startswith("dist:") and diff.baseline != ABSENT:
-        return f"pip install '{diff.key[5:]}=={diff.baseline}'"
+        return install_command("pip", f"{diff.key[5:]}=={diff.baseline}")
     if diff.key.startswith("dist:"):
-        return f"pip uninstall -y {diff.key[5:]}"
+        return uninstall_command("pip", diff.key[5:])
     return "make this environment match the baseline, or save a new baseline if this change is wanted"
 
 

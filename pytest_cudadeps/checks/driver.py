@@ -3,6 +3,7 @@ runtime of the wheels; a failed driver call is worded from :mod:`pytest_cudadeps
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -98,14 +99,14 @@ def _own_dependency(info: DriverInfo, nvml: NvmlAnswer, require_gpu: bool) -> Fi
     """nvidia-ml-py, the plugin's own dependency, missing (uninstalled with the nvidia-* wheels) or shadowed by the
     deprecated ``pynvml`` distribution's module of the same name: the plugin's need, not the environment's; on a
     host without a driver nothing needs NVML, so it fails nothing there."""
-    python = quote(sys.executable)  # the plugin's interpreter, which runs the driver child
     if nvml.module is None:
         what = f"nvidia-ml-py, this plugin's own dependency, is not importable ({nvml.error})"
-        fix = f"{python} -m pip install nvidia-ml-py"
+        fix = f"{quote(sys.executable)} -m pip install nvidia-ml-py"  # the plugin's interpreter runs the child
     else:
         what = (f"the pynvml module at {nvml.module} lacks what nvidia-ml-py provides ({nvml.error}): the deprecated "
                 f"`pynvml` distribution shadows nvidia-ml-py")
-        fix = f"{python} -m pip uninstall -y pynvml && {python} -m pip install --force-reinstall nvidia-ml-py"
+        fix = (f"{quote(sys.executable)} -m pip uninstall -y pynvml && "
+               f"{quote(sys.executable)} -m pip install --force-reinstall nvidia-ml-py")
     libcuda = info.libcuda
     if isinstance(libcuda, LibcudaAnswer) and libcuda.error and "cannot open shared object file" in libcuda.error:
         return _no_driver(CHECK, "nvml", f"{what}; no NVIDIA driver on this host either, so nothing needs it",
@@ -123,6 +124,9 @@ def _interconnect(info: DriverInfo) -> dict[str, str]:
     if isinstance(info.nvml, NvmlAnswer) and info.nvml.p2p:
         facts["p2p"] = ", ".join(f"{a}-{b} {_P2P_STATUS.get(status, f'status {status}')}" for a, b, status in info.nvml.p2p)
     return facts
+
+
+_DRIVER_VERSION = re.compile(r"\d{2,4}(\.\d{1,3}){1,2}")  # 580.65.06, 535.104 (NVIDIA's own spellings)
 
 
 def runtime_compat_finding(
@@ -146,7 +150,13 @@ def runtime_compat_finding(
         reason = _error_of(info.libcuda) or _error_of(info.nvml) or "the driver reports no CUDA version"
         return _no_driver(CHECK, subject, f"cannot compare the CUDA {runtime[0]}.{runtime[1]} runtime with "
                           f"the driver: {reason}", require_gpu)
-    pair = _Pair(runtime, source, cuda_version_tuple(driver_cuda), info.driver_version, *minimum_driver(runtime))
+    driver = info.driver_version
+    if driver is not None and not _DRIVER_VERSION.fullmatch(driver):
+        return failed(CHECK, subject, f"the NVIDIA driver reports version {driver!r}, which is not a driver version "
+                      "such as '580.65.06': the CUDA runtime cannot be checked against it",
+                      "read from NVML (nvmlSystemGetDriverVersion)",
+                      fix="reinstall the NVIDIA driver: a damaged or substituted libnvidia-ml.so.1 answers this")
+    pair = _Pair(runtime, source, cuda_version_tuple(driver_cuda), driver, *minimum_driver(runtime))
     for rule in (_runs_directly, _runs_by_minor_compatibility):
         found = rule(pair, subject)
         if found is not None:

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pytest_cudadeps.core.text import printable
+from pytest_cudadeps.core.text import one_line
 
 
 class Outcome(str, enum.Enum):
@@ -49,11 +49,12 @@ class Finding:
     cause: str = ""  # last, with a default: positional construction keeps working
 
     def __post_init__(self) -> None:
-        # Escaped once here, so every face (terminal, junitxml, a JSON report) gets safe text.
+        # Escaped once here, so every face (terminal, junitxml, a JSON report) gets safe text; each field
+        # is one line (details: one per entry), so a newline from a file cannot start a forged line.
         for name in ("subject", "message", "fix"):
-            object.__setattr__(self, name, printable(getattr(self, name)))
-        object.__setattr__(self, "details", tuple(printable(line) for line in self.details))
-        object.__setattr__(self, "facts", tuple((key, printable(value)) for key, value in self.facts))
+            object.__setattr__(self, name, one_line(getattr(self, name)))
+        object.__setattr__(self, "details", tuple(one_line(line) for line in self.details))
+        object.__setattr__(self, "facts", tuple((key, one_line(value)) for key, value in self.facts))
 
     @property
     def name(self) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
-from pytest_cudadeps.core.safe_io import is_regular
+from pytest_cudadeps.core.safe_io import is_regular, read_text
 from pytest_cudadeps.engine.distributions import Environment
 from pytest_cudadeps.engine.elf import ElfInfo
 from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin
@@ -175,12 +175,15 @@ def shared_findings(snapshot: Snapshot) -> list[Finding]:
     return major_findings(roots) + pin_findings(snapshot.env, roots)
 
 
+INIT_LIMIT = 4 << 20  # onnxruntime 1.31.1's __init__.py is 12 KB
+
+
 def _preload_dlls(root: Root, soname: str) -> Path | None:
     """The file onnxruntime 1.31.1's ``preload_dlls()`` loads for ``soname`` from the nvidia wheels, if any."""
     package = root.dist.location / "onnxruntime"
     init = package / "__init__.py"
     try:
-        if "def preload_dlls" not in init.read_text(encoding="utf-8", errors="replace"):
+        if "def preload_dlls" not in read_text(init, INIT_LIMIT, "onnxruntime's __init__.py", errors="replace"):
             return None
     except OSError:
         return None

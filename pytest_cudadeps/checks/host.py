@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from pytest_cudadeps.checks.findings import INSTALL_DRIVER, Finding, failed, passed, skipped, unavailable
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.installers import torch_index_install_command
 from pytest_cudadeps.tables.drivers import MAJOR_MINIMUM, TORCH_CUDA_BUILDS, torch_build_for
 
@@ -389,13 +390,14 @@ def _gpus_named(gpus: Sequence[Gpu]) -> str:
 
 def cpu_build_finding(
     torch_version: str, installer: str, gpus: Sequence[Gpu], driver_cuda: tuple[int, int] | None, *,
-    require_gpu: bool = False, cpu_only: bool | None = None,
+    require_gpu: bool = False, cpu_only: bool | None = None, editable: Path | None = None,
 ) -> Finding:
     """``host[torch-build]``: torch on a GPU host is a CUDA build.
 
     ``cpu_only`` is what ``torch/version.py`` says (``cuda = None``) when the caller read it; without
     it the local version label decides (``2.13.0+cpu``).  The fix keeps the torch version and picks
-    the newest CUDA build the driver runs (:func:`driver_table.torch_build_for`).
+    the newest CUDA build the driver runs (:func:`driver_table.torch_build_for`); for an ``editable``
+    install (its source folder) it rebuilds there instead, as PyTorch's own instructions do.
     """
     subject = "torch-build"
     base, _, local = torch_version.partition("+")
@@ -408,6 +410,8 @@ def cpu_build_finding(
     build = torch_build_for(driver_cuda) if driver_cuda else None
     target = build or TORCH_CUDA_BUILDS[-1]
     command = torch_index_install_command(installer, base, target)
+    if editable is not None:  # the developer's own build: rebuild it with CUDA, never replace it from an index
+        command = f"cd {quote(str(editable))} && USE_CUDA=1 python -m pip install --no-build-isolation -e ."
     if build is None:
         need = MAJOR_MINIMUM.get(target[0], "a newer release")
         seen = f"supports CUDA {driver_cuda[0]}.{driver_cuda[1]} only" if driver_cuda else "reports no CUDA version"

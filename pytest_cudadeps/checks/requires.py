@@ -10,8 +10,9 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.cuda_major import build_finding
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
-from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command
+from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command, uninstall_command
 from pytest_cudadeps.engine.requirements import Demand, known_extras
 from pytest_cudadeps.engine.snapshot import Snapshot
 
@@ -42,7 +43,7 @@ def _unknown_root(name: str, snapshot: Snapshot) -> Finding:
     return failed(
         "root", name, f"{name} was given as a root (--cuda-deps-root) but is not installed",
         f"searched: {', '.join(str(p) for p in snapshot.env.paths)}",
-        fix=f"pip install '{name}', or drop it from --cuda-deps-root / cuda_deps_root",
+        fix=f"{install_command('pip', name)}, or drop it from --cuda-deps-root / cuda_deps_root",
     )
 
 
@@ -156,7 +157,7 @@ def duplicate_findings(env: Environment) -> list[Finding]:
             "installed-once", key,
             f"{copies[0].name} is installed {len(copies)} times on the path",
             *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(copies)),
-            fix=f"run `pip uninstall {copies[0].name}` until `pip show {copies[0].name}` finds nothing, "
-                f"then install the version you need once",
+            fix=f"run `{uninstall_command(copies[0].installer, copies[0].name)}` until `pip show {quote(copies[0].name)}` "
+                f"finds nothing, then install the version you need once",
         ))
     return findings

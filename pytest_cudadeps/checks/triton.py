@@ -12,6 +12,7 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, failed, passed, unavailable
 from pytest_cudadeps.core.safe_io import is_regular
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.distributions import Environment
 from pytest_cudadeps.engine.installers import install_command, reinstall_command
 from pytest_cudadeps.engine.ldso import read_ld_so_cache
@@ -50,7 +51,7 @@ def libcuda_finding(triton: Triton, environ: Mapping[str, str], *, use_ld_cache:
         f"searched as triton 3.8.0's libcuda_dirs() does: {search.how}"
         + (f" ({', '.join(str(d) for d in search.dirs)})" if search.dirs else ""),
         seen,
-        fix=(f"export TRITON_LIBCUDA_PATH={sign.parent}" if sign is not None and sign.name == LIBCUDA else
+        fix=(f"export TRITON_LIBCUDA_PATH={quote(str(sign.parent))}" if sign is not None and sign.name == LIBCUDA else
              "run `sudo /sbin/ldconfig` after installing the driver, or export TRITON_LIBCUDA_PATH=<folder of "
              f"{LIBCUDA}>"),
     )

@@ -71,7 +71,7 @@ def _origin(lib: ResolvedLibrary) -> list[str]:
     assert lib.path is not None
     folder = lib.path.parent
     if (folder.parent / "conda-meta").is_dir():
-        return [f"{folder} is a conda environment's lib folder ({folder.parent})"]
+        return [f"{folder} is the lib folder of a conda-managed environment ({folder.parent})"]
     return []
 
 
@@ -84,5 +84,5 @@ def _fix(lib: ResolvedLibrary, linkage: Linkage) -> str:
     if lib.via.step is Step.PRELOAD:
         return variable_without("LD_PRELOAD", linkage.preload, lib.path)
     return (f"{lib.path} is the system's own and older than its users need: use an image whose libstdc++/glibc is at "
-            f"least that new (or run inside a conda environment that ships one)")
+            f"least that new (or one from conda-forge's libstdcxx-ng in a conda-managed environment)")
 

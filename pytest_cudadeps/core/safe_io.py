@@ -16,9 +16,12 @@ as a reason instead of an exception, so the caller can skip the entry or report 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import stat
+import tempfile
 from typing import Union
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -105,6 +108,126 @@ def read_regular(path: StrPath, limit: int, what: str = "this file") -> bytes:
     return data
 
 
+def read_text(path: StrPath, limit: int, what: str = "this file", errors: str = "strict") -> str:
+    """:func:`read_regular` decoded as UTF-8; a file that is not UTF-8 is a ``ValueError`` saying where
+    (``errors="replace"``: decoded anyway, for a file only searched for a word)."""
+    data = read_regular(path, limit, what)
+    try:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where /proc says it (os.umask sets it to read it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def write_output(path: StrPath, text: str) -> str:
+    """Write ``text`` to an output file the user named, and say how: "replaced" or "written through".
+
+    A regular file (or none yet) is replaced atomically: a temporary file in the same folder, mode
+    ``0666 & ~umask`` as ``open()`` would create it, then ``os.replace``, so that a reader sees the
+    old file or the whole new one.  A symbolic link to a regular file is kept: its target is replaced.
+    A FIFO or a character device (``/dev/stdout``, ``/dev/null``, a pipe that ``/proc/self/fd/1``
+    names) is opened for writing and written through: renaming a file over it would destroy it (as
+    root, over ``/dev/full``, the device node).  A FIFO is opened without blocking, so one that nobody
+    reads is refused at once instead of waiting for a reader; a directory, a socket or a block
+    device is refused.  Errors are :class:`OSError` (:class:`UnsafeFile` for a refusal).
+    """
+    descriptor = _own_descriptor(os.fspath(path))
+    if descriptor is not None:  # /dev/stdout: write where the process's own stdout goes, at its offset
+        with os.fdopen(os.dup(descriptor), "w", encoding="utf-8") as stream:
+            stream.write(text)
+        return "written through"
+    found = stat_or_reason(path)
+    if isinstance(found, str) or stat.S_ISREG(found.st_mode):
+        _replace(os.path.realpath(path), text)
+        return "replaced"
+    if not (stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode)):
+        raise UnsafeFile(path, f"is {file_kind(found.st_mode)}: give a regular file, a FIFO or a character device")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO that no process has open for reading
+            raise UnsafeFile(path, "is a FIFO that nothing reads") from None
+        raise
+    os.set_blocking(fd, True)  # the reader sets the pace of a large report
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return "written through"
+
+
+def append_output(path: StrPath, text: str) -> None:
+    """Append ``text`` to a regular file an environment variable names (``$GITHUB_STEP_SUMMARY``), creating it.
+
+    Opened without blocking: a FIFO there, with nobody reading, made a plain ``open(path, "a")`` wait forever.
+    Anything but a regular file is refused with :class:`UnsafeFile`, before a byte is written.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO that nothing reads
+            raise UnsafeFile(path, "not a regular file (a FIFO)") from None
+        raise
+    try:
+        check_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+_OWN_FD = re.compile(r"/(?:proc/(?:self|thread-self|{pid})|dev)/fd/(\d+)")
+
+
+def _own_descriptor(path: str) -> int | None:
+    """N when ``path`` is, or links to, ``/proc/self/fd/N`` or ``/dev/fd/N`` (``/dev/stdout`` is one).
+
+    Such a link opens the descriptor's file anew: renaming over its target would take a redirected
+    stdout's file from under the shell, and writing through a new descriptor would start at offset 0,
+    over what the process printed.  Writing to a duplicate of N shares its offset, as ``>&N`` does.
+    """
+    own = re.compile(_OWN_FD.pattern.format(pid=os.getpid()))
+    for _ in range(40):  # ELOOP's limit
+        match = own.fullmatch(os.path.normpath(path))
+        if match:
+            return int(match.group(1))
+        try:
+            link = os.readlink(path)
+        except OSError:  # not a link (EINVAL), or missing: not one of ours
+            return None
+        path = os.path.join(os.path.dirname(path), link)
+    return None
+
+
+def _replace(target: str, text: str) -> None:
+    folder = os.path.dirname(target) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def safe_stat(path: StrPath, *, follow_symlinks: bool = True) -> os.stat_result | None:
     """``os.stat``, or None for an entry ld.so would skip (missing, EACCES, ENAMETOOLONG, ELOOP, ENOTDIR).
 
@@ -145,6 +268,6 @@ def is_regular(path: StrPath) -> bool:
 LD_SO_CACHE_LIMIT = 64 << 20
 
 __all__ = [
-    "LD_SO_CACHE_LIMIT", "SKIPPED_ERRNOS", "UnsafeFile", "check_regular", "file_kind", "human_size", "is_dir",
-    "is_regular", "open_regular", "read_regular", "safe_stat", "stat_or_reason",
+    "LD_SO_CACHE_LIMIT", "SKIPPED_ERRNOS", "UnsafeFile", "append_output", "check_regular", "file_kind", "human_size", "is_dir",
+    "is_regular", "open_regular", "read_regular", "read_text", "safe_stat", "stat_or_reason", "write_output",
 ]

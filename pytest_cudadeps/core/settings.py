@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_cudadeps.core.safe_io import file_kind, stat_or_reason
+from pytest_cudadeps.core.text import one_line
 
 DEFAULT_TIMEOUT = 60.0
 # An hour per probe: far beyond any real dlopen or CUDA context creation (seconds), and small
@@ -49,7 +50,7 @@ class Settings:
             parts.append("static checks only")
         if self.host_root != "/":
             parts.append(f"host root: {self.host_root}")
-        return "; ".join(parts)
+        return one_line("; ".join(parts))  # one header line, whatever the paths hold
 
 
 class SettingsError(ValueError):

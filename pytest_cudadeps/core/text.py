@@ -27,6 +27,22 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escape, text) if _UNPRINTABLE.search(text) else text
 
 
+_LINE_BREAKS = re.compile("[\n\r\u2028\u2029]")  # \x85 (NEL) is a C1 control: printable escapes it
+
+
+def one_line(text: str) -> str:
+    """``text`` for a field that is one line (a path, a GPU name, a fix): :func:`printable`, and line breaks
+    written as ``\\n`` too, so that a value from a file cannot start a line of its own (a forged
+    ``cudadeps: healthy`` verdict, or a ``::warning::`` that GitHub's runner would obey)."""
+    text = printable(text)
+    return _LINE_BREAKS.sub(_escape_break, text) if _LINE_BREAKS.search(text) else text
+
+
+def _escape_break(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r"}.get(char, f"\\u{ord(char):04x}")
+
+
 def quote(spec: str) -> str:
     """``spec`` as one inert shell word, always in single quotes: ``'nvidia-cublas==13.1.1.3.*'``.
 

@@ -31,6 +31,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pytest_cudadeps.core.safe_io import read_text
 from pytest_cudadeps.engine.distributions import Distribution, Environment, read_version_module
 from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, dynamic_symbols, needed_names
 from pytest_cudadeps.engine.owners import is_shared_object_name
@@ -179,13 +180,16 @@ def recorded_versions(companion: Companion) -> list[tuple[str, str]]:
     return found
 
 
+BUILD_RECORD_LIMIT = 1 << 20  # xformers 0.0.33's cpp_lib.json is under 1 KB
+
+
 def built_for_torch(companion: Companion) -> tuple[Path, str] | None:
     """The torch version a build record names (xformers' cpp_lib.json), None without one."""
     for package in companion.package_dirs():
         record = package / "cpp_lib.json"
         try:
-            torch_version = json.loads(record.read_text(encoding="utf-8"))["version"]["torch"]
-        except (OSError, ValueError, KeyError, TypeError):
+            torch_version = json.loads(read_text(record, BUILD_RECORD_LIMIT, "cpp_lib.json"))["version"]["torch"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested past Python's limit
             continue
         if isinstance(torch_version, str):
             return record, torch_version

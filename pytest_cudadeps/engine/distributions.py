@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +24,7 @@ from typing import NamedTuple
 
 from packaging.utils import canonicalize_name
 
-from pytest_cudadeps.core.safe_io import UnsafeFile, is_dir, read_regular
+from pytest_cudadeps.core.safe_io import UnsafeFile, is_dir, read_regular, read_text
 
 # Size caps of the files read here (safe_io.read_regular refuses anything larger, and any FIFO,
 # device or folder, with a message naming the file).  Each is far above what real installs
@@ -34,6 +36,12 @@ METADATA_LIMIT = 16 << 20
 REQUIRES_TXT_LIMIT = 1 << 20
 # - RECORD: torch's is about 2 MB with 20,000 lines; a distribution ten times larger still fits.  64 MB.
 RECORD_LIMIT = 64 << 20
+# - and in lines: 64 MB of 32-byte lines is 2 million, which cost 52 s and 2.3 GB to index as files.
+#   torch 2.14.1's RECORD has about 20,000; ten times that.
+RECORD_LINE_LIMIT = 200_000
+_LINE_ENDS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # str.splitlines' own
+# - direct_url.json: a URL and a few keys (PEP 610).  64 KB.
+DIRECT_URL_LIMIT = 64 << 10
 # - INSTALLER: one word ("pip", "uv").  4 KB.
 INSTALLER_LIMIT = 4 << 10
 # - version.py: torch's is about 300 bytes; ast.parse takes 0.75 s for 1 MB of assignments
@@ -163,6 +171,10 @@ def load_record(meta_dir: Path) -> tuple[tuple[str, ...], MetadataProblem | None
         return (), None
     except OSError as exc:
         return (), MetadataProblem(path, f"cannot be read: {_reason(exc)}")
+    count = sum(text.count(end) for end in _LINE_ENDS)  # linear, before two million strings are made
+    if count > RECORD_LINE_LIMIT:
+        return (), MetadataProblem(path, f"cannot be read: lists {count:,} files, more than the "
+                                         f"{RECORD_LINE_LIMIT:,} a RECORD file may list")
     lines = tuple(text.splitlines())
     # Only a line longer than csv's field limit, or one with a NUL (refused before Python
     # 3.11), can make csv raise: checking those alone keeps torch's 20,000 lines cheap.
@@ -195,18 +207,38 @@ class Environment:
         return found[0] if found else None
 
     def package_dir(self, dist: Distribution, package: str) -> Path | None:
-        """The folder of an import package of ``dist`` (``torch``), without importing it."""
+        """The folder of an import package of ``dist`` (``torch``), without importing it: beside its metadata,
+        or, for an editable install (``pip install -e``), in the source tree its ``direct_url.json`` names."""
         candidate = dist.location / package
-        return candidate if is_dir(candidate) else None
+        if is_dir(candidate):
+            return candidate
+        source = editable_source(dist)
+        if source is None:
+            return None
+        return next((found for found in (source / package, source / "src" / package) if is_dir(found)), None)
+
+
+def editable_source(dist: Distribution) -> Path | None:
+    """The source folder of an editable install (PEP 660: ``direct_url.json`` with ``dir_info.editable``), else None.
+
+    The package lives there, not in site-packages (a ``__editable__`` finder or a ``.pth`` line points at
+    it): a fix must never reinstall it from an index, which would replace the developer's build.
+    """
+    try:
+        data = json.loads(read_text(dist.meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("dir_info"), dict) or data["dir_info"].get("editable") is not True:
+        return None
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith("file://"):
+        return None
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
 
 
 def _read_text(path: Path, limit: int, what: str) -> str:
-    """A UTF-8 file read with :func:`safe_io.read_regular` (regular file, at most ``limit`` bytes)."""
-    data = read_regular(path, limit, what)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    """A UTF-8 file read with :func:`safe_io.read_text` (regular file, at most ``limit`` bytes)."""
+    return read_text(path, limit, what)
 
 
 def _egg_requires(text: str) -> list[str]:
@@ -363,8 +395,11 @@ def _read_installer(path: Path) -> tuple[str, MetadataProblem | None]:
 
 
 def _metadata_dirs(location: Path) -> list[Path]:
+    """The metadata folders of one path entry, in the order importlib.metadata finds them: every
+    ``.dist-info`` before any ``.egg-info`` (its ``Lookup.search`` chains the two), so that a stale
+    ``torch-2.4.0.egg-info`` left beside ``torch-2.14.1.dist-info`` is not taken for the installed torch."""
     try:
-        names = sorted(os.listdir(location))
+        names = sorted(os.listdir(location), key=lambda name: (name.endswith(".egg-info"), name))
     except OSError:
         return []
     return [location / n for n in names if n.endswith((".dist-info", ".egg-info"))]

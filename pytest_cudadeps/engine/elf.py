@@ -75,6 +75,9 @@ _PHDR_SIZE = {32: 32, 64: 56}
 # (e_shnum 0, the count in section 0's sh_size) exists for relocatable objects built with
 # -ffunction-sections.  262,144 headers are a 16 MB table: anything more is refused unread.
 MAX_SECTIONS = 1 << 18
+# DT_NEEDED entries of one file: libtorch_cuda.so has about 30, the largest real libraries a few hundred.
+# A million cost 46 s to over 300 s, each name resolved through the search path.
+MAX_NEEDED = 4096
 # Elf64_Shdr fields: name, type, flags, addr, offset, size, link, info, addralign, entsize.
 _SHDR_LAYOUT = {32: "10I", 64: "IIQQQQIIQQ"}
 # The ElfNN_Ehdr fields after e_ident that ElfHeader keeps (type, machine, phoff, shoff, phentsize,
@@ -322,6 +325,8 @@ def _read_dynamic(section: _SectionBytes, strings: _SectionBytes, elf: ElfHeader
             continue
         text = strings.string(value, "dynamic")
         if tag == _DT_NEEDED:
+            if len(facts.needed) == MAX_NEEDED:
+                raise DamagedElf(f"more than {MAX_NEEDED} DT_NEEDED entries; at most {MAX_NEEDED} are read")
             facts.needed.append(text)
         elif tag == _DT_SONAME:
             facts.soname = text
@@ -750,7 +755,10 @@ def needed_names(path: Path) -> tuple[str, ...]:
             base = None if strtab is None else _file_offset(segments, strtab)
             if base is None:
                 return ()
-            return tuple(_string_at(stream, base + value) for tag, value in entries if tag == _DT_NEEDED)
+            offsets = [value for tag, value in entries if tag == _DT_NEEDED]
+            if len(offsets) > MAX_NEEDED:  # read_elf says so; one small read per name would be a million reads
+                return ()
+            return tuple(_string_at(stream, base + value) for value in offsets)
     except (OSError, struct.error, DamagedElf):
         return ()
 

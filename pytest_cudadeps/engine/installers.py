@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,8 +49,8 @@ def install_command(installer: str, spec: str, *more: str) -> str:
 def uninstall_command(installer: str, name: str) -> str:
     key = installer.strip().lower() or "pip"
     if key == "uv":
-        return f"uv pip uninstall {shlex.quote(name)}"
-    return f"pip uninstall -y {shlex.quote(name)}"  # a plain name stays bare; anything odd is quoted
+        return f"uv pip uninstall {quote(name)}"
+    return f"pip uninstall -y {quote(name)}"
 
 
 def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
@@ -75,7 +74,7 @@ def torch_index_install_command(installer: str, version: str, cuda: tuple[int, i
     key = installer.strip().lower() or "pip"
     tag = f"cu{cuda[0]}{cuda[1]}"
     url = f"https://download.pytorch.org/whl/{tag}"
-    spec = shlex.quote(f"torch=={version}")
+    spec = quote(f"torch=={version}")
     if key == "uv":
         return f"uv pip install --reinstall {spec} --index-url {url}"
     if key == "poetry":
@@ -108,12 +107,11 @@ class Interpreter:
         """``fix`` with each pip or uv command aimed at :attr:`python` where a bare one would miss it
         (``'/opt/venv/bin/python' -m pip install ...``, ``uv pip install --python '/opt/venv/bin/python' ...``);
         poetry, pdm and pipenv commands act on their project's environment and stay as they are."""
-        python = quote(self.python)
         if not self.uv_reaches:
-            fix = _UV_PIP.sub(lambda m: f"uv pip {m.group(1)} --python {python}", fix)
+            fix = _UV_PIP.sub(lambda m: f"uv pip {m.group(1)} --python {quote(self.python)}", fix)
         if not self.pip_reaches:
-            fix = _PYTHON_M_PIP.sub(f"{python} -m pip", fix)
-            fix = _BARE_PIP.sub(lambda m: f"{python} -m pip {m.group(1)}", fix)
+            fix = _PYTHON_M_PIP.sub(f"{quote(self.python)} -m pip", fix)
+            fix = _BARE_PIP.sub(lambda m: f"{quote(self.python)} -m pip {m.group(1)}", fix)
         return fix
 
 

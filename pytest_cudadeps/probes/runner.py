@@ -22,6 +22,7 @@ so that the whole process group can be killed (torch's all-reduce spawns workers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,6 +40,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import IO, TypeVar
 
+from pytest_cudadeps.probes.child.lifeline import LIFELINE_VARIABLE
 from pytest_cudadeps.probes.child.protocol import ProtocolError, decode
 
 T = TypeVar("T")
@@ -57,8 +59,24 @@ _LAUNCHER = (
     " len(sys.path))\n"
     f"sys.path[site:site] = [p for p in os.environ.pop({PATHS_VARIABLE!r}, '').split(os.pathsep) if p]\n"
     f"sys.path.append(os.environ.pop({PACKAGE_VARIABLE!r}))\n"
+    "from pytest_cudadeps.probes.child.lifeline import hold\n"
+    "hold()\n"
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
 )
+
+
+_lifeline: list[int] = []  # [read end, write end]: made once per process, the write end never closed
+
+
+def _lifeline_end() -> int:
+    """The read end of this process's lifeline pipe (:mod:`pytest_cudadeps.probes.child.lifeline`).
+
+    The write end stays open here, non-inheritable, until this process is gone: then every child's
+    watcher reading the read end sees EOF and kills the child's process group.
+    """
+    if not _lifeline:
+        _lifeline.extend(os.pipe())  # both ends non-inheritable: spawn passes the read end to children only
+    return _lifeline[0]
 
 
 class GroupStopped(RuntimeError):
@@ -84,8 +102,10 @@ class ChildGroup:
         with self._lock:  # held across Popen: stop() either sees the process or prevents it
             if self._stopped:
                 raise GroupStopped("the run has ended")
+            lifeline = _lifeline_end()
+            env = {**env, LIFELINE_VARIABLE: f"{lifeline} {os.getpid()}"}
             process = subprocess.Popen(command, stdin=stdin, stdout=output, stderr=output, env=dict(env),
-                                       pass_fds=(channel,), start_new_session=True)
+                                       pass_fds=(channel, lifeline), start_new_session=True)
             self._live.add(process)
             return process
 
@@ -101,6 +121,49 @@ class ChildGroup:
         for process in running:
             _kill_group(process)
         return len(running)
+
+    def kill_now(self) -> None:
+        """:meth:`stop` for a signal handler: takes no lock (the interrupted thread may hold it).
+
+        ``list()`` of the set is one step under the GIL; a child that a thread spawns at this moment
+        is not in it, and ends through its lifeline when this process exits.
+        """
+        self._stopped = True
+        for process in list(self._live):
+            if process.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a CI cancel, docker stop, Slurm's limit, a closed terminal
+
+
+def stop_on_signals(group: ChildGroup) -> Callable[[], None]:
+    """Until the returned function is called: SIGTERM and SIGHUP kill ``group``'s children, then end this
+    process as the signal asks (its default action, so that the exit status says which signal).
+
+    Only signals whose handler is the default one are taken (a handler the user's code set is kept),
+    and only from the main thread, where Python allows it.  SIGINT is pytest's: it ends the session,
+    whose end stops the group.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    taken = [signum for signum in STOPPING_SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+
+    def handle(signum: int, frame: object) -> None:
+        group.kill_now()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for signum in taken:
+        signal.signal(signum, handle)
+
+    def restore() -> None:
+        for signum in taken:
+            if signal.getsignal(signum) == handle:
+                signal.signal(signum, signal.SIG_DFL)
+
+    return restore
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from pathlib import Path
 from pytest_cudadeps._version import __version__
 from pytest_cudadeps.checks.findings import Finding, Outcome
 from pytest_cudadeps.core.report_format import DriverDoc, EnvironmentDoc, GpuDoc, LibraryDoc, ReportDoc
+from pytest_cudadeps.core.safe_io import write_output
 from pytest_cudadeps.engine.snapshot import Snapshot
 from pytest_cudadeps.report.results import Results, cause_json, finding_json
 
@@ -129,17 +129,8 @@ def schema() -> dict[str, object]:
 
 
 def write_json(path: str | os.PathLike[str], data: ReportDoc) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a reader
-    sees the old file or the whole new one, never half of it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=False)
-            stream.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    """Write the report to ``path`` with :func:`pytest_cudadeps.core.safe_io.write_output`: a regular file is
+    replaced atomically (a reader sees the old file or the whole new one), a FIFO or a character device is
+    written through, never replaced."""
+    write_output(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return Path(path)

@@ -9,8 +9,8 @@ characters, so that even a fleet of causes stays far below the cap.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
+from pytest_cudadeps.core.safe_io import append_output
 from pytest_cudadeps.report.results import Results
 
 MAX_ANNOTATIONS = 10  # GitHub displays no more error annotations per step
@@ -62,5 +62,5 @@ def step_summary(results: Results) -> str:
 
 
 def append_step_summary(path: str, results: Results) -> None:
-    with Path(path).open("a", encoding="utf-8") as stream:
-        stream.write(step_summary(results))
+    """Append to the file GitHub names (a regular file; a FIFO or a device there is refused, never waited on)."""
+    append_output(path, step_summary(results))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pytest_cudadeps.core.report_format import DriverDoc
-from pytest_cudadeps.core.text import printable
+from pytest_cudadeps.core.text import one_line
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.report.document import Library, driver, libraries
 from pytest_cudadeps.report.results import Results
@@ -43,7 +43,7 @@ def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH,
             lines += [(f"    {detail}", plain) for detail in rc.cause.details]
         lines.append((f"    fix: {rc.cause.fix or 'see the item above'}", {"bold": True}))
     # names, versions and installers come from files: no terminal control sequence reaches the screen
-    return [(printable(text), markup) for text, markup in lines]
+    return [(one_line(text), markup) for text, markup in lines]
 
 
 def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> list[tuple[str, Markup]]:

@@ -18,7 +18,7 @@ def test_cu12_wheels_beside_a_cu13_torch(tmp_path: Path) -> None:
     assert major.message == ("torch 2.14.1 is a CUDA 13.0 build, but CUDA 12 wheels are installed beside it: "
                              "nvidia-nccl-cu12 2.26.2 (CUDA 12)")
     assert major.details[0].startswith(f"read from {site / 'torch' / 'version.py'}")
-    assert major.fix == "pip uninstall -y nvidia-nccl-cu12"  # it shares no file with a cu13 wheel: nothing to put back
+    assert major.fix == "pip uninstall -y 'nvidia-nccl-cu12'"  # it shares no file with a cu13 wheel: nothing to put back
 
 
 def test_a_cu12_wheel_that_overwrote_a_cu13_one_is_uninstalled_and_the_cu13_one_put_back(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_a_cu12_wheel_that_overwrote_a_cu13_one_is_uninstalled_and_the_cu13_one_
     sb.add_to_record(site, "nvidia_nccl_cu13", [shared])
     sb.add_to_record(site, "nvidia_nccl_cu12", [shared])
     major = run(site)["cuda-major[torch]"]
-    assert major.fix == ("pip uninstall -y nvidia-nccl-cu12 && "
+    assert major.fix == ("pip uninstall -y 'nvidia-nccl-cu12' && "
                          "pip install --force-reinstall --no-deps 'nvidia-nccl-cu13==2.30.7'")
     assert "overwritten: libnccl.so.2 of nvidia-nccl-cu13 2.30.7" in major.details
 

@@ -152,3 +152,15 @@ def test_the_plugins_own_nvml_module_missing_or_shadowed_is_its_own_cause_and_no
     assert expect in finding.message
     assert "-m pip install" in finding.fix
     assert "nvidia-ml-py" in finding.fix
+
+
+@pytest.mark.parametrize("driver", ["garbage", "580", "580.65.06 (beta)", "9999999.1"])
+def test_a_driver_string_that_is_not_a_version_fails_runtime_compat(gcc: str, tmp_path: Path, driver: str) -> None:
+    """Before: the driver's CUDA (13.0) ran the runtime and the item passed, whatever NVML called the driver."""
+    finding = runtime_compat_finding(probe(fake_driver(gcc, tmp_path / "d", driver=driver, cuda=13000, gpus=TWO_GPUS)),
+                                     "13.0", "torch/version.py")
+    assert finding.outcome is Outcome.FAIL
+    assert finding.message.startswith("the NVIDIA driver reports version ")
+    assert finding.message.endswith(", which is not a driver version such as '580.65.06': the CUDA runtime cannot be "
+                                    "checked against it")
+    assert finding.fix.startswith("reinstall the NVIDIA driver")

@@ -285,10 +285,10 @@ def test_mig_on_allows_one_device_per_process_and_blocks_the_all_reduce(tmp_path
 
 
 @pytest.mark.parametrize(("installer", "fix"), [
-    ("pip", "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"),
-    ("uv", "uv pip install --reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"),
+    ("pip", "pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130"),
+    ("uv", "uv pip install --reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130"),
     ("poetry", "poetry source add --priority=explicit pytorch-cu130 https://download.pytorch.org/whl/cu130 && "
-               "poetry add torch==2.13.0 --source pytorch-cu130"),
+               "poetry add 'torch==2.13.0' --source pytorch-cu130"),
 ])
 def test_a_cpu_torch_on_a_gpu_host_fails_with_the_cuda_build_for_the_installer(installer: str, fix: str) -> None:
     finding = cpu_build_finding("2.13.0+cpu", installer, (H100,), (13, 0))
@@ -301,14 +301,14 @@ def test_the_index_follows_the_driver_and_the_build(tmp_path: Path) -> None:
     older = cpu_build_finding("2.7.1+cpu", "pip", (H100, H100_1), (12, 7))
     assert older.message == ("torch 2.7.1+cpu cannot use the 2 GPUs (NVIDIA H100 80GB HBM3) of this host: it is a "
                              "CPU-only build")
-    assert older.fix == "pip install --force-reinstall torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126"
+    assert older.fix == "pip install --force-reinstall 'torch==2.7.1' --index-url https://download.pytorch.org/whl/cu126"
     too_old = cpu_build_finding("2.13.0+cpu", "pip", (H100,), (11, 0))
     assert too_old.fix == ("the driver supports CUDA 11.0 only: upgrade it to >= 580, then pip install "
-                           "--force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130")
+                           "--force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130")
     # PyPI's aarch64 wheel is CPU-only without a +cpu label: version.py's verdict wins
     unlabeled = cpu_build_finding("2.13.0", "uv", (H100,), (13, 0), cpu_only=True)
     assert unlabeled.outcome is Outcome.FAIL
-    assert unlabeled.fix.startswith("uv pip install --reinstall torch==2.13.0 ")
+    assert unlabeled.fix.startswith("uv pip install --reinstall 'torch==2.13.0' ")
     assert cpu_build_finding("2.14.1", "pip", (H100,), (13, 0)).outcome is Outcome.PASS
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None).outcome is Outcome.SKIP
     assert cpu_build_finding("2.13.0+cpu", "pip", (), None, require_gpu=True).outcome is Outcome.FAIL
@@ -320,4 +320,12 @@ def test_the_real_cpu_venv_on_an_h100_host(cpu_venv: Path) -> None:
     assert values["cuda"] is None
     finding = cpu_build_finding(str(values["__version__"]), "pip", (H100,), (13, 0), cpu_only=values["cuda"] is None)
     assert finding.message == "torch 2.13.0+cpu cannot use the NVIDIA H100 80GB HBM3 of this host: it is a CPU-only build"
-    assert finding.fix == "pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    assert finding.fix == "pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130"
+
+
+def test_an_editable_torch_is_rebuilt_where_it_lives_never_reinstalled(tmp_path: Path) -> None:
+    source = tmp_path / "my pytorch"
+    finding = cpu_build_finding("2.15.0a0+git1234", "pip", (H100,), (13, 0), cpu_only=True, editable=source)
+    assert finding.outcome is Outcome.FAIL
+    assert finding.fix == f"cd '{source}' && USE_CUDA=1 python -m pip install --no-build-isolation -e ."
+    assert "--force-reinstall" not in finding.fix

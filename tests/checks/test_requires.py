@@ -15,6 +15,7 @@ from pytest_cudadeps.engine.distributions import Environment, scan
 from pytest_cudadeps.engine.requirements import closure
 from tests.support import sitebuilder as sb
 from tests.support.declared import failures, requires_subjects, run
+from tests.support.shell import HOSTILE_NAME, assert_inert
 
 RUNTIME_CHAIN = "torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*"
 
@@ -336,3 +337,28 @@ def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
     found = run(site)
     assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
     assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"
+
+
+# --- the fixes built from names: each through the one quoting function -----------------------------
+
+
+def test_the_installed_once_fix_is_inert_when_pasted(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_cudadeps.checks.requires import duplicate_findings
+
+    copies = [SimpleNamespace(name=HOSTILE_NAME, installer="pip", location=tmp_path / where, meta_dir=tmp_path / where)
+              for where in ("a", "b")]
+    (finding,) = duplicate_findings(SimpleNamespace(by_key={"x": copies}))  # type: ignore[arg-type]
+    assert finding.fix.startswith("run `pip uninstall -y 'x$(touch PWNED)'")
+    assert_inert(finding.fix, tmp_path)
+
+
+def test_the_fix_for_a_root_given_on_the_command_line_is_inert_when_pasted(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_cudadeps.checks.requires import _unknown_root
+
+    finding = _unknown_root(HOSTILE_NAME, SimpleNamespace(env=SimpleNamespace(paths=[tmp_path])))  # type: ignore[arg-type]
+    assert finding.fix.endswith(", or drop it from --cuda-deps-root / cuda_deps_root")
+    assert_inert(finding.fix, tmp_path)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.core.safe_io import UnsafeFile, human_size, is_dir, is_regular, read_regular, safe_stat, stat_or_reason
+from pytest_cudadeps.core.safe_io import (
+    UnsafeFile,
+    append_output,
+    human_size,
+    is_dir,
+    is_regular,
+    read_regular,
+    safe_stat,
+    stat_or_reason,
+    write_output,
+)
 from tests.support import nobody
 from tests.support.bounds import watchdog
 
@@ -116,3 +128,108 @@ def test_safe_stat_skips_a_folder_it_may_not_search() -> None:
         result = subprocess.run(nobody.command([sys.executable, "-c", code, str(locked / "inner")]),
                                 capture_output=True, text=True, cwd=nobody.REPO, timeout=60)
     assert result.stdout.strip() == "Permission denied False None", result.stderr
+
+
+# --- writing an output file the user named (--cuda-deps-json) ---------------------------------------
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_regular_file_is_replaced_with_the_mode_the_umask_gives(tmp_path: Path, mask: int, mode: int) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    before = target.stat().st_ino
+    previous = os.umask(mask)
+    try:
+        assert write_output(target, "new") == "replaced"
+    finally:
+        os.umask(previous)
+    assert target.read_text() == "new"
+    assert target.stat().st_ino != before  # renamed over: a reader saw the old file or the new one
+    assert stat.S_IMODE(target.stat().st_mode) == mode  # was always 0600
+    assert os.listdir(tmp_path) == ["report.json"]  # no temporary file left
+
+
+def test_a_symlink_to_a_regular_file_stays_a_link(tmp_path: Path) -> None:
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "report.json").symlink_to("real.json")
+    assert write_output(tmp_path / "report.json", "new") == "replaced"
+    assert os.readlink(tmp_path / "report.json") == "real.json"
+    assert (tmp_path / "real.json").read_text() == "new"
+
+
+def test_a_fifo_with_a_reader_is_written_through(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    text = "x" * (1 << 20)  # 16 pipe buffers: the writer waits for the reader, who must be there
+    received = bytearray()
+    opened = threading.Event()
+
+    def read() -> None:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open at once, before any writer
+        opened.set()
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as stream:
+            while len(received) < len(text):  # a read before the writer opened returns b"" at once
+                received.extend(stream.read1(1 << 16) or b"")
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    opened.wait()
+    with watchdog():
+        assert write_output(fifo, text) == "written through"
+        reader.join()
+    assert bytes(received) == text.encode()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # not replaced by a regular file
+
+
+def test_a_fifo_that_nothing_reads_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "report.json")
+    with watchdog(), pytest.raises(UnsafeFile, match=r"^is a FIFO that nothing reads$"):
+        write_output(tmp_path / "report.json", "{}")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "report.json").st_mode)
+
+
+def test_a_character_device_and_a_link_to_one_are_written_through(tmp_path: Path) -> None:
+    (tmp_path / "sink").symlink_to("/dev/null")
+    assert write_output("/dev/null", "{}") == "written through"
+    assert write_output(tmp_path / "sink", "{}") == "written through"
+    assert os.readlink(tmp_path / "sink") == "/dev/null"
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+    with pytest.raises(OSError, match="No space left on device"):  # written, not renamed over: the device stays
+        write_output("/dev/full", "{}")
+    assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+
+
+def test_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeFile, match="is a directory: give a regular file, a FIFO or a character device"):
+        write_output(tmp_path, "{}")
+
+
+def test_dev_stdout_redirected_to_a_file_keeps_what_was_printed(tmp_path: Path) -> None:
+    """``--cuda-deps-json=/dev/stdout > out.txt``: the report follows the output, as ``>&1`` would write it;
+    a rename over /proc/self/fd/1's target took out.txt from under the shell."""
+    script = ("import sys; from pytest_cudadeps.core.safe_io import write_output\n"
+              "print('before', flush=True); print(write_output(sys.argv[1], 'report\\n')); print('after')\n")
+    for name in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1"):
+        out = tmp_path / "out.txt"
+        with open(out, "w") as stream:
+            subprocess.run([sys.executable, "-c", script, name], stdout=stream, check=True, timeout=60)
+        assert out.read_text() == "before\nreport\nwritten through\nafter\n", name
+    assert os.readlink("/dev/stdout") == "/proc/self/fd/1"
+
+
+def test_append_output_appends_to_a_regular_file_and_creates_one(tmp_path: Path) -> None:
+    (tmp_path / "summary.md").write_text("earlier step\n")
+    append_output(tmp_path / "summary.md", "ours\n")
+    append_output(tmp_path / "new.md", "ours\n")
+    assert (tmp_path / "summary.md").read_text() == "earlier step\nours\n"
+    assert (tmp_path / "new.md").read_text() == "ours\n"
+
+
+def test_append_output_refuses_a_fifo_and_a_device_at_once(tmp_path: Path) -> None:
+    """$GITHUB_STEP_SUMMARY naming a FIFO made open(path, "a") wait for a reader forever."""
+    os.mkfifo(tmp_path / "summary.md")
+    with watchdog(), pytest.raises(UnsafeFile, match=r"not a regular file \(a FIFO\)"):
+        append_output(tmp_path / "summary.md", "x")
+    with pytest.raises(UnsafeFile, match=r"not a regular file \(a character device\)"):
+        append_output("/dev/null", "x")

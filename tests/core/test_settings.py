@@ -24,3 +24,9 @@ def test_folder_problem(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert folder_problem(tmp_path / "file") == "is not a folder (it is a regular file)"
     assert folder_problem(tmp_path / "file" / "below") == "cannot be used: Not a directory"
+
+
+def test_the_header_line_stays_one_line_whatever_the_paths_hold() -> None:
+    described = Settings(paths=("/tmp/x\n::warning::forged/site",)).describe()
+    assert described.splitlines() == [described]
+    assert described.endswith("paths: /tmp/x\\n::warning::forged/site")

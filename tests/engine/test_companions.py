@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.engine.companions import matching_release
+from pytest_cudadeps.engine.companions import Companion, Extension, built_for_torch, matching_release
 from pytest_cudadeps.engine.distributions import scan
 from tests.support import sitebuilder as sb
+from tests.support.bounds import watchdog
 
 
 @pytest.mark.parametrize(("name", "torch", "expected"), [
@@ -22,3 +24,19 @@ def test_matching_release(name: str, torch: str, expected: str | None, tmp_path:
     dist = scan([site]).get(name)
     assert dist is not None
     assert matching_release(dist, torch) == expected
+
+
+@pytest.mark.parametrize("kind", ["fifo", "deep"])
+def test_a_build_record_that_is_no_file_or_nests_past_the_limit_is_no_record(tmp_path: Path, kind: str) -> None:
+    """xformers' cpp_lib.json as a FIFO (a plain read_text waited for a writer forever) or nested 100,000 deep."""
+    site = sb.build(tmp_path / "s", [sb.Dist("xformers", "0.0.34")])
+    (site / "xformers").mkdir()
+    if kind == "fifo":
+        os.mkfifo(site / "xformers" / "cpp_lib.json")
+    else:
+        (site / "xformers" / "cpp_lib.json").write_text("[" * 100_000 + "]" * 100_000)
+    dist = scan([site]).get("xformers")
+    assert dist is not None
+    companion = Companion(dist, (Extension(site / "xformers" / "_C.so", ()),))
+    with watchdog():
+        assert built_for_torch(companion) is None

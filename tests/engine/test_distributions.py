@@ -185,3 +185,61 @@ def test_read_distribution_keeps_its_contract(tmp_path: Path) -> None:
     good = read_distribution(*(lambda s: (s, s / "demo-1.0.dist-info"))(one_dist(tmp_path / "b")))
     assert isinstance(good, Distribution)
     assert good.name == "demo"
+
+
+def test_a_stale_egg_info_beside_the_dist_info_is_not_the_installed_copy(tmp_path: Path) -> None:
+    """importlib.metadata (and pip) take the dist-info: ``torch-2.14.1.dist-info`` over a left-over
+    ``torch-2.0.0-py3.11.egg-info``, though "torch-2.0.0..." sorts first; checked against importlib itself."""
+    import importlib.metadata
+
+    site = sb.build(tmp_path / "site", [sb.torch_dist("2.14.1", "13.0")])
+    egg = site / "torch-2.0.0-py3.11.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: torch\nVersion: 2.0.0\n\n")
+    found = scan([site]).get("torch")
+    assert found is not None
+    assert (found.version, found.meta_dir.name) == ("2.14.1", "torch-2.14.1.dist-info")
+    reference = next(d for d in importlib.metadata.distributions(path=[str(site)]) if d.metadata["Name"] == "torch")
+    assert reference.version == found.version
+
+
+def editable_torch(tmp_path: Path, editable: object = True) -> tuple[Path, Path]:
+    """torch installed with ``pip install -e`` (PEP 660): its dist-info in site-packages, its package in the
+    source tree that direct_url.json names (a space in the folder: the URL quotes it)."""
+    import json
+    import shutil
+
+    site = sb.build(tmp_path / "site", [sb.torch_dist("2.14.1", "13.0")])
+    source = tmp_path / "my pytorch"
+    source.mkdir()
+    shutil.move(str(site / "torch"), str(source / "torch"))
+    (site / "torch-2.14.1.dist-info" / "direct_url.json").write_text(json.dumps(
+        {"url": "file://" + str(source).replace(" ", "%20"), "dir_info": {"editable": editable}}))
+    (site / "__editable__.torch-2.14.1.pth").write_text(f"{source}\n")
+    return site, source
+
+
+def test_an_editable_torch_is_found_in_its_source_tree(tmp_path: Path) -> None:
+    """Before: "torch 2.14.1 has no package folder", a CPU-only verdict and a --force-reinstall fix."""
+    from pytest_cudadeps.engine.build import Build, read_build
+    from pytest_cudadeps.engine.distributions import editable_source
+
+    site, source = editable_torch(tmp_path)
+    env = scan([site])
+    torch = env.get("torch")
+    assert torch is not None
+    assert editable_source(torch) == source
+    assert env.package_dir(torch, "torch") == source / "torch"
+    build = read_build(env, torch)
+    assert isinstance(build, Build)
+    assert build.cuda == "13.0"
+
+
+@pytest.mark.parametrize("editable", [False, "yes", None])
+def test_a_direct_url_that_is_not_editable_is_no_source_tree(tmp_path: Path, editable: object) -> None:
+    from pytest_cudadeps.engine.distributions import editable_source
+
+    site, _ = editable_torch(tmp_path, editable)
+    torch = scan([site]).get("torch")
+    assert torch is not None
+    assert editable_source(torch) is None

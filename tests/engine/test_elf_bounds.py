@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cudadeps.engine.elf import MAX_SECTIONS, ElfInfo, ElfProblem, dynamic_symbols, read_elf, symbol_table
+from pytest_cudadeps.engine.elf import (
+    MAX_NEEDED,
+    MAX_SECTIONS,
+    ElfInfo,
+    ElfProblem,
+    dynamic_symbols,
+    needed_names,
+    read_elf,
+    symbol_table,
+)
 from tests.support.bounds import counted_io
 from tests.support.build import build_so
 
@@ -133,3 +142,47 @@ def test_a_version_section_claiming_billions_of_entries(library: Path, tmp_path:
     header = section_offset(lib, 0x6FFFFFFE)  # SHT_GNU_verneed
     patch(lib, header + 44, "I", 0xFFFFFFFF)  # sh_info: the entry count
     assert "the version needs section claims 4294967295 entries in" in problem_of(lib)
+
+
+def with_needed_entries(path: Path, count: int) -> None:
+    """Move the dynamic section (and PT_DYNAMIC) to the end of the file, ``count`` DT_NEEDED entries naming the
+    file's first needed library put in front of its own entries: what ld would write for ``count`` -l options."""
+    from tests.support.elfpatch import SH_OFFSET, SH_SIZE, of_type, patch_section, section_bytes_at
+
+    offset, size = section_bytes_at(path, of_type(6))  # SHT_DYNAMIC
+    data = path.read_bytes()
+    entries = list(struct.iter_unpack("<qQ", data[offset:offset + size]))
+    first_needed = next(value for tag, value in entries if tag == 1)
+    grown = struct.pack("<qQ", 1, first_needed) * count + data[offset:offset + size]
+    end = len(data) + (-len(data)) % 8
+    with open(path, "r+b") as stream:
+        stream.seek(end)
+        stream.write(grown)
+    patch_section(path, of_type(6), SH_OFFSET, end)
+    patch_section(path, of_type(6), SH_SIZE, len(grown))
+    header = ehdr(path)
+    for index in range(header["phnum"]):
+        at = header["phoff"] + index * header["phentsize"]
+        if struct.unpack_from("<I", data, at)[0] == 2:  # PT_DYNAMIC: p_offset at 8, p_filesz at 32
+            patch(path, at + 8, "Q", end)
+            patch(path, at + 32, "Q", len(grown))
+
+
+@pytest.mark.parametrize("count", [MAX_NEEDED - 1, 1_000_000])
+def test_dt_needed_entries_are_bounded(library: Path, tmp_path: Path, count: int) -> None:
+    """A million DT_NEEDED entries took 46 s to over 300 s; past MAX_NEEDED the file is damaged, said at once."""
+    target = copy(library, tmp_path)
+    with_needed_entries(target, count)
+    with counted_io() as io:
+        found = read_elf(target)
+        sifted = needed_names(target)
+    if count < MAX_NEEDED:
+        assert isinstance(found, ElfInfo), found
+        assert len(found.needed) == count + 1
+        assert found.needed[0] == "libm.so.6"
+        assert len(sifted) == count + 1
+    else:
+        assert isinstance(found, ElfProblem)
+        assert found.problem.endswith(f"more than {MAX_NEEDED} DT_NEEDED entries; at most {MAX_NEEDED} are read")
+        assert sifted == ()
+        assert io.calls < 100  # one read per name was a million

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import shlex
 import shutil
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import pytest_cudadeps
 from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.installers import (
     Interpreter,
@@ -56,7 +59,7 @@ def test_every_fix_command_splits_back_into_the_spec(spec: str) -> None:
 def test_plain_specs_look_as_before() -> None:
     assert quote("jax") == "'jax'"
     assert install_command("pip", "nvidia-cuda-runtime==13.0.96.*") == "pip install 'nvidia-cuda-runtime==13.0.96.*'"
-    assert uninstall_command("pip", "nvidia-nccl-cu12") == "pip uninstall -y nvidia-nccl-cu12"
+    assert uninstall_command("pip", "nvidia-nccl-cu12") == "pip uninstall -y 'nvidia-nccl-cu12'"
 
 
 def test_install_command_quotes_what_comes_from_files() -> None:
@@ -104,9 +107,49 @@ def test_reinstall_with_dependencies_and_torch_from_its_own_index() -> None:
     assert reinstall_command("uv", "torch==2.14.1", deps=True) == "uv pip install --reinstall 'torch==2.14.1'"
     assert reinstall_command("pdm", "torch==2.14.1", deps=True) == "pdm run pip install --force-reinstall 'torch==2.14.1'"
     assert torch_index_install_command("pdm", "2.7.1", (12, 6)) == (
-        "pdm run pip install --force-reinstall torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126")
+        "pdm run pip install --force-reinstall 'torch==2.7.1' --index-url https://download.pytorch.org/whl/cu126")
     assert torch_index_install_command("uv", "2.14.1", (13, 0)) == (
-        "uv pip install --reinstall torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130")
+        "uv pip install --reinstall 'torch==2.14.1' --index-url https://download.pytorch.org/whl/cu130")
+
+
+# What may stand unquoted in a command: values the code made, never text from a file or an option.
+MADE_HERE = {
+    "build[0]", "build[1]",  # the CUDA version of a table row (ints)
+    "version",  # triton.py: sys.version_info's major.minor; installers.py: already quoted into spec
+    "prefix", "no_deps", "spec", "url", "source", "LIBCUDA",  # installers.py's own pieces; a constant
+    "'PTXAS_BLACKWELL' if 'blackwell' in bad[0] else 'PTXAS'",
+    "remove",  # host.py: a constant sentence with its own quoted commands
+    "name",  # security.py's _export: LD_LIBRARY_PATH or LD_PRELOAD, the variable's name
+    "facts.kernel_module_text",  # host.py: a message that mentions `sudo modprobe nvidia`, not a command of it
+    "m.group(1)",  # installers.py: install or uninstall, the word its own pattern matched
+}
+QUOTING = {"quote", "shlex.quote", "install_command", "uninstall_command", "reinstall_command",
+           "torch_index_install_command"}
+COMMAND_WORDS = re.compile(r"\b(pip|uv|conda|apt-get|dnf|poetry|pdm|pipenv|export|chown|chmod|rm|sudo)\b ")
+
+
+def test_no_fix_command_is_built_without_the_quoting() -> None:
+    """Every f-string of the package that spells a command puts each value through the quoting (or makes it itself).
+
+    Before: the installed-once, unknown-root and drift fixes spliced a name from a file into ``pip ...`` by hand.
+    """
+    package = Path(pytest_cudadeps.__file__).parent
+    unquoted = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            literal = "".join(str(v.value) for v in node.values if isinstance(v, ast.Constant))
+            if not COMMAND_WORDS.search(literal):
+                continue
+            for value in node.values:
+                if not isinstance(value, ast.FormattedValue):
+                    continue
+                inner = value.value
+                called = ast.unparse(inner.func) if isinstance(inner, ast.Call) else None
+                if called not in QUOTING and ast.unparse(inner) not in MADE_HERE:
+                    unquoted.append(f"{path.relative_to(package)}:{node.lineno}: {{{ast.unparse(inner)}}}")
+    assert unquoted == []
 
 
 # --- the checked interpreter ---------------------------------------------------------------------------------------

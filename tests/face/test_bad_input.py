@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+import pytest_cudadeps
 from tests.support import nobody
 from tests.support import sitebuilder as sb
 from tests.support.bounds import WATCHDOG_SECONDS
@@ -264,6 +265,16 @@ CASES: dict[str, Case] = {
                                    "requires.txt: cannot be read: is 2 MB, more than the 1 MB a requires.txt file may be"),
     "oversized-version.py": Case(replace("torch/version.py", "sparse", size=1 << 20), 1,
                                  VERSION_PY + "is 1 MB, more than the 256 KB a version.py file may be"),
+    "RECORD-2-million-lines": Case(replace(f"{TORCH_INFO}/RECORD", "file", b"t/a,,\n" * 2_000_000), 1,
+                                   f"{TORCH_INFO}/RECORD: cannot be read: lists 2,000,000 files, more than the 200,000 "
+                                   f"a RECORD file may list"),  # before: 52 s and 2.3 GB, past MEMORY_BOUND
+    # a baseline that is no report: read with Path.read_text, /dev/zero filled memory until the run died
+    "baseline-dev-zero": Case(nothing, 1, "cannot read /dev/zero: not a regular file (a character device)",
+                              ("--cuda-deps-compare=/dev/zero",)),
+    "baseline-nested-100000-deep": Case(
+        replace("baseline.json", "file", b"[" * 100_000 + b"]" * 100_000), 1,
+        "../tree/site/baseline.json nests deeper than 64 levels: not a pytest-cudadeps report",
+        ("--cuda-deps-compare=../tree/site/baseline.json",)),
     # parsers
     "csv-field-over-128KiB": Case(
         replace(f"{TORCH_INFO}/RECORD", "file", b"torch/a.py,,\ntorch/" + b"x" * (130 << 10) + b".so,,\n"), 1,
@@ -395,8 +406,10 @@ def snapshot(top: Path) -> dict[str, tuple[int, str]]:
 def clean_env() -> dict[str, str]:
     # the outer run's xdist and addopts settings must not leak into the inner pytest, nor this
     # shell's LD_LIBRARY_PATH or LD_PRELOAD (a trailing ':' in it would fail the security items)
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PYTEST_", "PYTHONPATH")) and k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
+    # PYTHONPATH names this checkout: the inner pytest must check its code, not an editable install's
+    return {**{k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTEST_", "PYTHONPATH")) and k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")},
+            "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1])}
 
 
 def run_case(case: Case, root: Path, gcc: str) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:

@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 
+import pytest_cudadeps
 from tests.support import sitebuilder as sb
 from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, run_only
 
 
 def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH: this checkout's package, not the one an editable install of another checkout points at
     return subprocess.run([sys.executable, "-m", "pytest_cudadeps", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1]),
+                               **(env or {})}, timeout=300)
 
 
 def report(pytester: pytest.Pytester, site: Path, name: str, *args: str) -> Path:
@@ -87,6 +90,48 @@ def test_compare_names_the_odd_host_out(pytester: pytest.Pytester) -> None:
     bad = cli(pytester.path, "compare", "a.json", "bad.json")
     assert bad.returncode == 2
     assert "bad.json is not a pytest-cudadeps report of version 1" in bad.stderr
+
+
+BAD_REPORTS = {
+    "fifo": ("", "not a regular file (a FIFO)"),
+    "/dev/zero": ("", "cannot read /dev/zero: not a regular file (a character device)"),
+    "no-environment": ('{"version": 1}', "environment is null, not an object"),
+    "environment-a-list": ('{"version": 1, "environment": []}', "environment is a list, not an object"),
+    "version-true": ('{"version": true, "environment": {}}', "not a pytest-cudadeps report of version 1 (version: True)"),
+    "nested-100000-deep": ("[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
+}
+
+
+def bad_report(folder: Path, kind: str) -> str:
+    if kind == "/dev/zero":
+        return kind
+    path = folder / f"{kind}.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: Path.read_text waited forever
+    else:
+        path.write_text(BAD_REPORTS[kind][0])
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_REPORTS))
+def test_compare_of_a_bad_report_is_status_2_with_a_message(pytester: pytest.Pytester, kind: str) -> None:
+    good = report(pytester, cuda_site(pytester), "a.json")
+    result = cli(pytester.path, "compare", str(good), bad_report(pytester.path, kind))
+    assert (result.returncode, result.stdout) == (2, "")  # 1 would say "the hosts differ"
+    assert result.stderr.startswith("cudadeps compare: ")
+    assert BAD_REPORTS[kind][1] in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_REPORTS))
+def test_cuda_deps_compare_of_a_bad_baseline_is_one_failing_item(pytester: pytest.Pytester, kind: str) -> None:
+    site = cuda_site(pytester)
+    result = run_only(pytester, site, f"--cuda-deps-compare={bad_report(pytester.path, kind)}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # not INTERRUPTED: collection goes on
+    section = failure_section(result, "cudadeps::drift[baseline]")
+    assert BAD_REPORTS[kind][1] in section[0]
+    assert section[-1] == "  fix: give --cuda-deps-compare a report written by --cuda-deps-json"
+    result.assert_outcomes(passed=len(expected_items_2_14_1()), failed=1)  # no drift[driver] without a baseline
 
 
 def sb_site(pytester: pytest.Pytester) -> Path:
@@ -210,3 +255,13 @@ def test_the_prometheus_textfile_holds_the_verdict_and_each_root_cause(pytester:
     assert wrong.stdout.splitlines()[0].endswith(
         "--cuda-deps-prometheus / cuda_deps_prometheus must end in .prom (node_exporter's textfile collector reads "
         "only *.prom files), not 'cudadeps.txt'")
+
+
+def test_a_fifo_as_the_step_summary_is_refused_not_waited_on(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
+    os.mkfifo(pytester.path / "step-summary.md")  # nothing reads it: open(path, "a") waited forever
+    result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes",
+                 env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(pytester.path / "step-summary.md")})
+    assert result.returncode == 1  # the verdict stands: the summary is an extra
+    assert (f"cudadeps: cannot append to GITHUB_STEP_SUMMARY {pytester.path / 'step-summary.md'}: "
+            "not a regular file (a FIFO)") in result.stdout

@@ -14,7 +14,11 @@ read from ``--junitxml``, which keeps whole lines whatever the terminal width.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import pytest_cudadeps
 from pytest_cudadeps.checks.findings import Outcome
 from pytest_cudadeps.engine.ldso import read_ld_so_cache
 from pytest_cudadeps.probes import children as probing
@@ -495,3 +500,74 @@ def test_visible_devices_by_uuid_are_checked_against_the_uuids_nvml_reports(
     state, message = run.items["host[visible-devices]"]
     assert state == outcome, message
     assert fragment in message
+
+
+# --- a run that is stopped from outside: no child outlives it ------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                found.append(int(name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_a_signalled_run_leaves_no_child(pytester: pytest.Pytester, libs: Libs, driver_in_front: DriverInFront,
+                                         signum: int) -> None:
+    """``python -m pytest_cudadeps`` with a library whose constructor never returns: its load child hangs;
+    a CI cancel (SIGTERM), a closed terminal (SIGHUP) or SIGKILL of the run ends that child too."""
+    driver_in_front(driver="580.65.06", cuda=13000, gpus=TWO_GPUS[1:])
+    site = torch_tree(pytester.path / "site", libs, cublas=libs.cublas_hang)
+    # this checkout's package, not another one an editable install points at
+    env = {**os.environ, "PYTHONPATH": str(Path(pytest_cudadeps.__file__).parents[1])}
+    run = subprocess.Popen([sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={site}",
+                            "--cuda-deps-timeout=3600"], cwd=pytester.path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        for _ in range(2400):  # polls of 50 ms: a watchdog, not a bound
+            children = children_of(run.pid)
+            if any(maps_hanging_library(pid) for pid in children) or run.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert any(maps_hanging_library(pid) for pid in children), "no child is in the hanging constructor"
+        run.send_signal(signum)
+        assert run.wait(timeout=120) == -signum
+        for _ in range(1200):
+            if not alive_of(children):
+                break
+            time.sleep(0.05)
+        assert not alive_of(children), f"children {children} outlived the run"
+    finally:
+        for pid in (run.pid, *children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.wait()
+
+
+def maps_hanging_library(pid: int) -> bool:
+    try:
+        return "/libcublas.so.13" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def alive_of(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie is not: PID 1 of a container may never reap it)."""
+    live = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            live.append(pid)
+    return live

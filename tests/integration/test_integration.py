@@ -201,7 +201,7 @@ def test_cpu_torch_on_a_gpu_host_fails_naming_the_gpu_and_the_cuda_build_to_inst
     text = failure_text(out, "host[torch-build]")
     assert text.splitlines()[0] == ("torch 2.13.0+cpu cannot use the NVIDIA H100 80GB HBM3 of this host: "
                                     "it is a CPU-only build")
-    assert "fix: pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130" in text
+    assert "fix: pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu130" in text
 
 
 def test_plugin_installed_into_the_venv_runs_the_main_job(scenario: Callable[..., Path], tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -95,6 +97,8 @@ def test_the_cause_of_many_missing_wheels_is_made_once(pytester: pytest.Pytester
 
 RECORD_CAUSES = """
 import json
+import os
+import stat
 seen = []
 
 def pytest_runtest_logreport(report):
@@ -227,6 +231,20 @@ def test_a_report_that_cannot_be_written_is_an_error(pytester: pytest.Pytester) 
     result = run_only(pytester, cuda_site(pytester), "--cuda-deps-json=file/report.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     assert f"cudadeps: cannot write {pytester.path / 'file' / 'report.json'}" in result.stdout.str()
+
+
+def test_a_report_to_a_device_or_a_fifo_nobody_reads_leaves_it_in_place(pytester: pytest.Pytester) -> None:
+    (pytester.path / "null").symlink_to("/dev/null")
+    site = cuda_site(pytester)
+    written = run_only(pytester, site, f"--cuda-deps-json={pytester.path / 'null'}")
+    assert written.ret == pytest.ExitCode.OK
+    assert os.readlink(pytester.path / "null") == "/dev/null"
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)  # before: a rename over the link made a regular file of it
+    os.mkfifo(pytester.path / "fifo")
+    refused = run_only(pytester, site, f"--cuda-deps-json={pytester.path / 'fifo'}")
+    assert refused.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert f"cudadeps: cannot write {pytester.path / 'fifo'}: is a FIFO that nothing reads" in refused.stdout.str()
+    assert stat.S_ISFIFO(os.lstat(pytester.path / "fifo").st_mode)
 
 
 def test_the_schema_refuses_what_it_should() -> None:
