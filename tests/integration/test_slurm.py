@@ -6,7 +6,7 @@ Needs root and ``apt-get install slurmd slurmctld slurm-client munge`` (``.ci/ru
 
 from __future__ import annotations
 
-import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +20,12 @@ pytestmark = [
 ]
 
 PROJECT = Path(__file__).resolve().parents[2]
+
+
+def run_as_printed(fix: str) -> subprocess.CompletedProcess[str]:
+    """The fix exactly as printed, from a shell whose PATH has no venv (slurmd gives its programs none)."""
+    return subprocess.run(["/bin/sh", "-c", f"{fix} -q"], env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                          capture_output=True, text=True, timeout=900)
 
 
 def replaced_after(path: Path, stamp: int, timeout_s: float = 120) -> int:
@@ -79,8 +85,9 @@ def test_a_broken_venv_drains_the_node_its_repair_resumes_it_and_an_admins_drain
         print(next(line for line in logged if line.endswith(drained)))
 
         fix = fix_line(output)
-        assert fix == "pip install 'nvidia-cublas==13.1.1.3.*'"
-        repaired = venvs.pip(venv, *shlex.split(fix)[1:], "-q")  # the fix as printed, by the venv's own pip
+        # slurmd gives the health check no PATH: the fix names the venv's interpreter, and runs as printed
+        assert fix == f"'{venv / 'bin' / 'python'}' -m pip install 'nvidia-cublas==13.1.1.3.*'"
+        repaired = run_as_printed(fix)
         assert repaired.returncode == 0, repaired.stderr[-3000:]
         cluster.wait_for(lambda state: state == ("idle", "none"), timeout_s=120)
 
@@ -106,7 +113,7 @@ def test_as_a_prolog_a_broken_venv_fails_the_job_and_slurm_drains_the_node(venv:
         logged = (work / "log" / "slurmd.log").read_text()
         assert "prolog failed: rc:1 output:cudadeps: 5 failed checks from 1 root cause: requires[torch>nvidia-cublas]" \
             in logged
-        repaired = venvs.pip(venv, *shlex.split(fix_line(output))[1:], "-q")
+        repaired = run_as_printed(fix_line(output))
         assert repaired.returncode == 0, repaired.stderr[-3000:]
         cluster.resume()
         cluster.wait_for(lambda state: state == ("idle", "none"), timeout_s=60)
