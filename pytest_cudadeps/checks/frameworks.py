@@ -99,7 +99,12 @@ def framework_findings(snapshot: Snapshot, root: Root, linkage_items: Iterable[F
                                     f"plugin[{root.key}>{plugin.file}]): {current.message}")
             continue
         users = _without_search_path(linkage, lib)
-        if users:
+        optional = root.framework.optional(lib.soname) if root.framework is not None else ""
+        if users and optional and not _routes(snapshot, root, lib.soname):
+            by_name[name] = skipped("linkage", f"{root.key}>{lib.soname}",
+                                    f"optional: {lib.soname} is not installed; only {optional} needs it "
+                                    f"({', '.join(u.name for u in users[:3])})")
+        elif users:
             by_name[name] = preload_finding(snapshot, root, lib, users)
     return [*by_name.values(), *plugin_findings(snapshot, root)]
 
@@ -221,4 +226,8 @@ def _routes(snapshot: Snapshot, root: Root, soname: str) -> list[tuple[str, Path
     preloaded = _preload_dlls(root, soname)
     if preloaded is not None:
         routes.append(("`onnxruntime.preload_dlls()`", preloaded))
+    framework = root.framework
+    if framework is not None:
+        routes += [(f"{framework.label} ({framework.how})", lazy.path) for lazy in root.lazy
+                   if lazy.entry.label == framework.label and lazy.soname == soname and lazy.path is not None]
     return routes

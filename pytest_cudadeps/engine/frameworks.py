@@ -54,6 +54,7 @@ from pytest_cudadeps.tables.wheels import CUDA_PREFIXES
 
 if TYPE_CHECKING:
     pass
+from pytest_cudadeps.tables.frameworks import FRAMEWORKS, Framework
 from pytest_cudadeps.tables.plugins import OPTIONAL_PLUGINS, Plugin
 
 # --- roots found from ELF files --------------------------------------------------------------------
@@ -118,3 +119,29 @@ def optional_plugin(dist: Distribution, path: Path) -> Plugin | None:
         if path.name == plugin.file and (dist.location / plugin.package) in path.parents:
             return plugin
     return None
+
+
+# --- frameworks as roots ----------------------------------------------------------------------------
+
+
+def installed_frameworks(env: Environment) -> dict[str, Framework]:
+    """The frameworks of :data:`~pytest_cudadeps.tables.frameworks.FRAMEWORKS` whose build is installed, by root key:
+    the root's distribution and its marker (``jax`` and ``jax-cuda13-pjrt``), the marker at the build's version."""
+    found = {}
+    for framework in FRAMEWORKS:
+        dist, marker = env.get(framework.key), env.get(framework.marker)
+        if dist is not None and marker is not None and marker.version.startswith(framework.marker_version):
+            found[framework.key] = framework
+    return found
+
+
+def framework_extras(dist: Distribution, framework: Framework | None) -> tuple[str, ...]:
+    """The root's extra that declares its CUDA wheels, when its METADATA provides it (``cuda13`` of jax)."""
+    if framework is None or canonicalize_name(framework.extra) not in known_extras(dist):
+        return ()
+    return (canonicalize_name(framework.extra),)
+
+
+def is_cuda_wheel(key: str) -> bool:
+    """An nvidia-*/cuda-* library distribution or the cuda-toolkit meta-package: never a root beside a framework."""
+    return key.startswith(CUDA_PREFIXES)

@@ -102,9 +102,12 @@ class ProviderResolver:
         toolkit = self._toolkit_demand(provider)
         if provider is None or toolkit is None:
             return None
+        from pytest_cudadeps.engine.requirements import through_root_extra  # as in _from_extras
+
+        wanted = through_root_extra(self.root, [toolkit]) or toolkit.wanted()
         return Provision(canonicalize_name(provider.distribution),
                          f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
-                         f"{provider.distribution})", toolkit.wanted(), None)
+                         f"{provider.distribution})", wanted, None)
 
     def _keys_shipping(self, soname: str) -> list[str]:
         """Every distribution whose RECORD lists a file named ``soname``, by name."""

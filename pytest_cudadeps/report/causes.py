@@ -117,6 +117,7 @@ class Causes:
         self._groups: dict[str, _Group] = {}
         self._missing: dict[str, str] = {}  # root key -> its missing group's key
         self._soname_root: dict[str, Root] = {}  # load[SONAME] -> the root whose load child opens it
+        self._lazy_names: dict[str, str] = {}  # SONAME -> its failed lazy[...] item, for probes that name it
         for root in snapshot.roots:
             self._group_root(root)
         self._static: dict[str, Cause] = {}
@@ -158,6 +159,21 @@ class Causes:
             name = f"linkage[{root.key}>{lib.soname}]"
             if name in self._failed:
                 self._group_library(root, lib, name, missing, dist_causes)
+        self._group_lazy(root, dist_causes)
+
+    def _group_lazy(self, root: Root, dist_causes: dict[str, str]) -> None:
+        """A ``lazy[...]`` item of a library whose wheel is missing or refused follows from that wheel's cause."""
+        resolver = self.snapshot.resolver(root)
+        for lazy in root.lazy:
+            name = f"lazy[{root.key}>{lazy.entry.label or lazy.opener.name}>{lazy.soname}]"
+            provision = resolver.provision(lazy.soname, lazy.path) if name in self._failed else None
+            if provision is None:
+                continue
+            self._lazy_names.setdefault(lazy.soname, name)
+            if provision.installed is None and root.key in self._missing:
+                self._add(self._missing[root.key], name)
+            elif provision.key in dist_causes:
+                self._add(dist_causes[provision.key], name)
 
     def _add_missing(self, root: Root, missing: Sequence[str], names: Sequence[str]) -> None:
         """The root's items of missing distributions (``names``): one cause, made once, with one install command."""
@@ -273,6 +289,8 @@ class Causes:
         else by its stem, as torch's own loader words it (``libcudart.so.*[0-9] not found in the system path``)."""
         failed = {soname: self._static[f"linkage[{root.key}>{soname}]"] for soname, root in self._soname_root.items()
                   if f"linkage[{root.key}>{soname}]" in self._static and soname not in DRIVER_SONAMES}
+        failed.update({soname: self._static[name] for soname, name in self._lazy_names.items()
+                       if soname not in failed and name in self._static})
         for soname in _SONAME.findall(text):
             if soname in failed:
                 return failed[soname]

@@ -336,3 +336,18 @@ def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
     found = run(site)
     assert requires_subjects(found, "legacy-app") == {"nvidia-cuda-runtime-cu12"}
     assert found["requires[legacy-app>nvidia-cuda-runtime-cu12]"].message == "nvidia-cuda-runtime-cu12 is not installed"
+
+
+def test_a_wheel_only_the_roots_own_extra_declares_is_installed_through_that_extra(tmp_path: Path) -> None:
+    # plain `pip install cupy-cuda13x`: cupy-cuda13x[ctk] declares cuda-toolkit, CuPy's documented cure is the extra
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+
+    cupy = sb.Dist("cupy-cuda13x", "14.2.0", (
+        "numpy<2.6,>=2.0", "cuda-pathfinder==1.*,>=1.3.4",
+        'cuda-toolkit[cublas,cudart,cufft,curand,cusolver,cusparse,nvrtc]==13.*; extra == "ctk"'), ("ctk", "all"))
+    site = sb.build(tmp_path / "site", [cupy, sb.Dist("numpy", "2.3.0"), sb.Dist("cuda-pathfinder", "1.9.1")])
+    snapshot = take_snapshot(Settings(paths=(str(site),), roots=("cupy-cuda13x[ctk]",)), with_linkage=False)
+    toolkit = next(f for f in declared_findings(snapshot) if f.name == "requires[cupy-cuda13x>cuda-toolkit]")
+    assert (toolkit.outcome, toolkit.fix) == (Outcome.FAIL, "pip install 'cupy-cuda13x[ctk]'")
