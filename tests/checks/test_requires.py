@@ -340,8 +340,8 @@ def test_egg_info_requires_txt_sections_become_markers(tmp_path: Path) -> None:
 
 def test_a_wheel_only_the_roots_own_extra_declares_is_installed_through_that_extra(tmp_path: Path) -> None:
     # plain `pip install cupy-cuda13x`: cupy-cuda13x[ctk] declares cuda-toolkit, CuPy's documented cure is the extra
-    from pytest_cudadeps.core.settings import Settings
     from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.core.settings import Settings
     from pytest_cudadeps.engine.snapshot import take_snapshot
 
     cupy = sb.Dist("cupy-cuda13x", "14.2.0", (
