@@ -136,10 +136,11 @@ def installed_frameworks(env: Environment) -> dict[str, Framework]:
 
 
 def framework_extras(dist: Distribution, framework: Framework | None) -> tuple[str, ...]:
-    """The root's extra that declares its CUDA wheels, when its METADATA provides it (``cuda13`` of jax)."""
-    if framework is None or canonicalize_name(framework.extra) not in known_extras(dist):
+    """The root's extras that declare its CUDA wheels, those its METADATA provides (``cuda13`` of jax)."""
+    if framework is None:
         return ()
-    return (canonicalize_name(framework.extra),)
+    provided = known_extras(dist)
+    return tuple(e for e in (canonicalize_name(x) for x in framework.extra.split(",")) if e in provided)
 
 
 def is_cuda_wheel(key: str) -> bool:

@@ -68,8 +68,12 @@ class ProviderResolver:
         return provider_for(soname, self.cuda_major)
 
     def _declared(self, key: str) -> Provision:
-        demand = self.demands[key][0]
-        return Provision(key, demand.describe(), demand.wanted(), self.env.get(key))
+        """A missing wheel that only the root's own extra asks for comes back through that extra (``cupy-cuda13x[ctk]``)."""
+        from pytest_cudadeps.engine.requirements import through_root_extra  # as in _from_extras
+
+        demand, installed = self.demands[key][0], self.env.get(key)
+        wanted = (through_root_extra(self.root, self.demands[key]) if installed is None else None) or demand.wanted()
+        return Provision(key, demand.describe(), wanted, installed)
 
     def declared(self, soname: str, path: Path | None) -> Provision | None:
         """The declared requirement that provides ``soname``, in this order: the root itself (it owns

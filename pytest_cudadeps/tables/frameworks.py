@@ -68,6 +68,9 @@ _CUPY_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy
 _TF_SOURCE = ("tensorflow 2.21.0: TSL's dso_loader in libtensorflow_framework.so.2 dlopens each library by soname "
               "(TryDlopenCUDALibraries: cudart, cublas, cublasLt, cufft, cusolver, cusparse, cudnn must all load "
               "for a GPU to be registered); build_info.py cuda_version '12.5.1'")
+_ORT_SOURCE = ("onnxruntime/__init__.py (onnxruntime-gpu 1.31.1): preload_dlls() and _get_nvidia_dll_paths(); "
+               "capi/build_and_package_info.py cuda_version '13.0'; [cuda] declares nvrtc, cudart, cufft, curand, "
+               "[cudnn] nvidia-cudnn-cu13, which brings nvidia-cublas")
 _NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda 0.30.4): cudart, nvrtc and nvvm "
                  "through cuda.pathfinder; [cu13] declares them through cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*")
 
@@ -115,6 +118,16 @@ FRAMEWORKS: tuple[Framework, ...] = (
             FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",), "multi-GPU collectives"),
         ),
         _TF_SOURCE,
+    ),
+    Framework(
+        "onnxruntime-gpu", "onnxruntime-gpu", "13", "cuda,cudnn", "onnxruntime/__init__.py", "onnxruntime.preload_dlls",
+        "ctypes.CDLL by absolute path in onnxruntime.preload_dlls(), then by bare name for those it missed",
+        (
+            *_cu13("libcublasLt.so.13", "libcublas.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcufft.so.12",
+                   "libcudart.so.13"),
+            FrameworkLibrary("libcudnn.so.9", ("nvidia/cudnn/lib",)),
+        ),
+        _ORT_SOURCE,
     ),
     Framework(
         "numba-cuda", "cuda-bindings", "13", "cu13", "numba_cuda/numba/cuda/cudadrv/libs.py", "cuda.pathfinder",
