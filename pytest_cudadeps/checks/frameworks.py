@@ -4,6 +4,7 @@ library, an object without a search path that relies on preloading), the ``plugi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,12 +13,13 @@ from packaging.version import InvalidVersion, Version
 from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
 from pytest_cudadeps.core.safe_io import is_regular
 from pytest_cudadeps.engine.distributions import Environment
-from pytest_cudadeps.engine.elf import ElfInfo
-from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin
-from pytest_cudadeps.engine.installers import install_command
-from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
+from pytest_cudadeps.engine.elf import ElfInfo, needed_names
+from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin, picked_binary
+from pytest_cudadeps.engine.installers import install_command, reinstall_command
+from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary, is_cuda_soname
 from pytest_cudadeps.engine.requirements import Demand
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.tables.frameworks import AFTER_TORCH, AfterTorch
 from pytest_cudadeps.tables.plugins import Plugin
 from pytest_cudadeps.tables.wheels import CUDA_PREFIXES, DRIVER_SONAMES
 
@@ -231,3 +233,47 @@ def _routes(snapshot: Snapshot, root: Root, soname: str) -> list[tuple[str, Path
         routes += [(f"{framework.label} ({framework.how})", lazy.path) for lazy in root.lazy
                    if lazy.entry.label == framework.label and lazy.soname == soname and lazy.path is not None]
     return routes
+
+
+# --- packages that load their binary after torch ----------------------------------------------------
+AFTER_TORCH_CHECK = "after-torch"
+
+
+def after_torch_findings(snapshot: Snapshot) -> list[Finding]:
+    """``after-torch[PACKAGE>BINARY]``: the one binary the package picks for torch's CUDA, checked in torch's process."""
+    findings = []
+    for after in AFTER_TORCH:
+        dist = snapshot.env.get(after.key)
+        if dist is None:
+            continue
+        torch = snapshot.torch
+        if torch is None or not torch.cuda or torch.linkage is None:
+            findings.append(skipped(AFTER_TORCH_CHECK, after.key, f"{dist} loads its CPU binary: no CUDA build of "
+                                                                  f"torch is installed (or the ELF view is off)"))
+            continue
+        findings.append(_after_torch_finding(snapshot, torch, dist.name, after))
+    return findings
+
+
+def _after_torch_finding(snapshot: Snapshot, torch: Root, name: str, after: AfterTorch) -> Finding:
+    dist = snapshot.env.get(name)
+    assert dist is not None
+    assert torch.cuda is not None
+    assert torch.linkage is not None
+    override = os.environ.get(after.override) or None
+    path, how = picked_binary(dist, after, torch.cuda, override)
+    subject = f"{after.key}>{path.name}"
+    if not is_regular(path):
+        return failed(AFTER_TORCH_CHECK, subject, f"{dist} has no {path.name}, the binary it loads for {how}: its CUDA "
+                                                  f"functions fail (`No compatible CUDA binary found at {path}`)",
+                      fix=f"unset {after.override}" if override else
+                      reinstall_command(dist.installer, f"{dist.name}=={dist.version}"), source=after.source)
+    needed = [n for n in needed_names(path) if is_cuda_soname(n)]
+    lacking = [n for n in needed if (lib := torch.linkage.library(n)) is None or lib.path is None]
+    if lacking:
+        return failed(AFTER_TORCH_CHECK, subject, f"{path.name} ({how}) needs {', '.join(lacking)}, which `import torch` "
+                                                  f"does not map: `CUDA SETUP ERROR: Missing dependency: {lacking[0]}`",
+                      fix=f"unset {after.override}" if override else snapshot.resolver(torch).fix(lacking[0], None),
+                      source=after.source)
+    return passed(AFTER_TORCH_CHECK, subject, f"{path.name} ({how}) finds {', '.join(needed) or 'nothing it needs'} "
+                                              f"where `import torch` mapped them", path=str(path), source=after.source)

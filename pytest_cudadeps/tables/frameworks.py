@@ -142,3 +142,22 @@ FRAMEWORKS: tuple[Framework, ...] = (
 
 def framework_for(key: str) -> Framework | None:
     return next((fw for fw in FRAMEWORKS if fw.key == key), None)
+
+
+@dataclass(frozen=True)
+class AfterTorch:
+    """A package that imports torch first and then loads one of its own binaries, chosen by torch's CUDA version:
+    checked in torch's process, for the binary it would pick, never as a root of its own."""
+
+    key: str
+    binary: str  # relative to site-packages; {v} is the CUDA version without its dot (130)
+    override: str  # the environment variable that picks another version
+    source: str
+
+
+AFTER_TORCH: tuple[AfterTorch, ...] = (
+    AfterTorch("bitsandbytes", "bitsandbytes/libbitsandbytes_cuda{v}.so", "BNB_CUDA_VERSION",
+               "bitsandbytes/cextension.py, cuda_specs.py (bitsandbytes 0.50.2): after `import torch`, "
+               "libbitsandbytes_cuda{torch.version.cuda without the dot}.so by absolute path (exact; else the highest "
+               "lower, else the lowest higher of the same major); BNB_CUDA_VERSION=<digits> overrides with no fallback"),
+)

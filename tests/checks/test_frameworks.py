@@ -123,3 +123,32 @@ def test_real_onnxruntime_gpu_beside_torch(scenario: Callable[..., Path], ort_wh
     assert "FAILED cudadeps::linkage[onnxruntime-gpu>libcurand.so.10]" in out
     assert "  fix: pip install 'onnxruntime-gpu[cuda,cudnn]'" in out
     assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcudart.so.13]" in out  # declared by its [cuda] extra
+
+
+def _bnb_site(tmp_path: Path, gcc: str, *libs: str) -> Path:
+    """torch 2.14.1's tree (its global deps map libcudart and libcublas) and bitsandbytes with one CUDA binary per
+    version, each needing ``libs`` without a search path, as bitsandbytes 0.50.2's do (their RUNPATH is the build
+    machine's)."""
+    site = ort_tree(tmp_path, gcc, extra=(sb.Dist("bitsandbytes", "0.50.2", ("torch<3,>=2.4",)),))
+    built = [build_so(gcc, site / f"bitsandbytes/libbitsandbytes_cuda{v}.so", "int bnb(void) { return 0; }\n",
+                      f"-L{site / CU13}", "-Wl,--no-as-needed", *(f"-l:{lib}" for lib in libs)) for v in (128, 130)]
+    add_to_record(site, "bitsandbytes", built)
+    return site
+
+
+def test_bitsandbytes_is_checked_in_torchs_process_for_the_binary_it_picks(tmp_path: Path, gcc: str) -> None:
+    found = findings(_bnb_site(tmp_path, gcc, "libcudart.so.13", "libcublas.so.13"))
+    binary = found["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    assert binary.outcome is Outcome.PASS
+    assert not [name for name in found if "bitsandbytes" in name and name != binary.name]  # not a root, one item
+
+
+def test_bitsandbytes_needing_what_torch_does_not_map_fails(tmp_path: Path, gcc: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    site = _bnb_site(tmp_path, gcc, "libcudart.so.13", "libcurand.so.10")  # the tree's torch maps no libcurand
+    binary = findings(site)["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    assert binary.outcome is Outcome.FAIL
+    assert "needs libcurand.so.10, which `import torch` does not map" in binary.message
+    monkeypatch.setenv("BNB_CUDA_VERSION", "131")
+    override = findings(site)["after-torch[bitsandbytes>libbitsandbytes_cuda131.so]"]
+    assert (override.outcome, override.fix) == (Outcome.FAIL, "unset BNB_CUDA_VERSION")

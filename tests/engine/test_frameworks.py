@@ -88,3 +88,18 @@ def test_a_framework_is_recognised_only_with_its_build_installed(tmp_path: Path)
     assert installed_frameworks(scan([no_pjrt])) == {}
     numba12 = sb.build(tmp_path / "numba", [sb.Dist("numba-cuda", "0.30.4"), sb.Dist("cuda-bindings", "12.9.10")])
     assert installed_frameworks(scan([numba12])) == {}  # the table has numba-cuda's CUDA 13 row only
+
+
+def test_bitsandbytes_picks_the_binary_for_torchs_cuda_as_its_cextension_does(tmp_path: Path) -> None:
+    from pytest_cudadeps.engine.frameworks import picked_binary
+    from pytest_cudadeps.tables.frameworks import AFTER_TORCH
+
+    files = {f"bitsandbytes/libbitsandbytes_cuda{v}.so": "" for v in (118, 121, 128, 130, 132)}
+    site = sb.build(tmp_path / "site", [sb.Dist("bitsandbytes", "0.50.2", ("torch<3,>=2.4",), files=files)])
+    bnb = scan([site]).get("bitsandbytes")
+    assert bnb is not None
+    picked = {cuda: picked_binary(bnb, AFTER_TORCH[0], cuda, None)[0].name for cuda in ("13.0", "13.1", "12.6", "12.0")}
+    assert picked == {"13.0": "libbitsandbytes_cuda130.so", "13.1": "libbitsandbytes_cuda130.so",
+                      "12.6": "libbitsandbytes_cuda121.so", "12.0": "libbitsandbytes_cuda121.so"}
+    path, how = picked_binary(bnb, AFTER_TORCH[0], "13.0", "131")
+    assert (path.name, how) == ("libbitsandbytes_cuda131.so", "BNB_CUDA_VERSION=131")  # no fallback

@@ -130,3 +130,16 @@ def test_tensorflow_and_cuda_without_cudnn_is_red_naming_tensorflow(tmp_path: Pa
     assert status == 1
     assert found["lazy[tensorflow>tsl.dso_loader>libcudnn.so.9]"] == "fail"
     assert [c["id"] for c in causes] == ["requires[tensorflow>nvidia-cudnn-cu12]"]
+
+
+def test_bitsandbytes_beside_torch_is_one_item_for_the_binary_it_loads_after_torch(tmp_path: Path) -> None:
+    venv = cached("torch-2.14.1-bnb")
+    status, found, _ = check(venv, tmp_path, "--cuda-deps-no-probes")
+    assert status == 0
+    assert [name for name in found if "bitsandbytes" in name] == ["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    binary = venvs.site_packages(venv) / "bitsandbytes" / "libbitsandbytes_cuda130.so"
+    load = f"import ctypes; ctypes.CDLL({str(binary)!r})"
+    after = subprocess.run([str(venv / "bin" / "python"), "-c", f"import torch; {load}"], capture_output=True, text=True)
+    alone = subprocess.run([str(venv / "bin" / "python"), "-c", load], capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr[-2000:]  # what bitsandbytes does: torch first
+    assert "libcublas.so.13: cannot open shared object file" in alone.stderr  # why it is not checked alone
