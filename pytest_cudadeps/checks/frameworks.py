@@ -4,10 +4,12 @@ library, an object without a search path that relies on preloading), the ``plugi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
@@ -161,7 +163,15 @@ def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
             continue  # the requires[...] items name it
         refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
         specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
-        if refused:
+        merged = _common_range(demands, version)
+        if refused and merged is not None:
+            findings.append(failed(
+                "shared", key, f"{dist} is installed, which {refused[0].chain[0]} refuses ({refused[0].wanted()}); "
+                               f"the roots' ranges overlap ({merged[1]} satisfies every one)",
+                *(f"{d.describe()}" for d in demands[:6]),
+                fix=install_command(dist.installer, f"{dist.name}{merged[0]}"),
+            ))
+        elif refused:
             findings.append(failed(
                 "shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
                                f"{refused[0].chain[0]} refuses ({refused[0].wanted()})",
@@ -172,6 +182,24 @@ def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
         else:
             findings.append(passed("shared", key, f"{dist} satisfies every root ({specs})"))
     return findings
+
+
+def _common_range(demands: Sequence[Demand], installed: Version) -> tuple[SpecifierSet, Version] | None:
+    """(every demand's specifiers together, a version they all accept), or None when no candidate satisfies them all.
+
+    The candidates are the installed version, each version the specifiers name (``==9.24.0.43``, the ``9.20`` of
+    ``<9.20``) and one just above each (``9.20.1``): a range that admits none of them admits no release either,
+    save ones between two named bounds with nothing named inside, which the ``.1`` above the lower bound covers.
+    """
+    merged = SpecifierSet(",".join(str(d.requirement.specifier) for d in demands if d.requirement.specifier))
+    candidates = {installed}
+    for demand in demands:
+        for spec in demand.requirement.specifier:
+            text = spec.version.removesuffix(".*")
+            with contextlib.suppress(InvalidVersion):
+                candidates.update((Version(text), Version(f"{text}.1")))
+    accepted = sorted(v for v in candidates if merged.contains(v, prereleases=True))
+    return (merged, accepted[-1]) if accepted else None
 
 
 def shared_findings(snapshot: Snapshot) -> list[Finding]:

@@ -152,3 +152,16 @@ def test_bitsandbytes_needing_what_torch_does_not_map_fails(tmp_path: Path, gcc:
     monkeypatch.setenv("BNB_CUDA_VERSION", "131")
     override = findings(site)["after-torch[bitsandbytes>libbitsandbytes_cuda131.so]"]
     assert (override.outcome, override.fix) == (Outcome.FAIL, "unset BNB_CUDA_VERSION")
+
+
+def test_roots_whose_ranges_overlap_get_one_merged_install_not_a_conflict(tmp_path: Path, gcc: str) -> None:
+    # torch pins nvidia-cudnn-cu13==9.24.0.43, onnxruntime-gpu[cudnn] ~=9.0, this one >=9.20,<9.30; 9.19 is installed
+    newer = sb.Dist("newframework", "1.0", ("nvidia-cudnn-cu13<9.30,>=9.20",))
+    site = ort_tree(tmp_path, gcc, extra=(newer,))
+    info = next(site.glob("nvidia_cudnn_cu13-*.dist-info"))
+    metadata = (info / "METADATA").read_text(encoding="utf-8")
+    (info / "METADATA").write_text(metadata.replace("Version: 9.24.0.43", "Version: 9.19.0.56"), encoding="utf-8")
+    pins = findings(site)["shared[nvidia-cudnn-cu13]"]
+    assert pins.outcome is Outcome.FAIL
+    assert pins.message.endswith("the roots' ranges overlap (9.24.0.43 satisfies every one)")
+    assert pins.fix == "pip install 'nvidia-cudnn-cu13<9.30,==9.24.0.43,>=9.20,~=9.0'"
