@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
 from pytest_cudadeps.core.safe_io import is_regular
-from pytest_cudadeps.engine.distributions import Environment
+from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.elf import ElfInfo, needed_names
 from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin, picked_binary
 from pytest_cudadeps.engine.installers import install_command, reinstall_command
@@ -161,27 +161,25 @@ def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
             version = Version(dist.version)
         except InvalidVersion:
             continue  # the requires[...] items name it
-        refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
-        merged = _common_range(demands, version)
-        if refused and merged is not None:
-            findings.append(failed(
-                "shared", key, f"{dist} is installed, which {refused[0].chain[0]} refuses ({refused[0].wanted()}); "
-                               f"the roots' ranges overlap ({merged[1]} satisfies every one)",
-                *(f"{d.describe()}" for d in demands[:6]),
-                fix=install_command(dist.installer, f"{dist.name}{merged[0]}"),
-            ))
-        elif refused:
-            findings.append(failed(
-                "shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
-                               f"{refused[0].chain[0]} refuses ({refused[0].wanted()})",
-                *(f"{d.describe()}" for d in demands[:6]),
-                fix=f"choose versions of {', '.join(sorted(askers))} whose requirements on {dist.name} overlap; "
-                    f"then {install_command(dist.installer, dist.name)} at a version every root accepts",
-            ))
-        else:
-            findings.append(passed("shared", key, f"{dist} satisfies every root ({specs})"))
+        findings.append(_pin_finding(key, dist, version, demands, askers))
     return findings
+
+
+def _pin_finding(key: str, dist: Distribution, version: Version, demands: Sequence[Demand], askers: set[str]) -> Finding:
+    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
+    if not refused:
+        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
+        return passed("shared", key, f"{dist} satisfies every root ({specs})")
+    chains = [f"{d.describe()}" for d in demands[:6]]
+    merged = _common_range(demands, version)
+    if merged is not None:
+        return failed("shared", key, f"{dist} is installed, which {refused[0].chain[0]} refuses ({refused[0].wanted()}); "
+                                     f"the roots' ranges overlap ({merged[1]} satisfies every one)",
+                      *chains, fix=install_command(dist.installer, f"{dist.name}{merged[0]}"))
+    return failed("shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
+                                 f"{refused[0].chain[0]} refuses ({refused[0].wanted()})", *chains,
+                  fix=f"choose versions of {', '.join(sorted(askers))} whose requirements on {dist.name} overlap; "
+                      f"then {install_command(dist.installer, dist.name)} at a version every root accepts")
 
 
 def _common_range(demands: Sequence[Demand], installed: Version) -> tuple[SpecifierSet, Version] | None:
