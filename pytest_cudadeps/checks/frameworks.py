@@ -303,3 +303,40 @@ def _after_torch_finding(snapshot: Snapshot, torch: Root, name: str, after: Afte
                       source=after.source)
     return passed(AFTER_TORCH_CHECK, subject, f"{path.name} ({how}) finds {', '.join(needed) or 'nothing it needs'} "
                                               f"where `import torch` mapped them", path=str(path), source=after.source)
+
+
+# --- a framework's parts ----------------------------------------------------------------------------
+
+
+def parts_findings(snapshot: Snapshot) -> list[Finding]:
+    """``parts[ROOT]``: a framework built from several distributions (jax, jaxlib, jax-cuda13-plugin,
+    jax-cuda13-pjrt) has them all, the binary ones at one version.
+
+    jaxlib/plugin_support.py (jaxlib 0.10.2) uses the plugin only when its version equals jaxlib's (otherwise
+    `RuntimeWarning: JAX plugin jax_cuda13_plugin version 0.9.2 is installed, but it is not compatible with the
+    installed jaxlib version 0.10.2, so it will not be used.`), and the plugin pins the pjrt; nothing pins the pair
+    to jaxlib, so pip check passes with both at 0.9.2 beside jaxlib 0.10.2.
+    """
+    findings = []
+    for root in snapshot.roots:
+        framework = root.framework
+        if framework is None or not framework.parts:
+            continue
+        env, subject = snapshot.env, root.key
+        found = {part: env.get(part) for part in framework.parts}
+        binary = {part: d for part, d in found.items() if d is not None and part != framework.key}
+        version = binary[framework.parts[1]].version if framework.parts[1] in binary else root.dist.version
+        versions = {part: d.version if d is not None else "missing" for part, d in found.items()}
+        wrong = [part for part in framework.parts[1:] if versions[part] != version]
+        if not wrong:
+            findings.append(passed("parts", subject, f"{', '.join(str(d) for d in found.values() if d)}: all at "
+                                                     f"{version} where they must agree"))
+            continue
+        seen = ", ".join(f"{part} {versions[part]}" for part in framework.parts)
+        findings.append(failed(
+            "parts", subject, f"{root.dist.name}'s parts do not match: {seen}; {framework.parts[1]} uses the others "
+                              f"only at its own version {version}",
+            f"source: {framework.source}",
+            fix=install_command(root.dist.installer, *(f"{part}=={version}" for part in wrong)),
+        ))
+    return findings

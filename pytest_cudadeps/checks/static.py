@@ -17,7 +17,12 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     """The declared-dependency, linkage, companion, Triton, lazily-opened-library and security findings: metadata,
     ELF files, stat and the environment variables only, nothing run."""
     from pytest_cudadeps.checks.companion import companion_findings
-    from pytest_cudadeps.checks.frameworks import after_torch_findings, framework_findings, shared_findings
+    from pytest_cudadeps.checks.frameworks import (
+        after_torch_findings,
+        framework_findings,
+        parts_findings,
+        shared_findings,
+    )
     from pytest_cudadeps.checks.lazy import lazy_findings
     from pytest_cudadeps.checks.linkage import linkage_findings
     from pytest_cudadeps.checks.requires import declared_findings
@@ -30,7 +35,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
             found = linkage_findings(snapshot.env, root.linkage, root.closure, root.cuda, owners=snapshot.owners,
                                      verify_hashes=snapshot.settings.verify_hashes, resolver=snapshot.resolver(root))
             findings += framework_findings(snapshot, root, found)
-    findings += shared_findings(snapshot) + after_torch_findings(snapshot)
+    findings += shared_findings(snapshot) + after_torch_findings(snapshot) + parts_findings(snapshot)
     findings += companion_findings(snapshot.env, snapshot.companions)
     settings = snapshot.settings
     findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,

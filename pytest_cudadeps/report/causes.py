@@ -141,9 +141,10 @@ class Causes:
         absent = set(missing)
         dist_causes: dict[str, str] = {}
         lacking: list[str] = []  # the failing requires[...] items of the missing distributions
+        parts = self._group_parts(root)
         for key in sorted(root.demands):
             name = f"requires[{root.key}>{key}]"
-            if name not in self._failed:
+            if name not in self._failed or name in parts:
                 continue
             if key in absent:
                 lacking.append(name)
@@ -160,6 +161,17 @@ class Causes:
             if name in self._failed:
                 self._group_library(root, lib, name, missing, dist_causes)
         self._group_lazy(root, dist_causes)
+
+    def _group_parts(self, root: Root) -> set[str]:
+        """A framework's parts at different versions (``parts[jax]``) explain the requires items of those parts."""
+        name = f"parts[{root.key}]"
+        if name not in self._failed or root.framework is None:
+            return set()
+        members = {f"requires[{root.key}>{part}]" for part in root.framework.parts}
+        self._add(name, name, head=name)
+        for member in sorted(members):
+            self._add(name, member)
+        return members
 
     def _group_lazy(self, root: Root, dist_causes: dict[str, str]) -> None:
         """A ``lazy[...]`` item of a library whose wheel is missing or refused follows from that wheel's cause."""

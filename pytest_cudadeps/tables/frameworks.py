@@ -77,7 +77,7 @@ _NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda
 
 FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
-        "jax", "jax-cuda13-pjrt", "13", "cuda13", "jax_plugins/xla_cuda13/__init__.py", "jax_plugins.xla_cuda13",
+        "jax", "jax-cuda13-plugin", "13", "cuda13", "jax_plugins/xla_cuda13/__init__.py", "jax_plugins.xla_cuda13",
         "ctypes.CDLL by absolute path at the first use of the cuda backend",
         (
             *_cu13("libcudart.so.13", "libnvrtc.so.13", "libcublas.so.13", "libcublasLt.so.13"),

@@ -165,3 +165,17 @@ def test_roots_whose_ranges_overlap_get_one_merged_install_not_a_conflict(tmp_pa
     assert pins.outcome is Outcome.FAIL
     assert pins.message.endswith("the roots' ranges overlap (9.24.0.43 satisfies every one)")
     assert pins.fix == "pip install 'nvidia-cudnn-cu13<9.30,==9.24.0.43,>=9.20,~=9.0'"
+
+
+def test_jax_parts_at_another_version_than_jaxlib_are_one_finding_with_the_install_that_aligns_them(
+        tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import jax_tree
+
+    intact = findings(jax_tree(tmp_path / "intact", gcc))["parts[jax]"]
+    assert intact.outcome is Outcome.PASS
+    site = jax_tree(tmp_path / "old", gcc, versions={"jax-cuda13-plugin": "0.9.2", "jax-cuda13-pjrt": "0.9.2"})
+    parts = findings(site)["parts[jax]"]
+    assert parts.outcome is Outcome.FAIL
+    assert parts.message.startswith("jax's parts do not match: jax 0.10.2, jaxlib 0.10.2, jax-cuda13-plugin 0.9.2, "
+                                    "jax-cuda13-pjrt 0.9.2")
+    assert parts.fix == "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'"

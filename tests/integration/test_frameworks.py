@@ -143,3 +143,16 @@ def test_bitsandbytes_beside_torch_is_one_item_for_the_binary_it_loads_after_tor
     alone = subprocess.run([str(venv / "bin" / "python"), "-c", load], capture_output=True, text=True)
     assert after.returncode == 0, after.stderr[-2000:]  # what bitsandbytes does: torch first
     assert "libcublas.so.13: cannot open shared object file" in alone.stderr  # why it is not checked alone
+
+
+def test_jax_plugin_and_pjrt_older_than_jaxlib_are_one_cause_whose_fix_aligns_them(tmp_path: Path) -> None:
+    venv = venvs.copy_venv(cached("jax-cuda13-plugin-pjrt-0.9.2"), tmp_path / "venv")  # pip check: clean
+    devices = "import warnings, jax; warnings.simplefilter('error'); jax.devices()"
+    before = subprocess.run([str(venv / "bin" / "python"), "-c", devices], capture_output=True, text=True)
+    assert "is not compatible with the installed jaxlib version 0.10.2" in before.stderr
+    status, _, causes = check(venv, tmp_path)
+    assert status == 1
+    assert [(c["id"], c["fix"]) for c in causes] == [
+        ("parts[jax]", "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'")]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
