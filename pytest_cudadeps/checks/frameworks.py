@@ -317,26 +317,25 @@ def parts_findings(snapshot: Snapshot) -> list[Finding]:
     installed jaxlib version 0.10.2, so it will not be used.`), and the plugin pins the pjrt; nothing pins the pair
     to jaxlib, so pip check passes with both at 0.9.2 beside jaxlib 0.10.2.
     """
-    findings = []
-    for root in snapshot.roots:
-        framework = root.framework
-        if framework is None or not framework.parts:
-            continue
-        env, subject = snapshot.env, root.key
-        found = {part: env.get(part) for part in framework.parts}
-        binary = {part: d for part, d in found.items() if d is not None and part != framework.key}
-        version = binary[framework.parts[1]].version if framework.parts[1] in binary else root.dist.version
-        versions = {part: d.version if d is not None else "missing" for part, d in found.items()}
-        wrong = [part for part in framework.parts[1:] if versions[part] != version]
-        if not wrong:
-            findings.append(passed("parts", subject, f"{', '.join(str(d) for d in found.values() if d)}: all at "
-                                                     f"{version} where they must agree"))
-            continue
-        seen = ", ".join(f"{part} {versions[part]}" for part in framework.parts)
-        findings.append(failed(
-            "parts", subject, f"{root.dist.name}'s parts do not match: {seen}; {framework.parts[1]} uses the others "
-                              f"only at its own version {version}",
-            f"source: {framework.source}",
-            fix=install_command(root.dist.installer, *(f"{part}=={version}" for part in wrong)),
-        ))
-    return findings
+    return [_parts_finding(snapshot, root) for root in snapshot.roots
+            if root.framework is not None and root.framework.parts]
+
+
+def _parts_finding(snapshot: Snapshot, root: Root) -> Finding:
+    framework = root.framework
+    assert framework is not None
+    found = {part: snapshot.env.get(part) for part in framework.parts}
+    versions = {part: d.version if d is not None else "missing" for part, d in found.items()}
+    first = framework.parts[1]  # jaxlib: the others must be at its version
+    version = versions[first] if found[first] is not None else root.dist.version
+    wrong = [part for part in framework.parts[1:] if versions[part] != version]
+    if not wrong:
+        return passed("parts", root.key, f"{', '.join(str(d) for d in found.values() if d)}: all at {version} "
+                                         f"where they must agree")
+    seen = ", ".join(f"{part} {versions[part]}" for part in framework.parts)
+    return failed(
+        "parts", root.key, f"{root.dist.name}'s parts do not match: {seen}; {first} uses the others only at its own "
+                           f"version {version}",
+        f"source: {framework.source}",
+        fix=install_command(root.dist.installer, *(f"{part}=={version}" for part in wrong)),
+    )
