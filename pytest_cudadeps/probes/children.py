@@ -177,8 +177,13 @@ def _cudart(snapshot: Snapshot) -> Path | None:
     roots = sorted(snapshot.roots, key=lambda root: root.key != "torch")
     for root in roots:
         if root.linkage is not None:
-            return next((lib.path for lib in root.linkage.libraries
-                         if lib.soname.startswith("libcudart.so") and lib.path), None)
+            found = next((lib.path for lib in root.linkage.libraries
+                          if lib.soname.startswith("libcudart.so") and lib.path), None)
+            # a framework that opens its own libraries (jax, CuPy...): the libcudart its preload opens
+            found = found or next((lazy.path for lazy in root.lazy
+                                   if lazy.soname.startswith("libcudart.so") and lazy.path), None)
+            if found is not None or root.key == "torch":
+                return found
     return None
 
 
