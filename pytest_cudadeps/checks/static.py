@@ -27,6 +27,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     from pytest_cudadeps.checks.linkage import linkage_findings
     from pytest_cudadeps.checks.requires import declared_findings
     from pytest_cudadeps.checks.security import security_findings
+    from pytest_cudadeps.checks.toolchain import toolchain_findings
     from pytest_cudadeps.checks.triton import static_triton_findings
 
     findings = declared_findings(snapshot)
@@ -40,4 +41,5 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     settings = snapshot.settings
     findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,
                                        host_root=Path(settings.host_root), require_gpu=settings.require_gpu)
+    findings += toolchain_findings(snapshot.env, os.environ)
     return findings + lazy_findings(snapshot) + security_findings(snapshot)
