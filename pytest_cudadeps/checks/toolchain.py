@@ -13,16 +13,22 @@ from pytest_cudadeps.engine.distributions import Environment
 from pytest_cudadeps.engine.toolchain import existing_parent, find_cuda_home, is_noexec, triton_cache_dir, wheel_nvcc
 
 CHECK = "toolchain"
+# Packages that build CUDA code with torch.utils.cpp_extension when they first run (FlashInfer's JIT kernels,
+# DeepSpeed's op builder): only beside one of them, or with CUDA_HOME/CUDA_PATH set, is CUDA_HOME checked.
+JIT_BUILDERS = ("flashinfer-python", "deepspeed")
 
 
 def cuda_home_finding(env: Environment, environ: Mapping[str, str], which: Callable[[str], str | None] | None = None,
                       default: Path = Path("/usr/local/cuda")) -> Finding | None:
-    """``toolchain[cuda-home]``: the CUDA_HOME ``torch.utils.cpp_extension`` takes has a ``bin/nvcc`` (torch only).
+    """``toolchain[cuda-home]``: the CUDA_HOME ``torch.utils.cpp_extension`` takes has a ``bin/nvcc`` (beside torch,
+    when a package of :data:`JIT_BUILDERS` is installed or CUDA_HOME/CUDA_PATH is set).
 
     A CUDA_HOME set by hand that is no folder (a stray ``:``, vllm#21960) fails; no nvcc at all is a note: only JIT
     builds of CUDA extensions (FlashInfer, ``load_inline``) need one.
     """
-    if env.get("torch") is None:
+    jit = [key for key in JIT_BUILDERS if env.get(key) is not None]
+    explicit = any(environ.get(name) for name in ("CUDA_HOME", "CUDA_PATH"))
+    if env.get("torch") is None or not (jit or explicit):
         return None
     home = find_cuda_home(environ, which, default)
     wheel = wheel_nvcc(env.paths)

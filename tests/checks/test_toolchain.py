@@ -30,8 +30,9 @@ def test_a_cuda_home_that_is_no_folder_fails_and_points_at_the_wheels_nvcc(tmp_p
     assert passing.outcome is Outcome.PASS
 
 
-def test_no_nvcc_is_a_note_and_nothing_without_torch(tmp_path: Path) -> None:
-    site = _site(tmp_path)
+def test_no_nvcc_is_a_note_and_nothing_without_torch_or_a_jit_builder(tmp_path: Path) -> None:
+    assert cuda_home_finding(scan([_site(tmp_path / "plain")]), {"PATH": str(tmp_path)}) is None  # nothing builds
+    site = _site(tmp_path, sb.Dist("flashinfer-python", "0.6.0"))
     note = cuda_home_finding(scan([site]), {"PATH": str(tmp_path)}, which=lambda _: None, default=tmp_path / "none")
     assert note is not None
     assert note.outcome is Outcome.SKIP

@@ -84,8 +84,8 @@ def test_cuda_wheels_are_roots_only_when_nothing_else_is(tmp_path: Path) -> None
 def test_a_framework_is_recognised_only_with_its_build_installed(tmp_path: Path) -> None:
     site = sb.build(tmp_path / "site", jax_dists())
     assert list(installed_frameworks(scan([site]))) == ["jax"]
-    no_pjrt = sb.build(tmp_path / "cpu", [d for d in jax_dists() if d.key != "jax-cuda13-pjrt"])
-    assert installed_frameworks(scan([no_pjrt])) == {}
+    cpu = sb.build(tmp_path / "cpu", [d for d in jax_dists() if d.key not in ("jax-cuda13-plugin", "jax-cuda13-pjrt")])
+    assert installed_frameworks(scan([cpu])) == {}  # jax without its CUDA plugin: the CPU build
     numba12 = sb.build(tmp_path / "numba", [sb.Dist("numba-cuda", "0.30.4"), sb.Dist("cuda-bindings", "12.9.10")])
     assert installed_frameworks(scan([numba12])) == {}  # the table has numba-cuda's CUDA 13 row only
 
