@@ -4,20 +4,24 @@ library, an object without a search path that relies on preloading), the ``plugi
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, skipped
 from pytest_cudadeps.core.safe_io import is_regular, read_text
-from pytest_cudadeps.engine.distributions import Environment
-from pytest_cudadeps.engine.elf import ElfInfo
-from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin
-from pytest_cudadeps.engine.installers import install_command
-from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
+from pytest_cudadeps.engine.distributions import Distribution, Environment
+from pytest_cudadeps.engine.elf import ElfInfo, needed_names
+from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin, picked_binary
+from pytest_cudadeps.engine.installers import install_command, reinstall_command
+from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary, is_cuda_soname
 from pytest_cudadeps.engine.requirements import Demand
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.tables.frameworks import AFTER_TORCH, AfterTorch
 from pytest_cudadeps.tables.plugins import Plugin
 from pytest_cudadeps.tables.wheels import CUDA_PREFIXES, DRIVER_SONAMES
 
@@ -99,7 +103,12 @@ def framework_findings(snapshot: Snapshot, root: Root, linkage_items: Iterable[F
                                     f"plugin[{root.key}>{plugin.file}]): {current.message}")
             continue
         users = _without_search_path(linkage, lib)
-        if users:
+        optional = root.framework.optional(lib.soname) if root.framework is not None else ""
+        if users and optional and not _routes(snapshot, root, lib.soname):
+            by_name[name] = skipped("linkage", f"{root.key}>{lib.soname}",
+                                    f"optional: {lib.soname} is not installed; only {optional} needs it "
+                                    f"({', '.join(u.name for u in users[:3])})")
+        elif users:
             by_name[name] = preload_finding(snapshot, root, lib, users)
     return [*by_name.values(), *plugin_findings(snapshot, root)]
 
@@ -152,19 +161,43 @@ def pin_findings(env: Environment, roots: Sequence[Root]) -> list[Finding]:
             version = Version(dist.version)
         except InvalidVersion:
             continue  # the requires[...] items name it
-        refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
-        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
-        if refused:
-            findings.append(failed(
-                "shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
-                               f"{refused[0].chain[0]} refuses ({refused[0].wanted()})",
-                *(f"{d.describe()}" for d in demands[:6]),
-                fix=f"choose versions of {', '.join(sorted(askers))} whose requirements on {dist.name} overlap; "
-                    f"then {install_command(dist.installer, dist.name)} at a version every root accepts",
-            ))
-        else:
-            findings.append(passed("shared", key, f"{dist} satisfies every root ({specs})"))
+        findings.append(_pin_finding(key, dist, version, demands, askers))
     return findings
+
+
+def _pin_finding(key: str, dist: Distribution, version: Version, demands: Sequence[Demand], askers: set[str]) -> Finding:
+    refused = [d for d in demands if not d.requirement.specifier.contains(version, prereleases=True)]
+    if not refused:
+        specs = "; ".join(dict.fromkeys(f"{d.chain[0]} wants {d.wanted()}" for d in demands))
+        return passed("shared", key, f"{dist} satisfies every root ({specs})")
+    chains = [f"{d.describe()}" for d in demands[:6]]
+    merged = _common_range(demands, version)
+    if merged is not None:
+        return failed("shared", key, f"{dist} is installed, which {refused[0].chain[0]} refuses ({refused[0].wanted()}); "
+                                     f"the roots' ranges overlap ({merged[1]} satisfies every one)",
+                      *chains, fix=install_command(dist.installer, f"{dist.name}{merged[0]}"))
+    return failed("shared", key, f"no single version of {dist.name} satisfies every root: {dist} is installed, which "
+                                 f"{refused[0].chain[0]} refuses ({refused[0].wanted()})", *chains,
+                  fix=f"choose versions of {', '.join(sorted(askers))} whose requirements on {dist.name} overlap; "
+                      f"then {install_command(dist.installer, dist.name)} at a version every root accepts")
+
+
+def _common_range(demands: Sequence[Demand], installed: Version) -> tuple[SpecifierSet, Version] | None:
+    """(every demand's specifiers together, a version they all accept), or None when no candidate satisfies them all.
+
+    The candidates are the installed version, each version the specifiers name (``==9.24.0.43``, the ``9.20`` of
+    ``<9.20``) and one just above each (``9.20.1``): a range that admits none of them admits no release either,
+    save ones between two named bounds with nothing named inside, which the ``.1`` above the lower bound covers.
+    """
+    merged = SpecifierSet(",".join(str(d.requirement.specifier) for d in demands if d.requirement.specifier))
+    candidates = {installed}
+    for demand in demands:
+        for spec in demand.requirement.specifier:
+            text = spec.version.removesuffix(".*")
+            with contextlib.suppress(InvalidVersion):
+                candidates.update((Version(text), Version(f"{text}.1")))
+    accepted = sorted(v for v in candidates if merged.contains(v, prereleases=True))
+    return (merged, accepted[-1]) if accepted else None
 
 
 def shared_findings(snapshot: Snapshot) -> list[Finding]:
@@ -224,4 +257,88 @@ def _routes(snapshot: Snapshot, root: Root, soname: str) -> list[tuple[str, Path
     preloaded = _preload_dlls(root, soname)
     if preloaded is not None:
         routes.append(("`onnxruntime.preload_dlls()`", preloaded))
+    framework = root.framework
+    if framework is not None:
+        routes += [(f"{framework.label} ({framework.how})", lazy.path) for lazy in root.lazy
+                   if lazy.entry.label == framework.label and lazy.soname == soname and lazy.path is not None]
     return routes
+
+
+# --- packages that load their binary after torch ----------------------------------------------------
+AFTER_TORCH_CHECK = "after-torch"
+
+
+def after_torch_findings(snapshot: Snapshot) -> list[Finding]:
+    """``after-torch[PACKAGE>BINARY]``: the one binary the package picks for torch's CUDA, checked in torch's process."""
+    findings = []
+    for after in AFTER_TORCH:
+        dist = snapshot.env.get(after.key)
+        if dist is None:
+            continue
+        torch = snapshot.torch
+        if torch is None or not torch.cuda or torch.linkage is None:
+            findings.append(skipped(AFTER_TORCH_CHECK, after.key, f"{dist} loads its CPU binary: no CUDA build of "
+                                                                  f"torch is installed (or the ELF view is off)"))
+            continue
+        findings.append(_after_torch_finding(snapshot, torch, dist.name, after))
+    return findings
+
+
+def _after_torch_finding(snapshot: Snapshot, torch: Root, name: str, after: AfterTorch) -> Finding:
+    dist = snapshot.env.get(name)
+    assert dist is not None
+    assert torch.cuda is not None
+    assert torch.linkage is not None
+    override = os.environ.get(after.override) or None
+    path, how = picked_binary(dist, after, torch.cuda, override)
+    subject = f"{after.key}>{path.name}"
+    if not is_regular(path):
+        return failed(AFTER_TORCH_CHECK, subject, f"{dist} has no {path.name}, the binary it loads for {how}: its CUDA "
+                                                  f"functions fail (`No compatible CUDA binary found at {path}`)",
+                      fix=f"unset {after.override}" if override else
+                      reinstall_command(dist.installer, f"{dist.name}=={dist.version}"), source=after.source)
+    needed = [n for n in needed_names(path) if is_cuda_soname(n)]
+    lacking = [n for n in needed if (lib := torch.linkage.library(n)) is None or lib.path is None]
+    if lacking:
+        return failed(AFTER_TORCH_CHECK, subject, f"{path.name} ({how}) needs {', '.join(lacking)}, which `import torch` "
+                                                  f"does not map: `CUDA SETUP ERROR: Missing dependency: {lacking[0]}`",
+                      fix=f"unset {after.override}" if override else snapshot.resolver(torch).fix(lacking[0], None),
+                      source=after.source)
+    return passed(AFTER_TORCH_CHECK, subject, f"{path.name} ({how}) finds {', '.join(needed) or 'nothing it needs'} "
+                                              f"where `import torch` mapped them", path=str(path), source=after.source)
+
+
+# --- a framework's parts ----------------------------------------------------------------------------
+
+
+def parts_findings(snapshot: Snapshot) -> list[Finding]:
+    """``parts[ROOT]``: a framework built from several distributions (jax, jaxlib, jax-cuda13-plugin,
+    jax-cuda13-pjrt) has them all, the binary ones at one version.
+
+    jaxlib/plugin_support.py (jaxlib 0.10.2) uses the plugin only when its version equals jaxlib's (otherwise
+    `RuntimeWarning: JAX plugin jax_cuda13_plugin version 0.9.2 is installed, but it is not compatible with the
+    installed jaxlib version 0.10.2, so it will not be used.`), and the plugin pins the pjrt; nothing pins the pair
+    to jaxlib, so pip check passes with both at 0.9.2 beside jaxlib 0.10.2.
+    """
+    return [_parts_finding(snapshot, root) for root in snapshot.roots
+            if root.framework is not None and root.framework.parts]
+
+
+def _parts_finding(snapshot: Snapshot, root: Root) -> Finding:
+    framework = root.framework
+    assert framework is not None
+    found = {part: snapshot.env.get(part) for part in framework.parts}
+    versions = {part: d.version if d is not None else "missing" for part, d in found.items()}
+    first = framework.parts[1]  # jaxlib: the others must be at its version
+    version = versions[first] if found[first] is not None else root.dist.version
+    wrong = [part for part in framework.parts[1:] if versions[part] != version]
+    if not wrong:
+        return passed("parts", root.key, f"{', '.join(str(d) for d in found.values() if d)}: all at {version} "
+                                         f"where they must agree")
+    seen = ", ".join(f"{part} {versions[part]}" for part in framework.parts)
+    return failed(
+        "parts", root.key, f"{root.dist.name}'s parts do not match: {seen}; {first} uses the others only at its own "
+                           f"version {version}",
+        f"source: {framework.source}",
+        fix=install_command(root.dist.installer, *(f"{part}=={version}" for part in wrong)),
+    )

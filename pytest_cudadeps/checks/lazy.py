@@ -3,7 +3,7 @@ looks, in the wheel it must come from (:mod:`pytest_cudadeps.engine.lazy` resolv
 
 from __future__ import annotations
 
-from pytest_cudadeps.checks.findings import Finding, failed, passed
+from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.checks.linkage import searched_text
 from pytest_cudadeps.engine.lazy import LazyResolution, lazy_fix
 from pytest_cudadeps.engine.ldso import Resolution, Step, Via
@@ -20,21 +20,45 @@ def _expected_owner(snapshot: Snapshot, root: Root, lazy: LazyResolution) -> str
     return provision.key if provision else None
 
 
+def _not_found(snapshot: Snapshot, root: Root, lazy: LazyResolution, subject: str, fix: str) -> Finding:
+    """Nothing where the opener looks: a note for an optional library or one only a loaded library makes findable."""
+    name = lazy.entry.label or lazy.opener.name
+    opener = f"{name} ({lazy.opener})"
+    seen_as = lazy.entry.seen_as.format(tried=", ".join(lazy.tried))
+    if lazy.entry.optional:
+        return skipped(CHECK, subject, f"optional: {lazy.soname} is not where {name} looks; only "
+                                       f"{lazy.entry.optional} needs it (opened by {opener})", source=lazy.entry.source)
+    if _only_if_loaded_first(snapshot, root, lazy):
+        return skipped(CHECK, subject, f"note: {lazy.soname} is installed, but {name} finds it only when another "
+                                       f"library has loaded it first, and nothing {root.key} opens does: {seen_as}; "
+                                       f"no reinstall changes that", source=lazy.entry.source)
+    return failed(
+        CHECK, subject, f"{lazy.soname} is not where {name} looks when it opens it at run time: {seen_as}",
+        f"opened by: {opener}, trying {', '.join(lazy.tried)}",
+        f"searched: {searched_text(Resolution(lazy.soname, lazy.opener, None, Via(Step.NOT_FOUND), lazy.searched))}",
+        fix=fix, source=lazy.entry.source,
+    )
+
+
+def _only_if_loaded_first(snapshot: Snapshot, root: Root, lazy: LazyResolution) -> bool:
+    """A framework root's library opens another by name from its own folder alone, and the wheel that has it is
+    installed (TensorFlow without cuDNN: cuBLASLt finds libnvrtc.so.12 only once cuDNN's graph library mapped it)."""
+    if root.framework is None or lazy.entry.label or lazy.entry.same_wheel:
+        return False
+    provision = snapshot.resolver(root).provision(lazy.soname, None)
+    return provision is not None and provision.installed is not None and any(
+        dist.key == provision.key for _, dist in snapshot.owners.files_named(lazy.soname))
+
+
 def lazy_finding(snapshot: Snapshot, root: Root, lazy: LazyResolution) -> Finding:
     """``lazy[ROOT>OPENER>SONAME]``: found where its opener looks, in the wheel it must come from."""
-    subject = f"{root.key}>{lazy.opener.name}>{lazy.soname}"
-    opener = f"{lazy.opener.name} ({lazy.opener})"
+    name = lazy.entry.label or lazy.opener.name
+    subject = f"{root.key}>{name}>{lazy.soname}"
+    opener = f"{name} ({lazy.opener})"
     fix = lazy_fix(lazy, snapshot.resolver(root))
     if lazy.resolution is None or lazy.path is None:
-        return failed(
-            CHECK, subject,
-            f"{lazy.soname} is not where {lazy.opener.name} looks when it opens it at run time: "
-            f"{lazy.entry.seen_as.format(tried=', '.join(lazy.tried))}",
-            f"opened by: {opener}, trying {', '.join(lazy.tried)}",
-            f"searched: {searched_text(Resolution(lazy.soname, lazy.opener, None, Via(Step.NOT_FOUND), lazy.searched))}",
-            fix=fix, source=lazy.entry.source,
-        )
-    expected = _expected_owner(snapshot, root, lazy)
+        return _not_found(snapshot, root, lazy, subject, fix)
+    expected = None if lazy.entry.optional else _expected_owner(snapshot, root, lazy)
     owners = snapshot.owners.of(lazy.path)
     owner = owners[0][0] if owners else None
     via = lazy.resolution.via
@@ -51,7 +75,7 @@ def lazy_finding(snapshot: Snapshot, root: Root, lazy: LazyResolution) -> Findin
             fix=fix, path=str(lazy.path), source=lazy.entry.source,
         )
     whose = str(owner) if owner else "no distribution"
-    return passed(CHECK, subject, f"{lazy.soname} -> {lazy.path} ({whose}, opened by {lazy.opener.name}, via {via})",
+    return passed(CHECK, subject, f"{lazy.soname} -> {lazy.path} ({whose}, opened by {name}, via {via})",
                   path=str(lazy.path), source=lazy.entry.source)
 
 

@@ -13,7 +13,7 @@ from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
 from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command, uninstall_command
-from pytest_cudadeps.engine.requirements import Demand, known_extras
+from pytest_cudadeps.engine.requirements import Demand, known_extras, through_root_extra
 from pytest_cudadeps.engine.snapshot import Snapshot
 
 
@@ -79,6 +79,9 @@ def requirement_finding(env: Environment, root: Distribution, key: str, demands:
     )
     dist = env.get(key)
     if dist is None:
+        extra = through_root_extra(root, demands)
+        if extra is not None:
+            asked = _Asked(asked.subject, demands, install_command(root.installer, extra), asked.fix_for)
         return asked.failed(f"{demands[0].requirement.name} is not installed",
                             *_chains(demands), "installed: nothing of that name on the path")
     for rule in (_invalid_version, _refused_version, _lacking_extras):

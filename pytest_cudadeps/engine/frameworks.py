@@ -54,6 +54,7 @@ from pytest_cudadeps.tables.wheels import CUDA_PREFIXES
 
 if TYPE_CHECKING:
     pass
+from pytest_cudadeps.tables.frameworks import AFTER_TORCH, FRAMEWORKS, AfterTorch, Framework
 from pytest_cudadeps.tables.plugins import OPTIONAL_PLUGINS, Plugin
 
 # --- roots found from ELF files --------------------------------------------------------------------
@@ -85,7 +86,8 @@ def elf_roots(env: Environment, roots: Sequence[Distribution], closures: Closure
     found = []
     for key in sorted(env.by_key):
         dist = env.get(key)
-        if dist is None or key in covered or key in NEVER_ROOTS or key.startswith(CUDA_PREFIXES):
+        if dist is None or key in covered or key in NEVER_ROOTS or key.startswith(CUDA_PREFIXES) or \
+                any(after.key == key for after in AFTER_TORCH):
             continue
         cuda, torch = _needs_cuda(dist)
         if cuda and not torch:
@@ -118,3 +120,65 @@ def optional_plugin(dist: Distribution, path: Path) -> Plugin | None:
         if path.name == plugin.file and (dist.location / plugin.package) in path.parents:
             return plugin
     return None
+
+
+# --- frameworks as roots ----------------------------------------------------------------------------
+
+
+def installed_frameworks(env: Environment) -> dict[str, Framework]:
+    """The frameworks of :data:`~pytest_cudadeps.tables.frameworks.FRAMEWORKS` whose build is installed, by root key:
+    the root's distribution and its marker (``jax`` and ``jax-cuda13-pjrt``), the marker at the build's version."""
+    found = {}
+    for framework in FRAMEWORKS:
+        dist, marker = env.get(framework.key), env.get(framework.marker)
+        if dist is not None and marker is not None and marker.version.startswith(framework.marker_version):
+            found[framework.key] = framework
+    return found
+
+
+def framework_extras(dist: Distribution, framework: Framework | None) -> tuple[str, ...]:
+    """The root's extras that declare its CUDA wheels, those its METADATA provides (``cuda13`` of jax)."""
+    if framework is None:
+        return ()
+    provided = known_extras(dist)
+    return tuple(e for e in (canonicalize_name(x) for x in framework.extra.split(",")) if e in provided)
+
+
+def is_cuda_wheel(key: str) -> bool:
+    """An nvidia-*/cuda-* library distribution or the cuda-toolkit meta-package: never a root beside a framework."""
+    return key.startswith(CUDA_PREFIXES)
+
+
+# --- packages that load their binary after torch ----------------------------------------------------
+_VARIANT = re.compile(r"(\d+)\.so$")
+
+
+def _shipped(template: Path, major: str, digits: int) -> list[int]:
+    """The versions of the binary shipped in its folder that belong to ``major`` (130 and 132 for 13), sorted."""
+    prefix = template.name.split("{")[0]
+    folder = template.parent
+    found = [_VARIANT.search(p.name) for p in (folder.iterdir() if folder.is_dir() else ()) if p.name.startswith(prefix)]
+    return sorted(int(m.group(1)) for m in found if m and m.group(1).startswith(major) and len(m.group(1)) == digits)
+
+
+def picked_binary(dist: Distribution, after: AfterTorch, torch_cuda: str, override: str | None) -> tuple[Path, str]:
+    """The binary ``after`` loads beside a torch built for ``torch_cuda`` ("13.0"), and how it was picked.
+
+    ``override`` (``BNB_CUDA_VERSION``) names the version outright, with no fallback.  Otherwise the exact version,
+    else the highest shipped one below it of the same major, else the lowest above it of the same major, else the
+    exact path (missing), as bitsandbytes 0.50.2's ``cextension.py`` does.
+    """
+    wanted = torch_cuda.replace(".", "")
+    path = dist.location / after.binary.format(v=override or wanted)
+    if override:
+        return path, f"{after.override}={override}"
+    how = f"torch.version.cuda = {torch_cuda!r}"
+    if is_regular(path):
+        return path, how
+    shipped = _shipped(dist.location / after.binary, torch_cuda.split(".")[0], len(wanted))
+    lower = [v for v in shipped if v < int(wanted)]
+    higher = [v for v in shipped if v > int(wanted)]
+    if lower or higher:
+        chosen = lower[-1] if lower else higher[0]
+        return dist.location / after.binary.format(v=chosen), f"{how}, nearest of the same major"
+    return path, how

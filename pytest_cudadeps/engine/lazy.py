@@ -23,10 +23,11 @@ from pathlib import Path
 
 from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.installers import reinstall_command
-from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Searched
+from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Searched, Step, Via
 from pytest_cudadeps.engine.linkage import Linkage, is_cuda_soname
 from pytest_cudadeps.engine.owners import Owners
 from pytest_cudadeps.engine.providers import ProviderResolver
+from pytest_cudadeps.tables.frameworks import Framework, FrameworkLibrary
 from pytest_cudadeps.tables.lazy_libraries import LAZY, LazyLibrary
 
 
@@ -81,15 +82,60 @@ def _model(env: Environment, linkage: Linkage, use_cache: bool) -> LoaderModel:
     return model
 
 
+def _framework_entry(framework: Framework, lib: FrameworkLibrary) -> LazyLibrary:
+    return LazyLibrary(re.escape(Path(framework.opener).name) + "$", (lib.soname,), False, framework.source,
+                       f"{framework.label} does not find it ({framework.how})", optional=lib.optional,
+                       label=framework.label)
+
+
+def _framework_search(env: Environment, model: LoaderModel, opener: Path, framework: Framework,
+                      lib: FrameworkLibrary) -> tuple[Resolution | None, tuple[Searched, ...]]:
+    """Where the framework finds one library: its wheel folders under each site-packages folder, opened by path,
+    then the system's dlopen by soname (from the opener when it is a shared object, else from the interpreter)."""
+    searched: list[Searched] = []
+    for site in env.paths:
+        for folder in lib.folders:
+            candidate = site / folder / lib.soname
+            searched.append(Searched(Via(Step.PATH), candidate.parent))
+            if candidate.is_file():
+                return Resolution(lib.soname, opener, candidate, Via(Step.PATH, framework.label), tuple(searched)), ()
+    caller = opener if opener.name.endswith((".so", ".so.2")) and opener.is_file() else model.executable
+    if caller is None:
+        return None, tuple(searched)
+    resolution = model.resolve(lib.soname, caller)
+    searched += resolution.searched
+    if resolution.path is not None and not resolution.problem:
+        return resolution, tuple(searched)
+    return None, tuple(searched)
+
+
+def resolve_framework(env: Environment, owners: Owners, model: LoaderModel, site: Path,
+                      framework: Framework) -> list[LazyResolution]:
+    """The libraries a framework opens itself, in its order, each mapped (with what it needs) once found."""
+    opener = site / framework.opener
+    owned = owners.of(opener)
+    owner = owned[0][0] if owned else None
+    found = []
+    for lib in framework.libraries:
+        hit, searched = _framework_search(env, model, opener, framework, lib)
+        if hit is not None and hit.path is not None:
+            model.load([hit.path])
+        found.append(LazyResolution(_framework_entry(framework, lib), opener, owner, (lib.soname,), hit,
+                                    searched or (hit.searched if hit else ())))
+    return found
+
+
 def resolve_lazy(env: Environment, owners: Owners, linkage: Linkage, cuda: str | None, *,
-                 use_cache: bool = True) -> tuple[LazyResolution, ...]:
+                 use_cache: bool = True, framework: tuple[Path, Framework] | None = None) -> tuple[LazyResolution, ...]:
     """Every table entry whose opener the root's process maps, resolved as dlopen from the opener would.
 
-    :func:`pytest_cudadeps.engine.snapshot.take_snapshot` asks once per root; the ``lazy[...]`` items
-    and the load probe's steps read the root's ``lazy``.
+    A framework root (``framework``: its site-packages folder and its row of
+    :data:`pytest_cudadeps.tables.frameworks.FRAMEWORKS`) first opens its own libraries, in its order; what they
+    open by name (cuDNN's sub-libraries) follows.  :func:`pytest_cudadeps.engine.snapshot.take_snapshot` asks
+    once per root; the ``lazy[...]`` items and the load probe's steps read the root's ``lazy``.
     """
     model = _model(env, linkage, use_cache)
-    found: list[LazyResolution] = []
+    found: list[LazyResolution] = resolve_framework(env, owners, model, *framework) if framework else []
     for entry in LAZY:
         opened = [lazy.path for lazy in found if lazy.path is not None]
         for opener in _openers(linkage, opened, entry.opener):
@@ -98,17 +144,21 @@ def resolve_lazy(env: Environment, owners: Owners, linkage: Linkage, cuda: str |
             tried = entry.names(owner.version if owner else None, cuda)
             if not tried or (entry.same_wheel and not _ships(owners, owner, tried)):
                 continue
-            searched: list[Searched] = []
-            hit = None
-            for name in tried:
-                resolution = model.resolve(name, opener)
-                searched += [place for place in resolution.searched if place not in searched]
-                if resolution.path is not None and not resolution.problem:
-                    hit = resolution
-                    model.load([resolution.path])  # what it needs is mapped now, as in the real process
-                    break
-            found.append(LazyResolution(entry, opener, owner, tried, hit, tuple(searched)))
+            hit, searched = _first_found(model, opener, tried)
+            found.append(LazyResolution(entry, opener, owner, tried, hit, searched))
     return tuple(found)
+
+
+def _first_found(model: LoaderModel, opener: Path, tried: tuple[str, ...]) -> tuple[Resolution | None, tuple[Searched, ...]]:
+    """The first name dlopen from ``opener`` finds (mapped, with what it needs, as in the real process)."""
+    searched: list[Searched] = []
+    for name in tried:
+        resolution = model.resolve(name, opener)
+        searched += [place for place in resolution.searched if place not in searched]
+        if resolution.path is not None and not resolution.problem:
+            model.load([resolution.path])
+            return resolution, tuple(searched)
+    return None, tuple(searched)
 
 
 def lazy_fix(lazy: LazyResolution, resolver: ProviderResolver) -> str:

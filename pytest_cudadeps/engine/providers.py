@@ -68,8 +68,12 @@ class ProviderResolver:
         return provider_for(soname, self.cuda_major)
 
     def _declared(self, key: str) -> Provision:
-        demand = self.demands[key][0]
-        return Provision(key, demand.describe(), demand.wanted(), self.env.get(key))
+        """A missing wheel that only the root's own extra asks for comes back through that extra (``cupy-cuda13x[ctk]``)."""
+        from pytest_cudadeps.engine.requirements import through_root_extra  # as in _from_extras
+
+        demand, installed = self.demands[key][0], self.env.get(key)
+        wanted = (through_root_extra(self.root, self.demands[key]) if installed is None else None) or demand.wanted()
+        return Provision(key, demand.describe(), wanted, installed)
 
     def declared(self, soname: str, path: Path | None) -> Provision | None:
         """The declared requirement that provides ``soname``, in this order: the root itself (it owns
@@ -102,9 +106,12 @@ class ProviderResolver:
         toolkit = self._toolkit_demand(provider)
         if provider is None or toolkit is None:
             return None
+        from pytest_cudadeps.engine.requirements import through_root_extra  # as in _from_extras
+
+        wanted = through_root_extra(self.root, [toolkit]) or toolkit.wanted()
         return Provision(canonicalize_name(provider.distribution),
                          f"{toolkit.describe()} (not installed: its extra {provider.extra} brings "
-                         f"{provider.distribution})", toolkit.wanted(), None)
+                         f"{provider.distribution})", wanted, None)
 
     def _keys_shipping(self, soname: str) -> list[str]:
         """Every distribution whose RECORD lists a file named ``soname``, by name."""

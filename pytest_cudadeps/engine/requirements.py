@@ -181,11 +181,13 @@ def known_extras(dist: Distribution) -> frozenset[str]:
     return dist.provides_extras | named
 
 
-def closure(env: Environment, root: Distribution) -> Closure:
-    """Walk ``root``'s requirements breadth first through (distribution, extra) pairs (see the module docstring)."""
+def closure(env: Environment, root: Distribution, extras: Sequence[str] = ()) -> Closure:
+    """Walk ``root``'s requirements breadth first through (distribution, extra) pairs (see the module docstring);
+    ``extras`` are the root's own extras that are required as well (``jax[cuda13]``)."""
     demands: list[Demand] = []
     problems: dict[tuple[str, str], MetadataProblem] = {}
-    queue: deque[tuple[Distribution, str, tuple[str, ...]]] = deque([(root, "", ())])
+    queue: deque[tuple[Distribution, str, tuple[str, ...]]] = deque(
+        [(root, "", ()), *((root, canonicalize_name(e), ()) for e in extras)])
     visited: set[tuple[str, str]] = set()
     while queue:
         dist, extra, chain = queue.popleft()
@@ -269,10 +271,10 @@ class Closures:
         self.env = env
         self._walked: dict[str, Closure] = {}
 
-    def of(self, dist: Distribution) -> Closure:
-        key = f"{dist.key}@{dist.meta_dir}"
+    def of(self, dist: Distribution, extras: Sequence[str] = ()) -> Closure:
+        key = f"{dist.key}[{','.join(sorted(extras))}]@{dist.meta_dir}"
         if key not in self._walked:
-            self._walked[key] = closure(self.env, dist)
+            self._walked[key] = closure(self.env, dist, extras)
         return self._walked[key]
 
 
@@ -324,3 +326,15 @@ def extras_spec(name: str, demands: Mapping[str, Sequence[Demand]]) -> str:
 
 
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def through_root_extra(root: Distribution, demands: Sequence[Demand]) -> str | None:
+    """``cupy-cuda13x[ctk]`` when every demand is the root's own extra asking directly (what a user installs to get
+    it back: CuPy's documented command, and pip keeps the installed root); None otherwise."""
+    extras = set()
+    for demand in demands:
+        head = demand.chain[0].split(" ")[0] if len(demand.chain) == 1 else ""
+        if not head.startswith(f"{root.name}[") or not head.endswith("]"):
+            return None
+        extras.update(head[len(root.name) + 1:-1].split(","))
+    return f"{root.name}[{','.join(sorted(extras))}]" if extras else None

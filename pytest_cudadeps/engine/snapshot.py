@@ -11,17 +11,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from pytest_cudadeps.core.settings import Settings
 from pytest_cudadeps.engine.build import Build, read_build
 from pytest_cudadeps.engine.companions import Companion, find_companions
 from pytest_cudadeps.engine.distributions import Distribution, Environment, scan
-from pytest_cudadeps.engine.frameworks import cuda_of_linkage, elf_roots, extra_demands
+from pytest_cudadeps.engine.frameworks import (
+    cuda_of_linkage,
+    elf_roots,
+    extra_demands,
+    framework_extras,
+    installed_frameworks,
+    is_cuda_wheel,
+)
 from pytest_cudadeps.engine.installers import Interpreter, checked_interpreter
 from pytest_cudadeps.engine.lazy import LazyResolution, resolve_lazy
 from pytest_cudadeps.engine.linkage import Linkage, analyze
 from pytest_cudadeps.engine.owners import Owners
 from pytest_cudadeps.engine.providers import ProviderResolver
 from pytest_cudadeps.engine.requirements import Closure, Closures, Demand, default_roots
+from pytest_cudadeps.tables.frameworks import Framework
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class Root:
     demands: dict[str, list[Demand]] = field(compare=False)
     extras: dict[str, list[Demand]] = field(default_factory=dict, compare=False)  # behind the root's own extras
     lazy: tuple[LazyResolution, ...] = ()  # what its libraries open by name at run time (needs the linkage)
+    framework: Framework | None = field(default=None, compare=False)  # how it finds its CUDA libraries, if known
+    asked: tuple[str, ...] = ()  # the root's own extras that are required (jax[cuda13])
 
     @property
     def key(self) -> str:
@@ -50,13 +62,22 @@ class Root:
         libcudart its binaries need, ``13``), None for CPU or unknown."""
         if isinstance(self.build, Build):
             return self.build.cuda
+        if self.framework is not None:
+            return self.framework.cuda
         return cuda_of_linkage(self.linkage) if self.build is None else None
+
+    @property
+    def spec(self) -> str:
+        """``jax[cuda13]``: the root as a user installs it, with the extras that are required."""
+        return f"{self.dist.name}[{','.join(self.asked)}]" if self.asked else self.dist.name
 
     @property
     def build_source(self) -> str:
         """Where :attr:`cuda` was read, or why it could not be."""
         if isinstance(self.build, Build):
             return str(self.build.version_file)
+        if self.framework is not None:
+            return f"{self.framework.marker} (the {self.framework.key} build installed)"
         return self.build if isinstance(self.build, str) else "no torch among the roots"
 
 
@@ -80,12 +101,48 @@ class Snapshot:
         return ProviderResolver(self.env, root.dist, root.demands, self.owners, root.cuda, root.extras)
 
 
-def choose_roots(env: Environment, names: tuple[str, ...], closures: Closures) -> tuple[list[Distribution], list[str]]:
-    """The roots the user named (and those of them not installed), or the default ones."""
+Chosen = tuple[Distribution, tuple[str, ...]]  # a root and its own extras that are required
+
+
+def _named(name: str) -> tuple[str, tuple[str, ...]]:
+    """``jax[cuda13]`` -> ("jax", ("cuda13",)); a name that is no requirement is taken as it is."""
+    try:
+        req = Requirement(name)
+    except InvalidRequirement:
+        return name, ()
+    return req.name, tuple(sorted(req.extras))
+
+
+def choose_roots(env: Environment, names: tuple[str, ...], closures: Closures) -> tuple[list[Chosen], list[str]]:
+    """The roots the user named (``jax[cuda13]``: with those extras; and those not installed), or the default ones."""
     if not names:
-        return default_roots(env, closures), []
-    found = {name: env.get(name) for name in sorted(set(names))}
-    return [d for d in found.values() if d is not None], [n for n, d in found.items() if d is None]
+        return _default(env, closures), []
+    chosen, unknown = [], []
+    for name in sorted(set(names)):
+        key, extras = _named(name)
+        dist = env.get(key)
+        if dist is None:
+            unknown.append(name)
+        else:
+            chosen.append((dist, extras))
+    return chosen, unknown
+
+
+def _default(env: Environment, closures: Closures) -> list[Chosen]:
+    """The installed frameworks with their CUDA extra, torch, and what else requires a CUDA wheel that those do not
+    reach; the CUDA wheels themselves (nvidia-cudnn-cu13, cuda-toolkit) are roots only when nothing else is."""
+    frameworks = installed_frameworks(env)
+    chosen: list[Chosen] = []
+    for key, framework in sorted(frameworks.items()):
+        dist = env.get(key)
+        if dist is not None:
+            chosen.append((dist, framework_extras(dist, framework)))
+    reached = {dem.key for dist, extras in chosen for dem in closures.of(dist, extras).demands}
+    others = [d for d in default_roots(env, closures) if d.key not in frameworks and d.key not in reached]
+    if chosen or any(not is_cuda_wheel(d.key) for d in others):
+        others = [d for d in others if not is_cuda_wheel(d.key)]
+    chosen += [(d, ()) for d in others]
+    return sorted(chosen, key=lambda c: (c[0].key != "torch", c[0].key))
 
 
 def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environment | None = None) -> Snapshot:
@@ -94,14 +151,16 @@ def take_snapshot(settings: Settings, *, with_linkage: bool = True, env: Environ
     env = env if env is not None else scan(settings.paths)
     closures = Closures(env)
     owners = Owners(env)
-    dists, unknown = choose_roots(env, settings.roots, closures)
-    if not settings.roots and with_linkage:
-        dists += elf_roots(env, dists, closures)  # a framework that needs CUDA but requires no nvidia-* wheel
+    chosen, unknown = choose_roots(env, settings.roots, closures)
+    if not settings.roots and with_linkage:  # a framework that needs CUDA but requires no nvidia-* wheel
+        chosen += [(d, ()) for d in elf_roots(env, [d for d, _ in chosen], closures)]
+    frameworks = installed_frameworks(env)
     roots = []
-    for dist in dists:
-        found = closures.of(dist)
+    for dist, extras in chosen:
+        found = closures.of(dist, extras)
         build = read_build(env, dist) if dist.key == "torch" else None
-        roots.append(Root(dist, found, build, None, found.by_key(), extra_demands(dist)))
+        roots.append(Root(dist, found, build, None, found.by_key(), extra_demands(dist),
+                          framework=frameworks.get(dist.key), asked=extras))
     snapshot = Snapshot(settings, env, owners, tuple(roots), tuple(unknown),
                         interpreter=checked_interpreter(settings.paths, os.environ))
     if not with_linkage:
@@ -118,4 +177,6 @@ def _linked(env: Environment, owners: Owners, root: Root, use_cache: bool) -> Ro
     linkage = analyze(env, root.dist, use_ld_cache=use_cache, owners=owners,
                       cuda=root.build.cuda if isinstance(root.build, Build) else None)
     linked = replace(root, linkage=linkage)
-    return replace(linked, lazy=resolve_lazy(env, owners, linkage, linked.cuda, use_cache=use_cache))
+    framework = (root.dist.location, root.framework) if root.framework is not None else None
+    return replace(linked, lazy=resolve_lazy(env, owners, linkage, linked.cuda, use_cache=use_cache,
+                                             framework=framework))

@@ -16,6 +16,7 @@ from typing import Callable, Generic, Protocol, TypeVar
 from pytest_cudadeps.engine.companions import import_names
 from pytest_cudadeps.engine.host import HostFacts, read_host
 from pytest_cudadeps.engine.lazy import lazy_fix
+from pytest_cudadeps.engine.linkage import ResolvedLibrary
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
 from pytest_cudadeps.probes.load import LoadResult, LoadStep, library_steps, probe_loads
@@ -131,8 +132,8 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     """What the load child opens for a root: torch's own libraries as its import does, then each CUDA
     library the linkage resolved that no earlier root loads already, each with the resolver's fix."""
     assert root.linkage is not None
-    steps = torch_own_steps(snapshot.env, root.dist, root.cuda)
-    libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen]
+    steps = torch_own_steps(snapshot.env, root.dist, root.cuda) + framework_steps(snapshot, root, seen)
+    libraries = [lib for lib in root.linkage.cuda_libraries() if lib.soname not in seen and not _optional_absent(root, lib)]
     seen.update(lib.soname for lib in libraries)
     resolver = snapshot.resolver(root)
     steps += library_steps([(lib.soname, lib.path) for lib in libraries],
@@ -145,6 +146,22 @@ def load_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]
     seen.update(lazy)
     steps += library_steps([(soname, path) for soname, (path, _) in lazy.items()], {s: f for s, (_, f) in lazy.items()})
     return steps
+
+
+def _optional_absent(root: Root, lib: ResolvedLibrary) -> bool:
+    """A library the framework goes on without (CuPy's NCCL) that is not there: nothing to load."""
+    return lib.path is None and root.framework is not None and bool(root.framework.optional(lib.soname))
+
+
+def framework_steps(snapshot: Snapshot, root: Root, seen: set[str]) -> list[LoadStep]:
+    """A framework's own libraries, in its order: it opens them before its extension modules need them."""
+    if root.framework is None:
+        return []
+    label = root.framework.label
+    own = {lazy.soname: (lazy.path, fix) for lazy, (_, _, fix) in zip(root.lazy, lazy_load_targets(snapshot, root))
+           if lazy.entry.label == label and lazy.path is not None and lazy.soname not in seen}
+    seen.update(own)
+    return library_steps([(soname, path) for soname, (path, _) in own.items()], {s: f for s, (_, f) in own.items()})
 
 
 def declared_files(snapshot: Snapshot, root: Root, soname: str, path: Path | None) -> list[Path]:
@@ -160,8 +177,13 @@ def _cudart(snapshot: Snapshot) -> Path | None:
     roots = sorted(snapshot.roots, key=lambda root: root.key != "torch")
     for root in roots:
         if root.linkage is not None:
-            return next((lib.path for lib in root.linkage.libraries
-                         if lib.soname.startswith("libcudart.so") and lib.path), None)
+            found = next((lib.path for lib in root.linkage.libraries
+                          if lib.soname.startswith("libcudart.so") and lib.path), None)
+            # a framework that opens its own libraries (jax, CuPy...): the libcudart its preload opens
+            found = found or next((lazy.path for lazy in root.lazy
+                                   if lazy.soname.startswith("libcudart.so") and lazy.path), None)
+            if found is not None or root.key == "torch":
+                return found
     return None
 
 

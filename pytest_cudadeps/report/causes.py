@@ -124,6 +124,7 @@ class Causes:
         self._missing: dict[str, str] = {}  # root key -> its missing group's key
         self._soname_root: dict[str, Root] = {}  # load[SONAME] -> the root whose load child opens it
         self._wheel_item: dict[str, str] = {}  # soname -> the failing requires[...] item of the wheel declaring it
+        self._lazy_names: dict[str, str] = {}  # SONAME -> its failed lazy[...] item, for probes that name it
         for root in snapshot.roots:
             self._group_root(root)
         self._group_companions()
@@ -155,9 +156,10 @@ class Causes:
         absent = set(missing)
         dist_causes: dict[str, str] = {}
         lacking: list[str] = []  # the failing requires[...] items of the missing distributions
+        parts = self._group_parts(root)
         for key in sorted(root.demands):
             name = f"requires[{root.key}>{key}]"
-            if name not in self._failed:
+            if name not in self._failed or name in parts:
                 continue
             if key in absent:
                 lacking.append(name)
@@ -177,6 +179,32 @@ class Causes:
             declared = resolver.declared(lib.soname, lib.path) if resolver is not None else None
             if declared is not None and declared.key in dist_causes:
                 self._wheel_item.setdefault(lib.soname, dist_causes[declared.key])
+        self._group_lazy(root, dist_causes)
+
+    def _group_parts(self, root: Root) -> set[str]:
+        """A framework's parts at different versions (``parts[jax]``) explain the requires items of those parts."""
+        name = f"parts[{root.key}]"
+        if name not in self._failed or root.framework is None:
+            return set()
+        members = {f"requires[{root.key}>{part}]" for part in root.framework.parts}
+        self._add(name, name, head=name)
+        for member in sorted(members):
+            self._add(name, member)
+        return members
+
+    def _group_lazy(self, root: Root, dist_causes: dict[str, str]) -> None:
+        """A ``lazy[...]`` item of a library whose wheel is missing or refused follows from that wheel's cause."""
+        resolver = self.snapshot.resolver(root)
+        for lazy in root.lazy:
+            name = f"lazy[{root.key}>{lazy.entry.label or lazy.opener.name}>{lazy.soname}]"
+            provision = resolver.provision(lazy.soname, lazy.path) if name in self._failed else None
+            if provision is None:
+                continue
+            self._lazy_names.setdefault(lazy.soname, name)
+            if provision.installed is None and root.key in self._missing:
+                self._add(self._missing[root.key], name)
+            elif provision.key in dist_causes:
+                self._add(dist_causes[provision.key], name)
 
     def _group_companions(self) -> None:
         """A companion built against another torch: its pin's item explains its other failing items."""
@@ -328,6 +356,8 @@ class Causes:
         else by its stem, as torch's own loader words it (``libcudart.so.*[0-9] not found in the system path``)."""
         failed = {soname: self._static[f"linkage[{root.key}>{soname}]"] for soname, root in self._soname_root.items()
                   if f"linkage[{root.key}>{soname}]" in self._static and soname not in DRIVER_SONAMES}
+        failed.update({soname: self._static[name] for soname, name in self._lazy_names.items()
+                       if soname not in failed and name in self._static})
         for soname in _SONAME.findall(text):
             if soname in failed:
                 return failed[soname]

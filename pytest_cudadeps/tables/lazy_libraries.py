@@ -21,6 +21,8 @@ class LazyLibrary:
     same_wheel: bool
     source: str
     seen_as: str  # what the user sees when it is missing; {tried} is the names tried
+    optional: str = ""  # what needs it when the opener goes on without it ("": the opener fails without it)
+    label: str = ""  # how the items name the opener when it is not a shared object (jax_plugins.xla_cuda13)
 
     def names(self, version: str | None, cuda: str | None) -> tuple[str, ...]:
         """The names tried, for this opener's version; a template whose fields are unknown is left out."""

@@ -68,7 +68,7 @@ def test_a_wheel_an_extra_declares_is_declared_and_the_fix_installs_the_extras(t
     assert curand.outcome is Outcome.FAIL
     assert "relies on libcurand.so.10 being loaded first, but neither `import torch`" in curand.message
     assert "declared: onnxruntime-gpu[cuda] 1.31.1 > nvidia-curand~=10.0" in curand.details
-    assert curand.fix == "pip install 'onnxruntime-gpu[cuda,cudnn]'"
+    assert curand.fix == "pip install 'onnxruntime-gpu[cuda]'"  # the extra is required: it brings the wheel back
 
 
 def test_an_optional_plugin_is_a_note(tmp_path: Path, gcc: str) -> None:
@@ -121,5 +121,61 @@ def test_real_onnxruntime_gpu_beside_torch(scenario: Callable[..., Path], ort_wh
             f"loaded already: `import torch` first (maps {site}/nvidia/cu13/lib/libcublas.so.13, nvidia-cublas") in out
     assert "SKIPPED [1] cudadeps::plugin[onnxruntime-gpu>libonnxruntime_providers_tensorrt.so]" in out
     assert "FAILED cudadeps::linkage[onnxruntime-gpu>libcurand.so.10]" in out
-    assert "  fix: pip install 'onnxruntime-gpu[cuda,cudnn]'" in out
+    assert "  fix: pip install 'onnxruntime-gpu[cuda]'" in out  # the extra that declares nvidia-curand
     assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcudart.so.13]" in out  # declared by its [cuda] extra
+
+
+def _bnb_site(tmp_path: Path, gcc: str, *libs: str) -> Path:
+    """torch 2.14.1's tree (its global deps map libcudart and libcublas) and bitsandbytes with one CUDA binary per
+    version, each needing ``libs`` without a search path, as bitsandbytes 0.50.2's do (their RUNPATH is the build
+    machine's)."""
+    site = ort_tree(tmp_path, gcc, extra=(sb.Dist("bitsandbytes", "0.50.2", ("torch<3,>=2.4",)),))
+    built = [build_so(gcc, site / f"bitsandbytes/libbitsandbytes_cuda{v}.so", "int bnb(void) { return 0; }\n",
+                      f"-L{site / CU13}", "-Wl,--no-as-needed", *(f"-l:{lib}" for lib in libs)) for v in (128, 130)]
+    add_to_record(site, "bitsandbytes", built)
+    return site
+
+
+def test_bitsandbytes_is_checked_in_torchs_process_for_the_binary_it_picks(tmp_path: Path, gcc: str) -> None:
+    found = findings(_bnb_site(tmp_path, gcc, "libcudart.so.13", "libcublas.so.13"))
+    binary = found["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    assert binary.outcome is Outcome.PASS
+    assert not [name for name in found if "bitsandbytes" in name and name != binary.name]  # not a root, one item
+
+
+def test_bitsandbytes_needing_what_torch_does_not_map_fails(tmp_path: Path, gcc: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    site = _bnb_site(tmp_path, gcc, "libcudart.so.13", "libcurand.so.10")  # the tree's torch maps no libcurand
+    binary = findings(site)["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    assert binary.outcome is Outcome.FAIL
+    assert "needs libcurand.so.10, which `import torch` does not map" in binary.message
+    monkeypatch.setenv("BNB_CUDA_VERSION", "131")
+    override = findings(site)["after-torch[bitsandbytes>libbitsandbytes_cuda131.so]"]
+    assert (override.outcome, override.fix) == (Outcome.FAIL, "unset BNB_CUDA_VERSION")
+
+
+def test_roots_whose_ranges_overlap_get_one_merged_install_not_a_conflict(tmp_path: Path, gcc: str) -> None:
+    # torch pins nvidia-cudnn-cu13==9.24.0.43, onnxruntime-gpu[cudnn] ~=9.0, this one >=9.20,<9.30; 9.19 is installed
+    newer = sb.Dist("newframework", "1.0", ("nvidia-cudnn-cu13<9.30,>=9.20",))
+    site = ort_tree(tmp_path, gcc, extra=(newer,))
+    info = next(site.glob("nvidia_cudnn_cu13-*.dist-info"))
+    metadata = (info / "METADATA").read_text(encoding="utf-8")
+    (info / "METADATA").write_text(metadata.replace("Version: 9.24.0.43", "Version: 9.19.0.56"), encoding="utf-8")
+    pins = findings(site)["shared[nvidia-cudnn-cu13]"]
+    assert pins.outcome is Outcome.FAIL
+    assert pins.message.endswith("the roots' ranges overlap (9.24.0.43 satisfies every one)")
+    assert pins.fix == "pip install 'nvidia-cudnn-cu13<9.30,==9.24.0.43,>=9.20,~=9.0'"
+
+
+def test_jax_parts_at_another_version_than_jaxlib_are_one_finding_with_the_install_that_aligns_them(
+        tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import jax_tree
+
+    intact = findings(jax_tree(tmp_path / "intact", gcc))["parts[jax]"]
+    assert intact.outcome is Outcome.PASS
+    site = jax_tree(tmp_path / "old", gcc, versions={"jax-cuda13-plugin": "0.9.2", "jax-cuda13-pjrt": "0.9.2"})
+    parts = findings(site)["parts[jax]"]
+    assert parts.outcome is Outcome.FAIL
+    assert parts.message.startswith("jax's parts do not match: jax 0.10.2, jaxlib 0.10.2, jax-cuda13-plugin 0.9.2, "
+                                    "jax-cuda13-pjrt 0.9.2")
+    assert parts.fix == "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'"

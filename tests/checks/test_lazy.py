@@ -98,3 +98,41 @@ def test_a_library_its_wheel_does_not_ship_is_not_checked(tmp_path: Path, gcc: s
     found = findings(site)
     assert "lazy[torch>libcudnn.so.9>libcudnn_ext.so.9]" not in found
     assert found[CNN].outcome is Outcome.PASS
+
+
+# --- a framework's own libraries (jax[cuda13] 0.10.2's layout, tests/support/jax.py) ---------------
+
+
+def _jax_findings(site: Path) -> dict[str, Finding]:
+    from pytest_cudadeps.checks.static import static_findings
+
+    return {f.name: f for f in static_findings(take_snapshot(Settings(paths=(str(site),), no_ld_cache=True)))}
+
+
+def test_intact_jax_passes_an_item_per_library_its_plugin_opens(tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import jax_tree
+
+    found = _jax_findings(jax_tree(tmp_path, gcc))
+    own = {name: f for name, f in found.items() if name.startswith("lazy[jax>jax_plugins.xla_cuda13>")}
+    assert len(own) == 11
+    assert all(f.outcome is Outcome.PASS for f in own.values()), own
+    assert not [f for f in found.values() if f.outcome is Outcome.FAIL]
+
+
+def test_jax_without_cudnn_fails_naming_jax_and_the_wheel_to_install(tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import jax_tree
+
+    found = _jax_findings(jax_tree(tmp_path, gcc, omit=("nvidia-cudnn-cu13",)))
+    failed = {name: f for name, f in found.items() if f.outcome is Outcome.FAIL}
+    assert set(failed) == {"lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]", "requires[jax>nvidia-cudnn-cu13]"}
+    assert {f.fix for f in failed.values()} == {"pip install 'nvidia-cudnn-cu13<10.0,>=9.12.0.46'"}
+
+
+def test_an_optional_library_of_a_framework_missing_is_a_note(tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import WHEELS, jax_tree
+
+    site = jax_tree(tmp_path, gcc)
+    (site / WHEELS[3][3][0]).unlink()  # nvidia-nccl-cu13's libnccl.so.2: jax goes on without collectives
+    nccl = _jax_findings(site)["lazy[jax>jax_plugins.xla_cuda13>libnccl.so.2]"]
+    assert nccl.outcome is Outcome.SKIP
+    assert "multi-GPU collectives" in nccl.message

@@ -362,3 +362,18 @@ def test_the_fix_for_a_root_given_on_the_command_line_is_inert_when_pasted(tmp_p
     finding = _unknown_root(HOSTILE_NAME, SimpleNamespace(env=SimpleNamespace(paths=[tmp_path])))  # type: ignore[arg-type]
     assert finding.fix.endswith(", or drop it from --cuda-deps-root / cuda_deps_root")
     assert_inert(finding.fix, tmp_path)
+
+
+def test_a_wheel_only_the_roots_own_extra_declares_is_installed_through_that_extra(tmp_path: Path) -> None:
+    # plain `pip install cupy-cuda13x`: cupy-cuda13x[ctk] declares cuda-toolkit, CuPy's documented cure is the extra
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+
+    cupy = sb.Dist("cupy-cuda13x", "14.2.0", (
+        "numpy<2.6,>=2.0", "cuda-pathfinder==1.*,>=1.3.4",
+        'cuda-toolkit[cublas,cudart,cufft,curand,cusolver,cusparse,nvrtc]==13.*; extra == "ctk"'), ("ctk", "all"))
+    site = sb.build(tmp_path / "site", [cupy, sb.Dist("numpy", "2.3.0"), sb.Dist("cuda-pathfinder", "1.9.1")])
+    snapshot = take_snapshot(Settings(paths=(str(site),), roots=("cupy-cuda13x[ctk]",)), with_linkage=False)
+    toolkit = next(f for f in declared_findings(snapshot) if f.name == "requires[cupy-cuda13x>cuda-toolkit]")
+    assert (toolkit.outcome, toolkit.fix) == (Outcome.FAIL, "pip install 'cupy-cuda13x[ctk]'")

@@ -94,6 +94,7 @@ def test_ini_twins(pytester: pytest.Pytester, ini_file: str) -> None:
         "cudadeps::requires[nvidia-cusolver>nvidia-cusparse]",
         "cudadeps::requires[nvidia-cusolver>nvidia-nvjitlink]",
         *(f"cudadeps::{name}" for name in SECURITY),
+        "cudadeps::toolchain[triton-cache]",
     ]
 
 
@@ -115,6 +116,7 @@ def test_cuda_deps_root_is_repeatable(pytester: pytest.Pytester) -> None:
         "cudadeps::requires[nvidia-cudnn-cu13>nvidia-cuda-nvrtc]",
         "cudadeps::requires[nvidia-cufft>nvidia-nvjitlink]",
         *(f"cudadeps::{name}" for name in SECURITY),
+        "cudadeps::toolchain[triton-cache]",  # triton is installed, whatever the roots
     ]
 
 

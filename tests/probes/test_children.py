@@ -89,3 +89,15 @@ def test_load_targets_carry_the_prediction_and_the_fix(tmp_path: Path, gcc: str)
     assert targets["libcudnn_ops.so.9"] == (site / CUDNN / "libcudnn_ops.so.9",
                                            "pip install --force-reinstall --no-deps 'nvidia-cudnn-cu13==9.24.0.43'")
     assert targets["libcudnn_cnn.so.9"][0] is None
+
+
+def test_a_frameworks_own_libraries_load_first_and_its_libcudart_is_the_driver_childs(tmp_path: Path, gcc: str) -> None:
+    from tests.support.jax import jax_tree
+
+    site = jax_tree(tmp_path, gcc)
+    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True))
+    jax = snapshot.roots[0]
+    steps = probing.load_steps(snapshot, jax, set())
+    assert [step.soname for step in steps][:3] == ["libcudart.so.13", "libnvrtc.so.13", "libcublas.so.13"]  # jax's order
+    assert steps[0].predicted == site / "nvidia/cu13/lib/libcudart.so.13"
+    assert probing._cudart(snapshot) == site / "nvidia/cu13/lib/libcudart.so.13"

@@ -22,6 +22,7 @@ def expected_items_2_14_1() -> list[str]:
     if sys.version_info >= (3, 10):
         reached -= {"importlib-metadata", "zipp"}  # only triton's `python_version < "3.10"` asks for them
     names = ["cuda-major[torch]", "installed-once[all]", *(f"requires[torch>{key}]" for key in reached), *SECURITY]
+    names += ["toolchain[triton-cache]"] if "triton" in reached else []  # triton's kernel cache, writable here
     return sorted(f"cudadeps::{name}" for name in names)
 
 

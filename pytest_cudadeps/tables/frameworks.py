@@ -1,0 +1,163 @@
+"""How each CUDA framework other than torch finds its CUDA libraries, as data: what it opens, from where, in what
+order, which are optional, and the extra that declares the wheels.
+
+None of these frameworks names a CUDA library in the DT_NEEDED of the file that opens it: jax's plugin and
+onnxruntime ``ctypes.CDLL`` them by absolute path from the nvidia wheels, CuPy and numba-cuda ask
+``cuda.pathfinder`` (site-packages first, then the system's dlopen), TensorFlow's ``dso_loader`` dlopens them by
+soname.  A static ELF view of these roots finds nothing; the lists below are what the ``lazy[...]`` items check.
+
+Read from the installed files of each version named in ``source`` (x86_64, Python 3.11); the order of
+``libraries`` is the order the framework opens them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FrameworkLibrary:
+    """One library a framework opens itself: ``folders`` are tried in order under each site-packages folder, then
+    the system's search (dlopen by soname).  ``optional`` says what needs it when the framework goes on without it
+    ("" for a library it refuses CUDA without)."""
+
+    soname: str
+    folders: tuple[str, ...]
+    optional: str = ""
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework root: the distribution users install, its CUDA build, and the libraries it opens at run time.
+
+    ``key`` is the distribution a user installs (``jax``); ``marker`` the installed distribution that says this
+    build is here (``jax-cuda13-pjrt``); ``extra`` the root's extra that declares the CUDA wheels
+    (``jax[cuda13]``); ``opener`` the file, relative to site-packages, whose code opens them, ``label`` how the
+    items name it; ``parts`` the distributions that must be installed at the root's version (jax's).
+    """
+
+    key: str
+    marker: str
+    cuda: str
+    extra: str
+    opener: str
+    label: str
+    how: str
+    libraries: tuple[FrameworkLibrary, ...]
+    source: str
+    parts: tuple[str, ...] = ()
+    marker_version: str = ""  # the marker's version starts so for this build (numba-cuda: cuda-bindings 13.x)
+
+    def optional(self, soname: str) -> str:
+        """What needs ``soname`` when the framework goes on without it; "" for a library it needs (or does not open)."""
+        return next((lib.optional for lib in self.libraries if lib.soname == soname), "")
+
+
+def _cu13(*sonames: str) -> tuple[FrameworkLibrary, ...]:
+    return tuple(FrameworkLibrary(s, ("nvidia/cu13/lib",)) for s in sonames)
+
+
+_JAX_SOURCE = ("jax_plugins/xla_cuda13/__init__.py (jax-cuda13-pjrt 0.10.2): _load_nvidia_libraries() CDLLs each "
+               "library by absolute path from the nvidia wheels (the cu12 folder of each component first), then "
+               "_check_cuda_versions() refuses CUDA, cuDNN, cuFFT, cuPTI, cuBLAS or cuSPARSE it cannot load "
+               "(`RuntimeError: Unable to load cuDNN. Is it installed?`)")
+_CUPY_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy-cuda13x 14.2.0) and "
+                "cuda/pathfinder/_dynamic_libs/load_nvidia_dynamic_lib.py (cuda-pathfinder 1.9.1): each library "
+                "is loaded by cuda.pathfinder (site-packages first, then the system's dlopen) right before the "
+                "extension module that needs it; the CUDA runtime is linked statically")
+_TF_SOURCE = ("tensorflow 2.21.0: TSL's dso_loader in libtensorflow_framework.so.2 dlopens each library by soname "
+              "(TryDlopenCUDALibraries: cudart, cublas, cublasLt, cufft, cusolver, cusparse, cudnn must all load "
+              "for a GPU to be registered); build_info.py cuda_version '12.5.1'")
+_ORT_SOURCE = ("onnxruntime/__init__.py (onnxruntime-gpu 1.31.1): preload_dlls() and _get_nvidia_dll_paths(); "
+               "capi/build_and_package_info.py cuda_version '13.0'; [cuda] declares nvrtc, cudart, cufft, curand, "
+               "[cudnn] nvidia-cudnn-cu13, which brings nvidia-cublas")
+_NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda 0.30.4): cudart, nvrtc and nvvm "
+                 "through cuda.pathfinder; [cu13] declares them through cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*")
+
+
+FRAMEWORKS: tuple[Framework, ...] = (
+    Framework(
+        "jax", "jax-cuda13-plugin", "13", "cuda13", "jax_plugins/xla_cuda13/__init__.py", "jax_plugins.xla_cuda13",
+        "ctypes.CDLL by absolute path at the first use of the cuda backend",
+        (
+            *_cu13("libcudart.so.13", "libnvrtc.so.13", "libcublas.so.13", "libcublasLt.so.13"),
+            FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",), "multi-GPU collectives"),
+            *_cu13("libcupti.so.13", "libcusparse.so.12"),
+            FrameworkLibrary("libcusolver.so.12", ("nvidia/cu13/lib",), "jax.numpy.linalg on the GPU"),
+            *_cu13("libcufft.so.12"),
+            FrameworkLibrary("libnvshmem_host.so.3", ("nvidia/nvshmem/lib",), "NVSHMEM collectives"),
+            FrameworkLibrary("libcudnn.so.9", ("nvidia/cudnn/lib",)),
+        ),
+        _JAX_SOURCE, parts=("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda13-pjrt"),
+    ),
+    Framework(
+        "cupy-cuda13x", "cupy-cuda13x", "13", "ctk", "cupy/_environment.py", "cuda.pathfinder",
+        "cuda.pathfinder.load_nvidia_dynamic_lib() before each extension module",
+        (
+            *_cu13("libcublasLt.so.13", "libnvrtc.so.13", "libcublas.so.13", "libcusolver.so.12", "libcusparse.so.12",
+                   "libcurand.so.10", "libcufft.so.12"),
+            FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",),
+                             "cupy.cuda.nccl (`pip install 'nvidia-nccl-cu13>=2.27.7,<3'`, declared by no extra)"),
+            FrameworkLibrary("libcutensor.so.2", ("cutensor/lib",),
+                             "cupyx.cutensor (`pip install 'cutensor-cu13>=2.3.0,<3'`, declared by no extra)"),
+        ),
+        _CUPY_SOURCE,
+    ),
+    Framework(
+        "tensorflow", "tensorflow", "12", "and-cuda", "tensorflow/libtensorflow_framework.so.2", "tsl.dso_loader",
+        "dlopen by soname from libtensorflow_framework.so.2 when a GPU is first looked for",
+        (
+            FrameworkLibrary("libcudart.so.12", ("nvidia/cuda_runtime/lib",)),
+            FrameworkLibrary("libcublas.so.12", ("nvidia/cublas/lib",)),
+            FrameworkLibrary("libcublasLt.so.12", ("nvidia/cublas/lib",)),
+            FrameworkLibrary("libcufft.so.11", ("nvidia/cufft/lib",)),
+            FrameworkLibrary("libcusolver.so.11", ("nvidia/cusolver/lib",)),
+            FrameworkLibrary("libcusparse.so.12", ("nvidia/cusparse/lib",)),
+            FrameworkLibrary("libcudnn.so.9", ("nvidia/cudnn/lib",)),
+            FrameworkLibrary("libcupti.so.12", ("nvidia/cuda_cupti/lib",), "the profiler"),
+            FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",), "multi-GPU collectives"),
+        ),
+        _TF_SOURCE,
+    ),
+    Framework(
+        "onnxruntime-gpu", "onnxruntime-gpu", "13", "cuda,cudnn", "onnxruntime/__init__.py", "onnxruntime.preload_dlls",
+        "ctypes.CDLL by absolute path in onnxruntime.preload_dlls(), then by bare name for those it missed",
+        (
+            *_cu13("libcublasLt.so.13", "libcublas.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcufft.so.12",
+                   "libcudart.so.13"),
+            FrameworkLibrary("libcudnn.so.9", ("nvidia/cudnn/lib",)),
+        ),
+        _ORT_SOURCE,
+    ),
+    Framework(
+        "numba-cuda", "cuda-bindings", "13", "cu13", "numba_cuda/numba/cuda/cudadrv/libs.py", "cuda.pathfinder",
+        "cuda.pathfinder.load_nvidia_dynamic_lib() at import and at the first kernel compile",
+        _cu13("libcudart.so.13", "libnvrtc.so.13", "libnvvm.so.4"),
+        _NUMBA_SOURCE, marker_version="13.",
+    ),
+)
+"""The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy use one folder per component
+(``nvidia/cublas/lib``...) and are not in the table yet: they stay roots of the static view alone."""
+
+
+def framework_for(key: str) -> Framework | None:
+    return next((fw for fw in FRAMEWORKS if fw.key == key), None)
+
+
+@dataclass(frozen=True)
+class AfterTorch:
+    """A package that imports torch first and then loads one of its own binaries, chosen by torch's CUDA version:
+    checked in torch's process, for the binary it would pick, never as a root of its own."""
+
+    key: str
+    binary: str  # relative to site-packages; {v} is the CUDA version without its dot (130)
+    override: str  # the environment variable that picks another version
+    source: str
+
+
+AFTER_TORCH: tuple[AfterTorch, ...] = (
+    AfterTorch("bitsandbytes", "bitsandbytes/libbitsandbytes_cuda{v}.so", "BNB_CUDA_VERSION",
+               "bitsandbytes/cextension.py, cuda_specs.py (bitsandbytes 0.50.2): after `import torch`, "
+               "libbitsandbytes_cuda{torch.version.cuda without the dot}.so by absolute path (exact; else the highest "
+               "lower, else the lowest higher of the same major); BNB_CUDA_VERSION=<digits> overrides with no fallback"),
+)

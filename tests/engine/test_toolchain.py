@@ -1,0 +1,41 @@
+"""CUDA_HOME as torch.utils.cpp_extension finds it and triton's cache folder, on real folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pytest_cudadeps.engine.toolchain import existing_parent, find_cuda_home, is_noexec, triton_cache_dir
+
+
+def _nvcc(folder: Path) -> Path:
+    nvcc = folder / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text("#!/bin/sh\n", encoding="utf-8")
+    nvcc.chmod(0o755)
+    return nvcc
+
+
+def test_cuda_home_is_found_in_torchs_order(tmp_path: Path) -> None:
+    nvcc = _nvcc(tmp_path / "cuda-13.0")
+    env = {"CUDA_HOME": "/opt/a", "CUDA_PATH": "/opt/b", "PATH": str(nvcc.parent)}
+    assert find_cuda_home(env).how == "CUDA_HOME"
+    assert find_cuda_home({**env, "CUDA_HOME": ""}).value == "/opt/b"
+    on_path = find_cuda_home({"PATH": str(nvcc.parent)}, default=tmp_path / "none")
+    assert (on_path.value, on_path.nvcc) == (str(tmp_path / "cuda-13.0"), nvcc)
+    assert find_cuda_home({"PATH": str(tmp_path)}, default=tmp_path / "cuda-13.0").value == str(tmp_path / "cuda-13.0")
+    assert find_cuda_home({"PATH": str(tmp_path)}, default=tmp_path / "none").value is None
+
+
+def test_triton_cache_folder_and_the_folder_that_decides(tmp_path: Path) -> None:
+    assert triton_cache_dir({"TRITON_CACHE_DIR": str(tmp_path / "c")}) == tmp_path / "c"
+    assert triton_cache_dir({"TRITON_HOME": str(tmp_path)}) == tmp_path / ".triton" / "cache"
+    assert existing_parent(tmp_path / ".triton" / "cache") == tmp_path
+
+
+def test_noexec_is_read_from_the_mount_flags(tmp_path: Path) -> None:
+    flags = os.statvfs(tmp_path).f_flag
+    assert is_noexec(tmp_path) == bool(flags & os.ST_NOEXEC)
+    real = os.statvfs(tmp_path)
+    fake = os.statvfs_result((*real[:8], real.f_flag | os.ST_NOEXEC, real.f_namemax))  # mount -o noexec
+    assert is_noexec(tmp_path, statvfs=lambda _: fake)

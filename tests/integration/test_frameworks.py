@@ -1,0 +1,158 @@
+"""Integration tier: the frameworks other than torch, against the real venvs cached in ~/.cache/pytest-cudadeps
+(`pip install 'jax[cuda13]'`, `pip install 'cupy-cuda13x[ctk]'`, plain `pip install cupy-cuda13x`,
+`pip install 'tensorflow[and-cuda]'`), intact and broken in a hard-link copy; a venv not cached is skipped.
+
+Each verdict is held against what the framework itself does (its own preload, run in the venv's interpreter), and
+each printed fix is run as printed (``pip ...`` through the copy's ``bin/python -m``: a console script of a copy
+would run the cached venv's interpreter) and must leave the copy healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import venvs
+
+pytestmark = pytest.mark.integration
+CHECKOUT = Path(__file__).resolve().parents[2]  # this checkout's plugin, whatever the interpreter has installed
+
+JAX_PRELOAD = """\
+import re, jax_plugins.xla_cuda13 as plugin
+plugin._load_nvidia_libraries()
+print(sorted({m for m in re.findall(r"lib[\\w]+\\.so\\.\\d+", open("/proc/self/maps").read())}))
+"""
+
+
+def cached(name: str) -> Path:
+    venv = venvs.CACHE / name
+    if not (venv / ".complete").exists():
+        pytest.skip(f"{venv} is not cached (see /work/prep/frameworks/scripts/build_venv.sh)")
+    return venv
+
+
+def broken(name: str, tmp_path: Path, *uninstall: str) -> Path:
+    venv = venvs.copy_venv(cached(name), tmp_path / "venv")
+    result = venvs.pip(venv, "uninstall", "-y", *uninstall)
+    assert result.returncode == 0, result.stderr
+    return venv
+
+
+def check(venv: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, str]]]:
+    """(exit status, outcome per item, the causes) of `python -m pytest_cudadeps` on the venv's site-packages."""
+    report = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={venvs.site_packages(venv)}",
+                             f"--cuda-deps-json={report}", *args], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+    assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(report.read_text(encoding="utf-8"))
+    return result.returncode, {f["id"]: f["outcome"] for f in document["findings"]}, document["causes"]
+
+
+def run_fix(venv: Path, fix: str) -> None:
+    words = shlex.split(fix)
+    assert words[:2] == ["pip", "install"], fix
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", *words], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def preloaded(venv: Path) -> str:
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", JAX_PRELOAD], capture_output=True, text=True,
+                            env={"PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_jax_cuda13_intact_is_green_with_items_that_name_jax(tmp_path: Path) -> None:
+    venv = cached("jax-cuda13")
+    status, found, _ = check(venv, tmp_path)
+    assert status == 0
+    assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "pass"
+    assert found["requires[jax>nvidia-cudnn-cu13]"] == "pass"
+    assert not [name for name in found if name.startswith("requires[nvidia-")]  # no CUDA wheel is a root
+    assert "libcudnn.so.9" in preloaded(venv)  # what the plugin's own preload maps
+
+
+def test_jax_named_with_its_extra_is_that_root(tmp_path: Path) -> None:
+    status, found, _ = check(cached("jax-cuda13"), tmp_path, "--cuda-deps-root=jax[cuda13]")
+    assert status == 0
+    assert not [name for name in found if name.startswith("root[")]
+    assert found["requires[jax>nvidia-cudnn-cu13]"] == "pass"
+
+
+def test_jax_without_cudnn_is_red_naming_jax_and_the_printed_fix_repairs_it(tmp_path: Path) -> None:
+    venv = broken("jax-cuda13", tmp_path, "nvidia-cudnn-cu13")
+    assert "libcudnn.so.9" not in preloaded(venv)  # jax: `RuntimeError: Unable to load cuDNN. Is it installed?`
+    status, found, causes = check(venv, tmp_path)
+    assert status == 1
+    assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "fail"
+    assert [cause["id"] for cause in causes] == ["requires[jax>nvidia-cudnn-cu13]"]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
+    assert "libcudnn.so.9" in preloaded(venv)
+
+
+def test_jax_without_cublas_is_missing_with_a_runnable_fix(tmp_path: Path) -> None:
+    venv = broken("jax-cuda13", tmp_path, "nvidia-cublas")
+    status, _, causes = check(venv, tmp_path)
+    assert status == 1
+    assert [(c["id"], c["fix"]) for c in causes] == [("requires[jax>nvidia-cublas]", "pip install 'nvidia-cublas>=13.0.0.19'")]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
+
+
+def test_cupy_with_ctk_is_green_and_nccl_is_optional(tmp_path: Path) -> None:
+    status, found, _ = check(cached("cupy-cuda13x"), tmp_path)
+    assert status == 0
+    assert found["lazy[cupy-cuda13x>cuda.pathfinder>libcublas.so.13]"] == "pass"
+    assert found["lazy[cupy-cuda13x>cuda.pathfinder>libnccl.so.2]"] == "skip"  # no extra declares it
+
+
+def test_plain_cupy_is_red_and_installing_its_ctk_extra_repairs_it(tmp_path: Path) -> None:
+    venv = venvs.copy_venv(cached("cupy-cuda13x-plain"), tmp_path / "venv")
+    status, _, causes = check(venv, tmp_path)
+    assert status == 1
+    assert [(c["id"], c["fix"]) for c in causes] == [("requires[cupy-cuda13x>cuda-toolkit]",
+                                                      "pip install 'cupy-cuda13x[ctk]'")]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
+
+
+def test_tensorflow_and_cuda_without_cudnn_is_red_naming_tensorflow(tmp_path: Path) -> None:
+    assert check(cached("tensorflow-and-cuda"), tmp_path)[0] == 0
+    status, found, causes = check(cached("tensorflow-and-cuda-no-cudnn"), tmp_path)
+    assert status == 1
+    assert found["lazy[tensorflow>tsl.dso_loader>libcudnn.so.9]"] == "fail"
+    assert [c["id"] for c in causes] == ["requires[tensorflow>nvidia-cudnn-cu12]"]
+
+
+def test_bitsandbytes_beside_torch_is_one_item_for_the_binary_it_loads_after_torch(tmp_path: Path) -> None:
+    venv = cached("torch-2.14.1-bnb")
+    status, found, _ = check(venv, tmp_path, "--cuda-deps-no-probes")
+    assert status == 0
+    assert [name for name in found if "bitsandbytes" in name] == ["after-torch[bitsandbytes>libbitsandbytes_cuda130.so]"]
+    binary = venvs.site_packages(venv) / "bitsandbytes" / "libbitsandbytes_cuda130.so"
+    load = f"import ctypes; ctypes.CDLL({str(binary)!r})"
+    after = subprocess.run([str(venv / "bin" / "python"), "-c", f"import torch; {load}"], capture_output=True, text=True)
+    alone = subprocess.run([str(venv / "bin" / "python"), "-c", load], capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr[-2000:]  # what bitsandbytes does: torch first
+    assert "libcublas.so.13: cannot open shared object file" in alone.stderr  # why it is not checked alone
+
+
+def test_jax_plugin_and_pjrt_older_than_jaxlib_are_one_cause_whose_fix_aligns_them(tmp_path: Path) -> None:
+    venv = venvs.copy_venv(cached("jax-cuda13-plugin-pjrt-0.9.2"), tmp_path / "venv")  # pip check: clean
+    devices = "import warnings, jax; warnings.simplefilter('error'); jax.devices()"
+    before = subprocess.run([str(venv / "bin" / "python"), "-c", devices], capture_output=True, text=True)
+    assert "is not compatible with the installed jaxlib version 0.10.2" in before.stderr
+    status, _, causes = check(venv, tmp_path)
+    assert status == 1
+    assert [(c["id"], c["fix"]) for c in causes] == [
+        ("parts[jax]", "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'")]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
