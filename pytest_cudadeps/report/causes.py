@@ -120,10 +120,16 @@ class Causes:
         for root in snapshot.roots:
             self._group_root(root)
         self._static: dict[str, Cause] = {}
+        self._members: dict[str, list[str]] = {}  # cause id -> its static findings, the one to show it first
         for key, group in self._groups.items():
             cause = self._finish(key, group)
+            members = self._members.setdefault(cause.id, [])
+            first = cause.id if cause.id in group.members else group.head
+            members += [first] if first in group.members else []
             for name in group.members:
                 self._static[name] = cause
+                if name != first:
+                    members.append(name)
         self._lock = threading.Lock()
         self.seen: dict[str, Cause] = {}  # every cause handed out in this process, by id
 
@@ -234,6 +240,15 @@ class Causes:
             (f"shadowed: {', '.join(sonames)}",),
             first.fix,
         )
+
+    def heads(self, selected: Iterable[str]) -> dict[str, str]:
+        """Each static cause's head among the ``selected`` items: the item that shows the cause in full, while
+        the others that follow from it are counted as its consequences.  The cause's own finding if selected,
+        else its first selected finding (a missing wheel's ``requires`` item before the linkage it explains);
+        the same in every process, as it depends on files and the item list only."""
+        chosen = set(selected)
+        found = {cause: next((name for name in members if name in chosen), None) for cause, members in self._members.items()}
+        return {cause: head for cause, head in found.items() if head is not None}
 
     # --- every finding, static or from a probe --------------------------------------------------------
 

@@ -3,6 +3,7 @@ and each root cause with its one fix."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,24 +20,38 @@ Markup = Mapping[str, bool]
 
 
 # --- the summary section ----------------------------------------------------------------------------
-def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH) -> list[tuple[str, Markup]]:
-    """The terminal's ``cudadeps summary``: roots, driver and GPUs, one line per CUDA library, then the
-    verdict and one line and one fix per root cause (its further lines when no item printed them)."""
+def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH, verbose: bool = True,
+                  details: bool = True) -> list[tuple[str, Markup]]:
+    """The terminal's ``cudadeps summary``: roots, driver and GPUs, the CUDA libraries (one line per library when
+    ``verbose``, else one line of counts), then the verdict and one line and one fix per root cause (with its
+    further lines when ``details`` asks for them and no item printed them as its own)."""
     found = results.by_name()
     plain: Markup = {}
     lines: list[tuple[str, Markup]] = [(_root_line(root), plain) for root in snapshot.roots]
     lines += _driver_lines(driver(found))
-    lines += _library_lines(snapshot, libraries(snapshot, found), width)
+    listed = libraries(snapshot, found)
+    lines += _library_lines(snapshot, listed, width) if verbose else _library_counts(listed)
     lines.append((results.verdict(), {"red": True, "bold": True} if results.failed() else {"green": True}))
     for number, rc in enumerate(results.root_causes(), 1):
         count = len(rc.findings)
         lines.append((f"[{number}] {rc.cause.id}: {count} failed check{'s' if count > 1 else ''}: {rc.cause.title}",
                       {"red": True}))
-        if not rc.own:
+        if details and not rc.own:
             lines += [(f"    {detail}", plain) for detail in rc.cause.details]
         lines.append((f"    fix: {rc.cause.fix or 'see the item above'}", {"bold": True}))
     # names, versions and installers come from files: no terminal control sequence reaches the screen
     return [(printable(text), markup) for text, markup in lines]
+
+
+def _library_counts(found: Sequence[Library]) -> list[tuple[str, Markup]]:
+    """``CUDA libraries: 13 not found, 2 failed, 1 skipped (-v lists each)``: the table's statuses, counted."""
+    if not found:
+        return []
+    counts = Counter(lib.status for lib in found)
+    order = sorted(counts, key=lambda status: (status in ("ok", "skipped", "not checked"), status))
+    text = ", ".join(f"{counts[status]} {status}" for status in order)
+    worst = next(iter(order))
+    return [(f"CUDA libraries: {text} (-v lists each)", _colour(worst))]
 
 
 def _library_lines(snapshot: Snapshot, found: Sequence[Library], width: int) -> list[tuple[str, Markup]]:

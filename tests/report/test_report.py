@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+from xml.etree import ElementTree
 
 import jsonschema
 import pytest
@@ -59,22 +60,74 @@ def test_two_missing_wheels_are_one_root_cause_with_one_fix(pytester: pytest.Pyt
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
     result = run_only(pytester, site)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    # each item names the cause in one line; the cause's text and its one fix end the output
-    assert failure_section(result, RUNTIME) == [
-        "nvidia-cuda-runtime is not installed [root cause: missing[torch]; its fix is in the cudadeps summary]"]
+    # the first item of the cause shows it whole; the other is counted as its consequence, not printed
     assert failure_section(result, CUBLAS) == [
-        "nvidia-cublas is not installed [root cause: missing[torch]; its fix is in the cudadeps summary]"]
+        "nvidia-cublas is not installed",
+        "root cause missing[torch]: torch 2.14.1 is installed without 2 of the distributions it requires "
+        "(installed with --no-deps, or by a tool that skipped them)",
+        "  missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
+        "  missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
+        f"  fix: {FIX_BOTH}",
+    ]
+    assert f"_ {RUNTIME} _" not in result.stdout.str()
+    assert [line for line in result.outlines if line.startswith("FAILED ")] == [
+        f"FAILED {CUBLAS} - nvidia-cublas is not installed"]
     lines = summary(result)
-    assert lines[-5:] == [
+    assert lines[-3:] == [  # the cause's details are in its item's text: not printed twice
         "cudadeps: 2 failed checks from 1 root cause",
         "[1] missing[torch]: 2 failed checks: torch 2.14.1 is installed without 2 of the distributions it "
         "requires (installed with --no-deps, or by a tool that skipped them)",
-        "    missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
-        "    missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
         f"    fix: {FIX_BOTH}",
     ]
     assert result.outlines[-1].startswith("=")
-    assert "2 failed" in result.outlines[-1]
+    assert f"1 failed, {len(expected_items_2_14_1()) - 2} passed, 1 consequence in" in result.outlines[-1]
+
+
+def test_under_tb_no_the_summary_holds_the_causes_details(pytester: pytest.Pytester) -> None:
+    result = run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"]), "--tb=no")
+    assert summary(result)[-3:-1] == [
+        "    missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
+        "    missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
+    ]
+
+
+def test_consequences_are_failures_for_junit_and_the_exit_status(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = run_only(pytester, site, "--junitxml=junit.xml", "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    suite = ElementTree.parse(pytester.path / "junit.xml").getroot()[0]
+    assert suite.attrib["failures"] == "3"
+    failures = {case.attrib["name"]: case.find("failure") for case in suite.iter("testcase")}
+    assert [name for name, failure in failures.items() if failure is not None] == [
+        "requires[torch>nvidia-cublas]", "requires[torch>nvidia-cuda-runtime]", "requires[torch>nvidia-cufft]"]
+    # -v lists every item: a consequence with its cause and what it found
+    result.stdout.fnmatch_lines([
+        "cudadeps::requires[[]torch>nvidia-cuda-runtime[]] CONSEQUENCE of missing[[]torch[]]: nvidia-cuda-runtime is not "
+        "installed*",
+        "cudadeps::requires[[]torch>nvidia-cufft[]] CONSEQUENCE of missing[[]torch[]]: nvidia-cufft is not installed*",
+    ])
+    assert "1 failed" in result.outlines[-1]
+    assert "2 consequences" in result.outlines[-1]
+
+
+def test_the_head_is_the_first_selected_item_of_its_cause(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = run_only(pytester, site, "-k", "not cublas")
+    assert failure_section(result, RUNTIME)[0] == "nvidia-cuda-runtime is not installed"
+    assert "1 failed" in result.outlines[-1]
+    assert "1 consequence " in result.outlines[-1]
+
+
+def test_under_xdist_the_head_is_the_same_in_every_worker(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = pytester.runpytest_subprocess("--cuda-deps-only", "--cuda-deps-no-probes", f"--cuda-deps-path={site}",
+                                           "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert [line for line in result.outlines if line.startswith("FAILED ")] == [
+        f"FAILED {CUBLAS} - nvidia-cublas is not installed"]
+    assert "1 failed" in result.outlines[-1]
+    assert "2 consequences" in result.outlines[-1]
 
 
 def test_the_cause_of_many_missing_wheels_is_made_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +166,7 @@ def test_a_cause_travels_once_with_the_first_item_it_explains(pytester: pytest.P
     pytester.makeconftest(RECORD_CAUSES)
     result = run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"]))
     assert json.loads((pytester.path / "causes.json").read_text()) == ["missing[torch]", None]
-    assert summary(result)[-4].startswith("[1] missing[torch]: 2 failed checks: ")  # the summary has it still
+    assert summary(result)[-2].startswith("[1] missing[torch]: 2 failed checks: ")  # the summary has it still
 
 
 def test_under_xdist_each_worker_sends_the_causes_its_items_meet(pytester: pytest.Pytester) -> None:
@@ -163,9 +216,10 @@ def test_an_intact_tree_is_healthy(pytester: pytest.Pytester) -> None:
     assert summary(result)[-1] == f"cudadeps: healthy: {len(expected_items_2_14_1())} checks passed"
 
 
-def test_verbose_prints_a_consequence_whole_with_its_cause(pytester: pytest.Pytester) -> None:
+def test_very_verbose_prints_a_consequence_whole_with_its_cause(pytester: pytest.Pytester) -> None:
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
-    result = run_only(pytester, site, "-v")
+    result = run_only(pytester, site, "-vv")
+    assert "2 failed" in result.outlines[-1]
     assert failure_section(result, RUNTIME)[-2:] == [
         "  root cause: missing[torch]",
         "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
