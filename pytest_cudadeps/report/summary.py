@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from pytest_cudadeps.checks.findings import Outcome
 from pytest_cudadeps.core.report_format import DriverDoc
 from pytest_cudadeps.core.text import printable
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
@@ -24,22 +25,49 @@ def summary_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH, v
                   details: bool = True) -> list[tuple[str, Markup]]:
     """The terminal's ``cudadeps summary``: roots, driver and GPUs, the CUDA libraries (one line per library when
     ``verbose``, else one line of counts), then the verdict and one line and one fix per root cause (with its
-    further lines when ``details`` asks for them and no item printed them as its own)."""
+    further lines when ``details`` asks for them)."""
+    lines = environment_lines(snapshot, results, width=width, verbose=verbose)
+    lines.append((results.verdict(), {"red": True, "bold": True} if results.failed() else {"green": True}))
+    return lines + cause_lines(results, details=details)
+
+
+def environment_lines(snapshot: Snapshot, results: Results, *, width: int = WIDTH,
+                      verbose: bool = True) -> list[tuple[str, Markup]]:
+    """The roots, the driver and GPUs, and the CUDA libraries (their table when ``verbose``, else their counts)."""
     found = results.by_name()
-    plain: Markup = {}
-    lines: list[tuple[str, Markup]] = [(_root_line(root), plain) for root in snapshot.roots]
+    lines: list[tuple[str, Markup]] = [(printable(_root_line(root)), {}) for root in snapshot.roots]
     lines += _driver_lines(driver(found))
     listed = libraries(snapshot, found)
     lines += _library_lines(snapshot, listed, width) if verbose else _library_counts(listed)
-    lines.append((results.verdict(), {"red": True, "bold": True} if results.failed() else {"green": True}))
+    # names, versions and installers come from files: no terminal control sequence reaches the screen
+    return [(printable(text), markup) for text, markup in lines]
+
+
+def cause_lines(results: Results, *, details: bool = True) -> list[tuple[str, Markup]]:
+    """One line and one fix per root cause, with its further lines when ``details`` asks for them (the terminal's
+    summary does not: the item that heads each cause printed them)."""
+    lines: list[tuple[str, Markup]] = []
     for number, rc in enumerate(results.root_causes(), 1):
         count = len(rc.findings)
         lines.append((f"[{number}] {rc.cause.id}: {count} failed check{'s' if count > 1 else ''}: {rc.cause.title}",
                       {"red": True}))
-        if details and not rc.own:
-            lines += [(f"    {detail}", plain) for detail in rc.cause.details]
+        if details:
+            lines += [(f"    {detail}", {}) for detail in rc.cause.details]
         lines.append((f"    fix: {rc.cause.fix or 'see the item above'}", {"bold": True}))
-    # names, versions and installers come from files: no terminal control sequence reaches the screen
+    return [(printable(text), markup) for text, markup in lines]
+
+
+def item_lines(results: Results) -> list[tuple[str, Markup]]:
+    """Every check, one line each: ``  FAILED  linkage[torch>libcublas.so.13]: libcublas.so.13 is not found...``,
+    a consequence naming its cause."""
+    lines: list[tuple[str, Markup]] = []
+    words = {Outcome.PASS: ("passed", {"green": True}), Outcome.FAIL: ("failed", {"red": True}),
+             Outcome.SKIP: ("skipped", {"yellow": True})}
+    for finding in sorted(results.findings, key=lambda f: f.name):
+        word, markup = words[finding.outcome]
+        if finding.cause and finding.cause != finding.name:
+            word = f"failed, a consequence of {finding.cause}"
+        lines.append((f"  {finding.name}: {word}: {finding.message}", markup))
     return [(printable(text), markup) for text, markup in lines]
 
 

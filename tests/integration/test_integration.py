@@ -364,8 +364,8 @@ def test_reports_drift_and_the_command_on_an_intact_venv_and_a_broken_copy(
     drift = subprocess.run([*command, f"--cuda-deps-compare={good}", "-k", "drift"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert drift.returncode == 1
-    assert "cudadeps::drift[dist:nvidia-nccl-cu13]" in drift.stdout
-    assert "cudadeps::drift[lib:libnccl.so.2]" in drift.stdout
+    assert "] drift[dist:nvidia-nccl-cu13]: 1 failed check: " in drift.stdout
+    assert "] drift[lib:libnccl.so.2]: 1 failed check: " in drift.stdout
 
 
 def test_triton_ptxas_knows_the_architecture_of_the_gpu_the_driver_reports(
