@@ -11,10 +11,10 @@ from xml.etree import ElementTree
 import jsonschema
 import pytest
 
-from pytest_cudadeps.engine.snapshot import Snapshot
+from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.report.causes import install_all, merge_specs
 from pytest_cudadeps.report.document import Library, schema
-from pytest_cudadeps.report.summary import _library_lines
+from pytest_cudadeps.report.summary import _library_counts, _library_lines, _root_lines
 from tests.support import sitebuilder as sb
 from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, inner, run_only
 
@@ -208,6 +208,61 @@ def test_the_library_table_names_only_the_folders_its_libraries_lie_under(tmp_pa
     assert lines[0] == "CUDA libraries (folders under site-packages/ or absolute):"
     assert lines[1].split()[-1] == "nvidia/cu13/lib"
     assert lines[2].split()[-1] == "/usr/lib/x86_64-linux-gnu"
+
+
+def test_the_library_table_of_absolute_folders_only_says_so(tmp_path: Path) -> None:
+    """The seed's state: no library lies under site-packages; the header once read "folders under // or absolute"."""
+    snapshot = cast(Snapshot, SimpleNamespace(env=SimpleNamespace(paths=(tmp_path / "site-packages",))))
+    found = [Library("torch", "libcudart.so.13", "/usr/local/cuda-13.0/lib/libcudart.so.13", None, "ld.so.cache",
+                     "failed"),
+             Library("torch", "libcublas.so.13", None, None, "not found", "not found")]
+    lines = [text for text, _ in _library_lines(snapshot, found, 80)]
+    assert lines == ["CUDA libraries:",
+                     "  libcudart.so.13 failed    - /usr/local/cuda-13.0/lib",
+                     "  libcublas.so.13 not found - -"]
+
+
+def test_the_library_table_names_the_root_when_several_roots_need_libraries(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    snapshot = cast(Snapshot, SimpleNamespace(env=SimpleNamespace(paths=(site,))))
+    found = [Library("cupy-cuda13x", "libcufft.so.12", None, None, "not found", "not found"),
+             Library("nvidia-cufft", "libcufft.so.12", str(site / "nvidia/cu13/lib/libcufft.so.12"),
+                     "nvidia-cufft 12.5.0.14", "DT_RUNPATH", "ok")]
+    assert [text for text, _ in _library_lines(snapshot, found, 80)] == [
+        "CUDA libraries (folders under site-packages/ or absolute):",
+        "  cupy-cuda13x:",
+        "    libcufft.so.12 not found -                      -",
+        "  nvidia-cufft:",
+        "    libcufft.so.12 ok        nvidia-cufft 12.5.0.14 nvidia/cu13/lib",
+    ]
+
+
+def test_cuda_wheels_that_are_roots_share_a_line_after_the_frameworks() -> None:
+    def root(key: str, version: str) -> Root:
+        return cast(Root, SimpleNamespace(key=key, cuda=None, build=None, dist=_Dist(key, version)))
+
+    lines = _root_lines([root("cuda-toolkit", "13.5.0"), root("cupy-cuda13x", "14.2.0"), root("nvidia-cufft", "12.5.0.14")])
+    assert lines == ["root cupy-cuda13x 14.2.0 (installed by pip)",
+                     "also checked, as CUDA wheels that require others: cuda-toolkit 13.5.0,",
+                     "  nvidia-cufft 12.5.0.14"]  # within 80 columns
+    assert _root_lines([root("nvidia-cufft", "12.5.0.14")]) == ["root nvidia-cufft 12.5.0.14 (installed by pip)"]
+
+
+class _Dist:
+    def __init__(self, name: str, version: str) -> None:
+        self.name, self.version, self.installer = name, version, "pip"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def test_the_default_summary_counts_the_libraries(pytester: pytest.Pytester) -> None:
+    result = run_only(pytester, cuda_site(pytester), "--cuda-deps-root=torch")
+    assert "CUDA libraries" not in "\n".join(summary(result))  # the fake tree's torch has no ELF files
+    counted = _library_counts([Library("torch", "libcudart.so.13", None, None, "not found", "not found"),
+                               Library("torch", "libcublas.so.13", "/x/libcublas.so.13", "o", "v", "ok"),
+                               Library("torch", "libcuda.so.1", None, None, "not found", "skipped")])
+    assert [text for text, _ in counted] == ["CUDA libraries: 1 not found, 1 ok, 1 skipped (-v lists each)"]
 
 
 def test_an_intact_tree_is_healthy(pytester: pytest.Pytester) -> None:
