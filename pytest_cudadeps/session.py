@@ -295,8 +295,10 @@ class CudaDepsFailure(Exception):
 
     def __init__(self, finding: Finding, *, cause: Cause | None = None, verbose: bool = False) -> None:
         consequence = bool(finding.cause) and finding.cause != finding.name
-        if consequence and cause is not None:
-            text = f"{finding.message}\nroot cause {cause.id}: {cause.text()}"
+        if consequence and cause is not None:  # the head: what it found (whole under -v), then its cause
+            own = [line for line in finding.text().splitlines() if not line.startswith("  fix: ")] if verbose \
+                else [finding.message]
+            text = "\n".join([*own, f"root cause {cause.id}: {cause.text()}"])
         elif consequence and not verbose:
             text = f"{finding.message} [root cause: {finding.cause}; its fix is in the cudadeps summary]"
         elif consequence:  # -v: the whole text, the cause named before the fix line
