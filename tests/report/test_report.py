@@ -185,8 +185,8 @@ def test_a_single_cause_prints_its_whole_text_and_its_fix_last(pytester: pytest.
     result = run_only(pytester, site, "--cuda-deps-root=torch", "--cuda-deps-root=nvidia-cusolver")
     assert failure_section(result, RUNTIME)[0] == "nvidia-cuda-runtime is not installed"  # the cause itself: whole
     lines = summary(result)
-    assert lines[0] == "root nvidia-cusolver 12.0.4.66 (installed by pip)"
-    assert lines[1] == "root torch 2.14.1 (installed by pip): CUDA 13.0 build"
+    assert lines[0] == "root torch 2.14.1 (installed by pip): CUDA 13.0 build"
+    assert lines[1] == "also checked, as CUDA wheels that require others: nvidia-cusolver 12.0.4.66"
     assert lines[2] == "driver: not checked (--cuda-deps-no-probes)"
     assert lines[-3:] == [
         "cudadeps: 1 failed check from 1 root cause",
