@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from pytest_cudadeps.report.results import Results
 
 BLOCKED = pytest.StashKey[bool]()  # a `cuda` test this plugin skipped or failed at setup
+# pytest's category (its key in the terminal's stats) of a failing check that follows from a root cause another
+# check shows: counted on the final line ("1 failed, 35 consequences"), not printed as a failure of its own
+CONSEQUENCES = "consequences"
 
 
 class CudaDepsPlugin:
@@ -45,6 +48,7 @@ class CudaDepsPlugin:
         self.causes_sent: set[str] = set()  # a cause travels with the first item of this process that it explains
         self.report_path: Path | None = None
         self.report_error = ""
+        self._heads: dict[str, str] | None = None
 
     # --- the plan of this process -------------------------------------------------------------------
 
@@ -68,6 +72,13 @@ class CudaDepsPlugin:
 
             self._causes = Causes(plan.snapshot, plan.static)
         return self._plan, self._causes
+
+    def heads(self, session: pytest.Session) -> dict[str, str]:
+        """Each root cause's head: the selected item that shows it in full (the same in every xdist worker)."""
+        if self._heads is None:
+            _, causes = self.plan()
+            self._heads = causes.heads(item.name for item in session.items if isinstance(item, CudaDepsItem))
+        return self._heads
 
     def cuda_env(self) -> CudaEnv:
         from pytest_cudadeps.fixture import cuda_env
@@ -124,16 +135,22 @@ class CudaDepsPlugin:
             report.longrepr = (item.location[0], line + 1 if line is not None else None,  # type: ignore[assignment]
                                report.longrepr[2])
         if isinstance(item, CudaDepsItem) and report.when == "call" and item.finding is not None:
-            from pytest_cudadeps.report.results import payload
-
-            # an attribute of plain JSON: xdist sends a report's __dict__ to the controller as it is
-            # each cause once per process, not with each of its items: one cause of 20,000 items lists 20,000
-            # missing wheels, and a copy per item was 3 GB
-            cause = item.cause if item.cause is not None and item.cause.id not in self.causes_sent else None
-            if cause is not None:
-                self.causes_sent.add(cause.id)
-            report.cudadeps = payload(item.finding, cause)  # type: ignore[attr-defined]
+            self._attach(item, item.finding, report)
         return report
+
+    def _attach(self, item: CudaDepsItem, finding: Finding, report: pytest.TestReport) -> None:
+        """The item's finding, its cause and its role, as attributes of plain JSON: xdist sends a report's
+        ``__dict__`` to the controller as it is."""
+        from pytest_cudadeps.report.results import payload
+
+        # each cause once per process, not with each of its items: one cause of 20,000 items lists 20,000
+        # missing wheels, and a copy per item was 3 GB
+        cause = item.cause if item.cause is not None and item.cause.id not in self.causes_sent else None
+        if cause is not None:
+            self.causes_sent.add(cause.id)
+        report.cudadeps = payload(finding, cause)  # type: ignore[attr-defined]
+        if report.failed and item.consequence_of:
+            report.cudadeps_consequence = item.consequence_of  # type: ignore[attr-defined]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = getattr(report, "cudadeps", None)
@@ -169,6 +186,9 @@ class CudaDepsPlugin:
         # causes and their fixes are the last lines before the final count
         self.in_summary = True
         result = yield
+        stats = terminalreporter.stats
+        if len(stats.get(CONSEQUENCES, ())) == 1:  # pytest pluralizes only its own nouns: "1 consequence"
+            stats[CONSEQUENCES[:-1]] = stats.pop(CONSEQUENCES)
         if not self.is_worker:
             self._print_summary(terminalreporter)
         return result
@@ -185,7 +205,10 @@ class CudaDepsPlugin:
             terminal.write_line(f"report: {self.report_path}")
         if self.report_error:
             terminal.write_line(self.report_error, red=True)
-        for text, markup in summary_lines(self.snapshot(), results, verbose=terminal.verbosity > 0):
+        verbose = self.config.getoption("verbose") > 0
+        # the causes' details are in the FAILURES section, with the item that shows each cause; not under --tb=no
+        details = self.config.getoption("tbstyle") == "no"
+        for text, markup in summary_lines(self.snapshot(), results, verbose=verbose, details=details):
             terminal.write_line(text, **markup)
         self._github(terminal, results)
 
@@ -220,6 +243,13 @@ class CudaDepsPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
+        consequence = getattr(report, "cudadeps_consequence", None)
+        if report.when == "call" and report.failed and consequence and self.config.getoption("verbose") < 2:
+            if self.in_summary:
+                return CONSEQUENCES, "c", "CONSEQUENCE"
+            found = getattr(report, "cudadeps", None)
+            message = found["finding"]["message"] if isinstance(found, dict) else ""
+            return CONSEQUENCES, "c", (f"CONSEQUENCE of {consequence}: {message}", {"yellow": True})
         if report.when != "call" or not report.passed or not report.nodeid.startswith(f"{COLLECTOR_NAME}::"):
             return None
         if self.in_summary:
@@ -266,13 +296,19 @@ class CudaDepsCollector(pytest.Collector):
 class CudaDepsFailure(Exception):
     """Raised by an item whose finding failed; shown as the finding's text, not a traceback.
 
-    A consequence of another cause shows one line naming it (its whole text under ``-v``); a root
-    cause shows its whole text.
+    A root cause shows its whole text.  The head of a cause that is not itself (the first of the
+    missing wheels) shows its message, then the cause's whole text.  A consequence of another cause
+    shows one line naming it (its whole text under ``-v``); the terminal counts it apart and prints
+    it only under ``-vv``, but JUnit XML and the JSON report record it as failed with this text.
     """
 
-    def __init__(self, finding: Finding, *, verbose: bool = False) -> None:
+    def __init__(self, finding: Finding, *, cause: Cause | None = None, verbose: bool = False) -> None:
         consequence = bool(finding.cause) and finding.cause != finding.name
-        if consequence and not verbose:
+        if consequence and cause is not None:  # the head: what it found (whole under -v), then its cause
+            own = [line for line in finding.text().splitlines() if not line.startswith("  fix: ")] if verbose \
+                else [finding.message]
+            text = "\n".join([*own, f"root cause {cause.id}: {cause.text()}"])
+        elif consequence and not verbose:
             text = f"{finding.message} [root cause: {finding.cause}; its fix is in the cudadeps summary]"
         elif consequence:  # -v: the whole text, the cause named before the fix line
             lines = finding.text().splitlines()
@@ -293,6 +329,7 @@ class CudaDepsItem(pytest.Item):
         self._causes = causes
         self.finding: Finding | None = None
         self.cause: Cause | None = None
+        self.consequence_of = ""  # the cause this item follows from, when another item shows it
 
     def runtest(self) -> None:
         from dataclasses import replace
@@ -306,7 +343,19 @@ class CudaDepsItem(pytest.Item):
         if finding.outcome is Outcome.SKIP:
             pytest.skip(finding.message)
         if finding.outcome is Outcome.FAIL:
-            raise CudaDepsFailure(finding, verbose=self.config.getoption("verbose") > 0)
+            raise self._failure(finding)
+
+    def _failure(self, finding: Finding) -> CudaDepsFailure:
+        verbose = self.config.getoption("verbose") > 0
+        if self.cause is None or self.cause.id == finding.name:
+            return CudaDepsFailure(finding, verbose=verbose)
+        head = self.parent.plugin.heads(self.session).get(self.cause.id) if isinstance(self.parent, CudaDepsCollector) \
+            else None
+        if head == self.name:
+            return CudaDepsFailure(finding, cause=self.cause, verbose=verbose)
+        # a cause with no head (a probe's, as no-driver) leaves each of its items a failure of its own
+        self.consequence_of = self.cause.id if head is not None else ""
+        return CudaDepsFailure(finding, verbose=verbose)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CudaDepsFailure):

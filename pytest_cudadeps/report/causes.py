@@ -129,17 +129,27 @@ class Causes:
             self._group_root(root)
         self._group_companions()
         self._static: dict[str, Cause] = {}
+        self._members: dict[str, list[str]] = {}  # cause id -> its static findings, the one to show it first
         for key, group in self._groups.items():
             cause = self._finish(key, group)
+            members = self._members.setdefault(cause.id, [])
+            first = cause.id if cause.id in group.members else group.head
+            members += [first] if first in group.members else []
             for name in group.members:
                 self._static[name] = cause
+                if name != first:
+                    members.append(name)
         # what a failing static item explains, by the words an error would use: a file's soname and path
         self._explains: dict[str, Cause] = {}
         for finding in self._failed.values():
             self._explain(finding)
         for name, cause in list(self._static.items()):
             if cause.id == name:  # its own cause: another item's words may explain it (a file of a wheel it names)
-                self._static[name] = self._explained(self._failed[name], cause)
+                self._static[name] = explained = self._explained(self._failed[name], cause)
+                if explained is not cause:  # shown after the item of the cause that explains it
+                    self._members.setdefault(explained.id, [explained.id] if explained.id in self._failed else [])
+                    self._members[explained.id].append(name)
+                    self._members.pop(name, None)
         self._lock = threading.Lock()
         self.seen: dict[str, Cause] = {}  # every cause handed out in this process, by id
 
@@ -313,6 +323,15 @@ class Causes:
             (f"shadowed: {', '.join(sonames)}",),
             first.fix,
         )
+
+    def heads(self, selected: Iterable[str]) -> dict[str, str]:
+        """Each static cause's head among the ``selected`` items: the item that shows the cause in full, while
+        the others that follow from it are counted as its consequences.  The cause's own finding if selected,
+        else its first selected finding (a missing wheel's ``requires`` item before the linkage it explains);
+        the same in every process, as it depends on files and the item list only."""
+        chosen = set(selected)
+        found = {cause: next((name for name in members if name in chosen), None) for cause, members in self._members.items()}
+        return {cause: head for cause, head in found.items() if head is not None}
 
     # --- every finding, static or from a probe --------------------------------------------------------
 

@@ -14,7 +14,7 @@ import pytest
 
 import pytest_cudadeps
 from tests.support import sitebuilder as sb
-from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, run_only
+from tests.support.plugin import RUNTIME_CHAIN, cuda_site, expected_items_2_14_1, failure_section, run_only
 
 
 def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,7 +46,14 @@ def test_a_failed_check_is_status_1_naming_the_cause_first(pytester: pytest.Pyte
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[0] == "cudadeps: 2 failed checks from 1 root cause: missing[torch]"
-    assert lines[-2] == "    fix: pip install 'nvidia-cublas==13.1.1.3.*' 'nvidia-cuda-runtime==13.0.96.*'"
+    # the verdict, then the cause, its details and its fix: nothing else
+    assert lines[1:] == [
+        "[1] missing[torch]: 2 failed checks: torch 2.14.1 is installed without 2 of the distributions it requires "
+        "(installed with --no-deps, or by a tool that skipped them)",
+        "    missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
+        "    missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
+        "    fix: pip install 'nvidia-cublas==13.1.1.3.*' 'nvidia-cuda-runtime==13.0.96.*'",
+    ]
 
 
 @pytest.mark.parametrize(("args", "reason"), [
@@ -65,6 +72,59 @@ def test_a_projects_ini_does_not_change_the_check(pytester: pytest.Pytester) -> 
     pytester.makeini("[pytest]\naddopts = --no-such-option\ncuda_deps_root = jax\n")
     result = cli(pytester.path, f"--cuda-deps-path={cuda_site(pytester)}", "--cuda-deps-no-probes")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["check", "--help"], ["compare", "--help"], ["report", "--help"]])
+def test_every_command_has_its_own_help(pytester: pytest.Pytester, args: list[str]) -> None:
+    result = cli(pytester.path, *args)
+    assert result.returncode == 0, result.stderr
+    command = " ".join(args[:-1])
+    assert result.stdout.startswith(f"usage: cudadeps {command}".rstrip() + " [-h]"), result.stdout
+    assert "pytest" not in result.stdout.split("\n", 1)[0]
+    assert "cudadeps: could not check" not in result.stdout
+    if args[0] == "check":
+        assert "--cuda-deps-path DIR" in result.stdout  # the plugin's options, with their help
+        assert "(ini: " not in result.stdout  # no ini file is read here
+
+
+def test_verbose_adds_the_library_table_and_every_item(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
+    result = cli(pytester.path, "check", "-v", f"--cuda-deps-path={site}", "--cuda-deps-no-probes")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[1:3] == ["root torch 2.14.1 (installed by pip): CUDA 13.0 build",
+                          "driver: not checked (--cuda-deps-no-probes)"]
+    items = [line for line in lines if line.startswith("  ") and "]: " in line and not line.startswith("    ")]
+    assert len(items) == len(expected_items_2_14_1())
+    assert "  requires[torch>nvidia-cuda-runtime]: failed, a consequence of missing[torch]: nvidia-cuda-runtime is " \
+           "not installed" in lines
+
+
+def test_pytest_options_pass_through(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
+    result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes", "-k", "not cublas",
+                 "--cuda-deps-json=r.json")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == "cudadeps: 1 failed check from 1 root cause: missing[torch]"
+    assert json.loads((pytester.path / "r.json").read_text())["summary"]["failed"] == 1
+
+
+def test_a_usage_error_of_the_command_is_status_2(pytester: pytest.Pytester) -> None:
+    result = cli(pytester.path, "check", "--cuda-deps-timeout")
+    assert result.returncode == 2
+    assert "--cuda-deps-timeout: expected one argument" in result.stderr
+
+
+def test_the_console_script_is_the_same_main() -> None:
+    import re
+
+    from pytest_cudadeps import cli as module
+
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    scripts = re.search(r"^\[project\.scripts\]\n(.*?)\n\n", pyproject, re.M | re.S)
+    assert scripts is not None
+    assert scripts.group(1) == 'cudadeps = "pytest_cudadeps.cli:main"'
+    assert callable(module.main)
 
 
 # --- drift ------------------------------------------------------------------------------------------
@@ -196,7 +256,13 @@ def test_no_annotations_outside_github(pytester: pytest.Pytester) -> None:
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime"])
     result = cli(pytester.path, f"--cuda-deps-path={site}", "--cuda-deps-no-probes", env={"GITHUB_ACTIONS": ""})
     assert "::error" not in result.stdout
-    assert RUNTIME in result.stdout
+    assert result.stdout.splitlines()[1:] == [
+        "[1] requires[torch>nvidia-cuda-runtime]: 1 failed check: nvidia-cuda-runtime is not installed",
+        f"    required by: {RUNTIME_CHAIN}",
+        "    installed: nothing of that name on the path",
+        "    installer: torch was installed by pip",
+        "    fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
+    ]
 
 
 # --- monitoring -------------------------------------------------------------------------------------

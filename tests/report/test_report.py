@@ -8,14 +8,15 @@ import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+from xml.etree import ElementTree
 
 import jsonschema
 import pytest
 
-from pytest_cudadeps.engine.snapshot import Snapshot
+from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.report.causes import install_all, merge_specs
 from pytest_cudadeps.report.document import Library, schema
-from pytest_cudadeps.report.summary import _library_lines
+from pytest_cudadeps.report.summary import _library_counts, _library_lines, _root_lines
 from tests.support import sitebuilder as sb
 from tests.support.plugin import RUNTIME, cuda_site, expected_items_2_14_1, failure_section, inner, run_only
 
@@ -61,22 +62,74 @@ def test_two_missing_wheels_are_one_root_cause_with_one_fix(pytester: pytest.Pyt
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
     result = run_only(pytester, site)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    # each item names the cause in one line; the cause's text and its one fix end the output
-    assert failure_section(result, RUNTIME) == [
-        "nvidia-cuda-runtime is not installed [root cause: missing[torch]; its fix is in the cudadeps summary]"]
+    # the first item of the cause shows it whole; the other is counted as its consequence, not printed
     assert failure_section(result, CUBLAS) == [
-        "nvidia-cublas is not installed [root cause: missing[torch]; its fix is in the cudadeps summary]"]
+        "nvidia-cublas is not installed",
+        "root cause missing[torch]: torch 2.14.1 is installed without 2 of the distributions it requires "
+        "(installed with --no-deps, or by a tool that skipped them)",
+        "  missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
+        "  missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
+        f"  fix: {FIX_BOTH}",
+    ]
+    assert f"_ {RUNTIME} _" not in result.stdout.str()
+    assert [line for line in result.outlines if line.startswith("FAILED ")] == [
+        f"FAILED {CUBLAS} - nvidia-cublas is not installed"]
     lines = summary(result)
-    assert lines[-5:] == [
+    assert lines[-3:] == [  # the cause's details are in its item's text: not printed twice
         "cudadeps: 2 failed checks from 1 root cause",
         "[1] missing[torch]: 2 failed checks: torch 2.14.1 is installed without 2 of the distributions it "
         "requires (installed with --no-deps, or by a tool that skipped them)",
-        "    missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
-        "    missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
         f"    fix: {FIX_BOTH}",
     ]
     assert result.outlines[-1].startswith("=")
-    assert "2 failed" in result.outlines[-1]
+    assert f"1 failed, {len(expected_items_2_14_1()) - 2} passed, 1 consequence in" in result.outlines[-1]
+
+
+def test_under_tb_no_the_summary_holds_the_causes_details(pytester: pytest.Pytester) -> None:
+    result = run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"]), "--tb=no")
+    assert summary(result)[-3:-1] == [
+        "    missing: torch 2.14.1 > cuda-toolkit[cublas] 13.0.3.0 > nvidia-cublas==13.1.1.3.*",
+        "    missing: torch 2.14.1 > cuda-toolkit[cudart] 13.0.3.0 > nvidia-cuda-runtime==13.0.96.*",
+    ]
+
+
+def test_consequences_are_failures_for_junit_and_the_exit_status(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = run_only(pytester, site, "--junitxml=junit.xml", "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    suite = ElementTree.parse(pytester.path / "junit.xml").getroot()[0]
+    assert suite.attrib["failures"] == "3"
+    failures = {case.attrib["name"]: case.find("failure") for case in suite.iter("testcase")}
+    assert [name for name, failure in failures.items() if failure is not None] == [
+        "requires[torch>nvidia-cublas]", "requires[torch>nvidia-cuda-runtime]", "requires[torch>nvidia-cufft]"]
+    # -v lists every item: a consequence with its cause and what it found
+    result.stdout.fnmatch_lines([
+        "cudadeps::requires[[]torch>nvidia-cuda-runtime[]] CONSEQUENCE of missing[[]torch[]]: nvidia-cuda-runtime is not "
+        "installed*",
+        "cudadeps::requires[[]torch>nvidia-cufft[]] CONSEQUENCE of missing[[]torch[]]: nvidia-cufft is not installed*",
+    ])
+    assert "1 failed" in result.outlines[-1]
+    assert "2 consequences" in result.outlines[-1]
+
+
+def test_the_head_is_the_first_selected_item_of_its_cause(pytester: pytest.Pytester) -> None:
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = run_only(pytester, site, "-k", "not cublas")
+    assert failure_section(result, RUNTIME)[0] == "nvidia-cuda-runtime is not installed"
+    assert "1 failed" in result.outlines[-1]
+    assert "1 consequence " in result.outlines[-1]
+
+
+def test_under_xdist_the_head_is_the_same_in_every_worker(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft"])
+    result = pytester.runpytest_subprocess("--cuda-deps-only", "--cuda-deps-no-probes", f"--cuda-deps-path={site}",
+                                           "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert [line for line in result.outlines if line.startswith("FAILED ")] == [
+        f"FAILED {CUBLAS} - nvidia-cublas is not installed"]
+    assert "1 failed" in result.outlines[-1]
+    assert "2 consequences" in result.outlines[-1]
 
 
 def test_the_cause_of_many_missing_wheels_is_made_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,7 +170,7 @@ def test_a_cause_travels_once_with_the_first_item_it_explains(pytester: pytest.P
     pytester.makeconftest(RECORD_CAUSES)
     result = run_only(pytester, cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"]))
     assert json.loads((pytester.path / "causes.json").read_text()) == ["missing[torch]", None]
-    assert summary(result)[-4].startswith("[1] missing[torch]: 2 failed checks: ")  # the summary has it still
+    assert summary(result)[-2].startswith("[1] missing[torch]: 2 failed checks: ")  # the summary has it still
 
 
 def test_under_xdist_each_worker_sends_the_causes_its_items_meet(pytester: pytest.Pytester) -> None:
@@ -136,8 +189,8 @@ def test_a_single_cause_prints_its_whole_text_and_its_fix_last(pytester: pytest.
     result = run_only(pytester, site, "--cuda-deps-root=torch", "--cuda-deps-root=nvidia-cusolver")
     assert failure_section(result, RUNTIME)[0] == "nvidia-cuda-runtime is not installed"  # the cause itself: whole
     lines = summary(result)
-    assert lines[0] == "root nvidia-cusolver 12.0.4.66 (installed by pip)"
-    assert lines[1] == "root torch 2.14.1 (installed by pip): CUDA 13.0 build"
+    assert lines[0] == "root torch 2.14.1 (installed by pip): CUDA 13.0 build"
+    assert lines[1] == "also checked, as CUDA wheels that require others: nvidia-cusolver 12.0.4.66"
     assert lines[2] == "driver: not checked (--cuda-deps-no-probes)"
     assert lines[-3:] == [
         "cudadeps: 1 failed check from 1 root cause",
@@ -161,15 +214,71 @@ def test_the_library_table_names_only_the_folders_its_libraries_lie_under(tmp_pa
     assert lines[2].split()[-1] == "/usr/lib/x86_64-linux-gnu"
 
 
+def test_the_library_table_of_absolute_folders_only_says_so(tmp_path: Path) -> None:
+    """The seed's state: no library lies under site-packages; the header once read "folders under // or absolute"."""
+    snapshot = cast(Snapshot, SimpleNamespace(env=SimpleNamespace(paths=(tmp_path / "site-packages",))))
+    found = [Library("torch", "libcudart.so.13", "/usr/local/cuda-13.0/lib/libcudart.so.13", None, "ld.so.cache",
+                     "failed"),
+             Library("torch", "libcublas.so.13", None, None, "not found", "not found")]
+    lines = [text for text, _ in _library_lines(snapshot, found, 80)]
+    assert lines == ["CUDA libraries:",
+                     "  libcudart.so.13 failed    - /usr/local/cuda-13.0/lib",
+                     "  libcublas.so.13 not found - -"]
+
+
+def test_the_library_table_names_the_root_when_several_roots_need_libraries(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    snapshot = cast(Snapshot, SimpleNamespace(env=SimpleNamespace(paths=(site,))))
+    found = [Library("cupy-cuda13x", "libcufft.so.12", None, None, "not found", "not found"),
+             Library("nvidia-cufft", "libcufft.so.12", str(site / "nvidia/cu13/lib/libcufft.so.12"),
+                     "nvidia-cufft 12.5.0.14", "DT_RUNPATH", "ok")]
+    assert [text for text, _ in _library_lines(snapshot, found, 80)] == [
+        "CUDA libraries (folders under site-packages/ or absolute):",
+        "  cupy-cuda13x:",
+        "    libcufft.so.12 not found -                      -",
+        "  nvidia-cufft:",
+        "    libcufft.so.12 ok        nvidia-cufft 12.5.0.14 nvidia/cu13/lib",
+    ]
+
+
+def test_cuda_wheels_that_are_roots_share_a_line_after_the_frameworks() -> None:
+    def root(key: str, version: str) -> Root:
+        return cast(Root, SimpleNamespace(key=key, cuda=None, build=None, dist=_Dist(key, version)))
+
+    lines = _root_lines([root("cuda-toolkit", "13.5.0"), root("cupy-cuda13x", "14.2.0"), root("nvidia-cufft", "12.5.0.14")])
+    assert lines == ["root cupy-cuda13x 14.2.0 (installed by pip)",
+                     "also checked, as CUDA wheels that require others: cuda-toolkit 13.5.0,",
+                     "  nvidia-cufft 12.5.0.14"]  # within 80 columns
+    assert _root_lines([root("nvidia-cufft", "12.5.0.14")]) == ["root nvidia-cufft 12.5.0.14 (installed by pip)"]
+
+
+class _Dist:
+    def __init__(self, name: str, version: str) -> None:
+        self.name, self.version, self.installer = name, version, "pip"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def test_the_default_summary_counts_the_libraries(pytester: pytest.Pytester) -> None:
+    result = run_only(pytester, cuda_site(pytester), "--cuda-deps-root=torch")
+    assert "CUDA libraries" not in "\n".join(summary(result))  # the fake tree's torch has no ELF files
+    counted = _library_counts([Library("torch", "libcudart.so.13", None, None, "not found", "not found"),
+                               Library("torch", "libcublas.so.13", "/x/libcublas.so.13", "o", "v", "ok"),
+                               Library("torch", "libcuda.so.1", None, None, "not found", "skipped")])
+    assert [text for text, _ in counted] == ["CUDA libraries: 1 not found, 1 ok, 1 skipped (-v lists each)"]
+
+
 def test_an_intact_tree_is_healthy(pytester: pytest.Pytester) -> None:
     result = run_only(pytester, cuda_site(pytester))
     assert result.ret == pytest.ExitCode.OK
     assert summary(result)[-1] == f"cudadeps: healthy: {len(expected_items_2_14_1())} checks passed"
 
 
-def test_verbose_prints_a_consequence_whole_with_its_cause(pytester: pytest.Pytester) -> None:
+def test_very_verbose_prints_a_consequence_whole_with_its_cause(pytester: pytest.Pytester) -> None:
     site = cuda_site(pytester, omit=["nvidia-cuda-runtime", "nvidia-cublas"])
-    result = run_only(pytester, site, "-v")
+    result = run_only(pytester, site, "-vv")
+    assert "2 failed" in result.outlines[-1]
     assert failure_section(result, RUNTIME)[-2:] == [
         "  root cause: missing[torch]",
         "  fix: pip install 'nvidia-cuda-runtime==13.0.96.*'",
