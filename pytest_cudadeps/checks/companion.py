@@ -10,6 +10,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from pytest_cudadeps.checks.findings import Finding, failed, passed
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.companions import (
     _CXX11_STRING,
     TORCH_SYMBOL,
@@ -24,7 +25,7 @@ from pytest_cudadeps.engine.companions import (
     torch_side,
     torch_uses_cxx11_abi,
 )
-from pytest_cudadeps.engine.distributions import Distribution, Environment
+from pytest_cudadeps.engine.distributions import Distribution, Environment, installed_from
 from pytest_cudadeps.engine.elf import defined_among, imported_symbols
 from pytest_cudadeps.engine.installers import install_command, reinstall_command
 from pytest_cudadeps.engine.requirements import requirements_of
@@ -126,6 +127,15 @@ def _describe(tag: str | None) -> str:
 
 
 def _rebuild_fix(dist: Distribution, torch: TorchSide) -> str:
+    """Its build for the installed torch: from its own source when it was built locally or from a VCS (no index
+    has it: PyTorch's has only its own projects' wheels), else the matching release from PyTorch's index."""
+    source = installed_from(dist)
+    if source is not None and source.kind == "editable":
+        return f"cd {quote(source.where)} && pip install --no-build-isolation --force-reinstall --no-deps -e ."
+    if source is not None and source.kind == "folder":
+        return f"cd {quote(source.where)} && pip install --no-build-isolation --force-reinstall --no-deps ."
+    if source is not None:
+        return f"pip install --no-build-isolation --force-reinstall --no-deps {quote(source.where)}"
     release = matching_release(dist, torch.dist.version) or dist.name
     tag = torch.local
     if tag and re.fullmatch(r"cu\d+|cpu", tag):

@@ -224,16 +224,37 @@ def editable_source(dist: Distribution) -> Path | None:
     The package lives there, not in site-packages (a ``__editable__`` finder or a ``.pth`` line points at
     it): a fix must never reinstall it from an index, which would replace the developer's build.
     """
+    source = installed_from(dist)
+    return Path(source.where) if source is not None and source.kind == "editable" else None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a distribution was built from, when not from an index (PEP 610 ``direct_url.json``): a local
+    folder (``kind`` "folder" or "editable": ``where`` is the path) or a VCS checkout ("vcs": ``where`` is a pip
+    requirement URL, ``git+https://...@COMMIT``)."""
+
+    kind: str
+    where: str
+
+
+def installed_from(dist: Distribution) -> Source | None:
+    """The source of a local or VCS build, from its ``direct_url.json``; None for a wheel or sdist from an index
+    (no such file) or an archive URL."""
     try:
         data = json.loads(read_text(dist.meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("dir_info"), dict) or data["dir_info"].get("editable") is not True:
+    url = data.get("url") if isinstance(data, dict) else None
+    if not isinstance(url, str):
         return None
-    url = data.get("url")
-    if not isinstance(url, str) or not url.startswith("file://"):
-        return None
-    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    if isinstance(data.get("dir_info"), dict) and url.startswith("file://"):
+        folder = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+        return Source("editable" if data["dir_info"].get("editable") is True else "folder", folder)
+    vcs = data.get("vcs_info")
+    if isinstance(vcs, dict) and isinstance(vcs.get("vcs"), str) and isinstance(vcs.get("commit_id"), str):
+        return Source("vcs", f"{vcs['vcs']}+{url}@{vcs['commit_id']}")
+    return None
 
 
 def _read_text(path: Path, limit: int, what: str) -> str:

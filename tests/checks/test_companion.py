@@ -118,3 +118,22 @@ def test_no_companion_and_no_torch_library_give_no_items(tmp_path: Path, gxx: st
     site = site_with(tmp_path, gxx)
     assert find_companions(scan([site])) == ()
     assert findings_of(site) == []
+
+
+def test_a_local_or_git_build_is_rebuilt_from_its_source_not_fetched_from_pytorchs_index(tmp_path: Path,
+                                                                                         gxx: str) -> None:
+    """PyTorch's index has only its own projects: an extension built from a folder or a git checkout (direct_url.json,
+    PEP 610) is rebuilt there against the installed torch, without build isolation so that it sees that torch."""
+    site = site_with(tmp_path, gxx, (companion("myext", "0.1+cpu", "torch>=2.14.0", files={
+        "myext/version.py": "__version__ = '0.1+cpu'\n"}), USES_CURRENT, ()))
+    meta = next(site.glob("myext-*.dist-info"))
+    source = tmp_path / "src dir" / "myext"
+    (meta / "direct_url.json").write_text(json.dumps({"url": source.as_uri(), "dir_info": {}}))
+    build = by_name(findings_of(site))["companion[myext>build]"]
+    assert build.fix == (f"cd '{source}' && pip install --no-build-isolation --force-reinstall --no-deps .")
+    (meta / "direct_url.json").write_text(json.dumps({"url": source.as_uri(), "dir_info": {"editable": True}}))
+    assert by_name(findings_of(site))["companion[myext>build]"].fix.endswith("--no-deps -e .")
+    (meta / "direct_url.json").write_text(json.dumps({
+        "url": "https://github.com/me/myext", "vcs_info": {"vcs": "git", "commit_id": "0123abc"}}))
+    assert by_name(findings_of(site))["companion[myext>build]"].fix == (
+        "pip install --no-build-isolation --force-reinstall --no-deps 'git+https://github.com/me/myext@0123abc'")

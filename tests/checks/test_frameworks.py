@@ -5,6 +5,7 @@ real loader in a child; the real onnxruntime-gpu wheel in the integration tier."
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -114,13 +115,13 @@ def test_real_onnxruntime_gpu_beside_torch(scenario: Callable[..., Path], ort_wh
     result = venvs.pip(venv, "install", "--no-deps", str(ort_wheel))
     assert result.returncode == 0, result.stderr
     site = venvs.site_packages(venv)
-    run = venvs.run_plugin(site, "--cuda-deps-no-probes", "-rA", "-v", cwd=tmp_path)
+    run = venvs.run_plugin(site, "--cuda-deps-no-probes", "-rA", "-vv", cwd=tmp_path)  # -vv: consequences as failures
     out = run.stdout
     assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcublas.so.13]" in out
     assert ("libonnxruntime_providers_cuda.so has no RPATH or RUNPATH: libcublas.so.13 is found only when it is "
             f"loaded already: `import torch` first (maps {site}/nvidia/cu13/lib/libcublas.so.13, nvidia-cublas") in out
     assert "SKIPPED [1] cudadeps::plugin[onnxruntime-gpu>libonnxruntime_providers_tensorrt.so]" in out
-    assert "FAILED cudadeps::linkage[onnxruntime-gpu>libcurand.so.10]" in out
+    assert re.search(r"(FAILED|CONSEQUENCE) cudadeps::linkage\[onnxruntime-gpu>libcurand.so.10\]", out), out[-3000:]
     assert "  fix: pip install 'onnxruntime-gpu[cuda]'" in out  # the extra that declares nvidia-curand
     assert "PASSED cudadeps::linkage[onnxruntime-gpu>libcudart.so.13]" in out  # declared by its [cuda] extra
 

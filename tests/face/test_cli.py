@@ -123,7 +123,8 @@ def test_the_console_script_is_the_same_main() -> None:
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     scripts = re.search(r"^\[project\.scripts\]\n(.*?)\n\n", pyproject, re.M | re.S)
     assert scripts is not None
-    assert scripts.group(1) == 'cudadeps = "pytest_cudadeps.cli:main"'
+    assert scripts.group(1).splitlines() == ['cudadeps = "pytest_cudadeps.cli:main"',
+                                             'cudadeps-slurm-health = "pytest_cudadeps.slurm:main"']
     assert callable(module.main)
 
 

@@ -45,11 +45,13 @@ def broken(name: str, tmp_path: Path, *uninstall: str) -> Path:
 
 
 def check(venv: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, str]]]:
-    """(exit status, outcome per item, the causes) of `python -m pytest_cudadeps` on the venv's site-packages."""
+    """(exit status, outcome per item, the causes) of `python -m pytest_cudadeps` on the venv's site-packages, the
+    venv activated (so its fixes are bare `pip install`: tests/integration/test_fix_loop.py runs the other case)."""
     report = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={venvs.site_packages(venv)}",
                              f"--cuda-deps-json={report}", *args], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+                            timeout=600, env={**os.environ, "PYTHONPATH": str(CHECKOUT), "VIRTUAL_ENV": str(venv),
+                                              "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"})
     assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(report.read_text(encoding="utf-8"))
     return result.returncode, {f["id"]: f["outcome"] for f in document["findings"]}, document["causes"]

@@ -76,7 +76,7 @@ def test_intact_venv_verbose_answers_which_library_torch_loads(cuda_venv: Path, 
     site = venvs.site_packages(cuda_venv)
     code, out = run(site, tmp_path, "-vv", "-k", "libcublas.so")
     assert code == 0
-    assert re.search(rf"linkage\[torch>libcublas.so.13\] PASSED  libcublas.so.13 -> {re.escape(str(site))}"
+    assert re.search(rf"linkage\[torch>libcublas.so.13\](?: <- \S+)? PASSED  libcublas.so.13 -> {re.escape(str(site))}"
                      r"/nvidia/cu13/lib/libcublas.so.13 \(nvidia-cublas 13\.1\.1\.3, "
                      r"via the preload in torch/__init__\.py \(_load_global_deps\(\)\)\)",
                      out), out
@@ -258,17 +258,19 @@ def test_torchvision_built_for_another_torch_fails_with_the_loader_symbol(
     code, out = run(site, tmp_path, "--cuda-deps-no-probes", "-k", "companion")
     got = outcomes(out)
     assert code == 1
-    assert got == {"companion[torchvision>build]": "PASSED", "companion[torchvision>symbols]": "FAILED",
-                   "companion[torchvision>torch-pin]": "FAILED"}
+    # the pin explains the symbols: one cause, its head printed, the symbols counted as its consequence
+    assert got == {"companion[torchvision>build]": "PASSED", "companion[torchvision>torch-pin]": "FAILED"}
+    assert "1 consequence" in out.splitlines()[-1]
     pin = failure_text(out, "companion[torchvision>torch-pin]")
     assert "torchvision 0.28.0 requires torch==2.13.0, but torch 2.14.1 is installed" in pin
     assert "fix: pip install 'torchvision==0.29.*'" in pin
     # the very text the loader prints when torch is imported first (measured in this venv)
     symbol = "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb"
+    code, vv = run(site, tmp_path, "--cuda-deps-no-probes", "-k", "companion", "-vv")
     assert f"`{site}/torchvision/_C.so: undefined symbol: {symbol}`" in failure_text(
-        out, "companion[torchvision>symbols]")
+        vv, "companion[torchvision>symbols]")
     # and in the torch child, where it is imported beside torch, it fails as the user's job would
-    code, out = run(site, tmp_path, "-k", "companion")
+    code, out = run(site, tmp_path, "-k", "companion", "-vv")
     assert outcomes(out)["companion[torchvision>import]"] == "FAILED"
     text = failure_text(out, "companion[torchvision>import]")
     assert text.startswith("import torchvision fails beside torch: RuntimeError: operator torchvision::nms does not exist")
@@ -322,7 +324,9 @@ def test_torch_without_its_wheels_is_one_root_cause_in_at_most_150_lines(
     lines = result.stdout.splitlines()
     assert result.returncode == 1, result.stdout[-3000:]
     assert len(lines) <= 150, len(lines)
-    failed = int(re.search(r"= (\d+) failed", lines[-1]).group(1))  # type: ignore[union-attr]
+    shown = re.search(r"= (\d+) failed, .* (\d+) consequences", lines[-1])
+    assert shown, lines[-1]
+    failed = int(shown.group(1)) + int(shown.group(2))  # the cause's head, and the checks that follow from it
     assert failed >= 30
     verdict = lines.index(f"cudadeps: {failed} failed checks from 1 root cause")
     assert lines[verdict + 1].startswith(f"[1] missing[torch]: {failed} failed checks: torch 2.14.1 is installed "
