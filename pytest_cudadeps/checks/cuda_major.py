@@ -40,12 +40,10 @@ def _mixed(env: Environment, dist: Distribution, build: Build, others: list[Dist
     wheels of the build's major whose files they overwrote (the same paths in both RECORDs: nvidia/nccl/lib/
     libnccl.so.2 is in nvidia-nccl-cu12's and nvidia-nccl-cu13's).  Reinstalling torch with its dependencies would
     download every wheel again and is not needed; one that shares no file needs no reinstall."""
-    overwritten = _sharing(env, others)
+    overwritten, shared = _sharing(env, others)
     fix = " && ".join(
         [*(uninstall_command(dist.installer, other.name) for other in others),
          *(reinstall_command(dist.installer, f"{victim.name}=={victim.version}") for victim in overwritten)])
-    shared = sorted({path.name for other in others for path, _ in other.owned_files(".so")
-                     for victim in overwritten if path in _paths(victim)})
     return failed(
         "cuda-major", dist.key,
         f"{dist} is a CUDA {build.cuda} build, but CUDA {major} wheels are installed beside it: "
@@ -61,9 +59,18 @@ def _paths(dist: Distribution) -> set[Path]:
     return {path for path, _ in dist.owned_files(".so")}
 
 
-def _sharing(env: Environment, others: list[Distribution]) -> list[Distribution]:
-    """The installed distributions, not among ``others``, that list a shared object one of ``others`` lists."""
+def _sharing(env: Environment, others: list[Distribution]) -> tuple[list[Distribution], list[str]]:
+    """The installed distributions, not among ``others``, that list a shared object one of ``others`` lists, and
+    the names of those shared objects; each RECORD read once."""
     theirs = set().union(*(_paths(other) for other in others))
     keys = {other.key for other in others}
-    return [d for d in env.distributions
-            if d.key not in keys and env.get(d.key) is d and not theirs.isdisjoint(_paths(d))]
+    overwritten: list[Distribution] = []
+    shared: set[str] = set()
+    for dist in env.distributions:
+        if dist.key in keys or env.get(dist.key) is not dist:
+            continue
+        common = theirs & _paths(dist)
+        if common:
+            overwritten.append(dist)
+            shared.update(path.name for path in common)
+    return overwritten, sorted(shared)
