@@ -77,6 +77,7 @@ def test_jax_cuda13_intact_is_green_with_items_that_name_jax(tmp_path: Path) -> 
     assert status == 0
     assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "pass"
     assert found["requires[jax>nvidia-cudnn-cu13]"] == "pass"
+    assert found["framework[jax]"] == "pass"  # `import jax` and its plugin's own preload, in the venv's python
     assert not [name for name in found if name.startswith("requires[nvidia-")]  # no CUDA wheel is a root
     assert "libcudnn.so.9" in preloaded(venv)  # what the plugin's own preload maps
 
@@ -94,6 +95,7 @@ def test_jax_without_cudnn_is_red_naming_jax_and_the_printed_fix_repairs_it(tmp_
     status, found, causes = check(venv, tmp_path)
     assert status == 1
     assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "fail"
+    assert found["framework[jax]"] == "fail"  # jax itself opened no cuDNN: one cause with the static items
     assert [cause["id"] for cause in causes] == ["requires[jax>nvidia-cudnn-cu13]"]
     run_fix(venv, causes[0]["fix"])
     assert check(venv, tmp_path)[0] == 0
@@ -114,6 +116,25 @@ def test_cupy_with_ctk_is_green_and_nccl_is_optional(tmp_path: Path) -> None:
     assert status == 0
     assert found["lazy[cupy-cuda13x>cuda.pathfinder>libcublas.so.13]"] == "pass"
     assert found["lazy[cupy-cuda13x>cuda.pathfinder>libnccl.so.2]"] == "skip"  # no extra declares it
+    assert found["framework[cupy-cuda13x]"] == "pass"  # cuda.pathfinder found each one, cuFFT included
+
+
+def test_cupy_without_cublas_is_one_cause_and_cupy_itself_says_so(tmp_path: Path) -> None:
+    venv = broken("cupy-cuda13x", tmp_path, "nvidia-cublas")
+    status, found, causes = check(venv, tmp_path)
+    assert status == 1
+    assert found["framework[cupy-cuda13x]"] == "fail"  # `Failure finding "libcublasLt.so.13"`, from CuPy
+    assert [c["id"] for c in causes] == ["requires[cupy-cuda13x>nvidia-cublas]"]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
+
+
+def test_numba_cuda_compiles_with_its_wheels_nvvm(tmp_path: Path) -> None:
+    status, found, _ = check(cached("numba-cuda13"), tmp_path)
+    assert status == 0
+    # numba.cuda.compile_ptx for sm_75 needs no GPU: NVVM and libdevice really ran
+    assert found["framework[numba-cuda]"] == "pass"
+    assert found["lazy[numba-cuda>cuda.pathfinder>libnvvm.so.4]"] == "pass"
 
 
 def test_plain_cupy_is_red_and_installing_its_ctk_extra_repairs_it(tmp_path: Path) -> None:
@@ -127,7 +148,9 @@ def test_plain_cupy_is_red_and_installing_its_ctk_extra_repairs_it(tmp_path: Pat
 
 
 def test_tensorflow_and_cuda_without_cudnn_is_red_naming_tensorflow(tmp_path: Path) -> None:
-    assert check(cached("tensorflow-and-cuda"), tmp_path)[0] == 0
+    status, found, _ = check(cached("tensorflow-and-cuda"), tmp_path)
+    assert status == 0
+    assert found["framework[tensorflow]"] == "pass"
     status, found, causes = check(cached("tensorflow-and-cuda-no-cudnn"), tmp_path)
     assert status == 1
     assert found["lazy[tensorflow>tsl.dso_loader>libcudnn.so.9]"] == "fail"
