@@ -44,14 +44,15 @@ def broken(name: str, tmp_path: Path, *uninstall: str) -> Path:
     return venv
 
 
-def check(venv: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, str]]]:
+def check(venv: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+          ) -> tuple[int, dict[str, str], list[dict[str, str]]]:
     """(exit status, outcome per item, the causes) of `python -m pytest_cudadeps` on the venv's site-packages, the
     venv activated (so its fixes are bare `pip install`: tests/integration/test_fix_loop.py runs the other case)."""
     report = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={venvs.site_packages(venv)}",
                              f"--cuda-deps-json={report}", *args], cwd=tmp_path, capture_output=True, text=True,
                             timeout=600, env={**os.environ, "PYTHONPATH": str(CHECKOUT), "VIRTUAL_ENV": str(venv),
-                                              "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"})
+                                              "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}", **(env or {})})
     assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(report.read_text(encoding="utf-8"))
     return result.returncode, {f["id"]: f["outcome"] for f in document["findings"]}, document["causes"]
@@ -181,3 +182,35 @@ def test_jax_plugin_and_pjrt_older_than_jaxlib_are_one_cause_whose_fix_aligns_th
         ("parts[jax]", "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'")]
     run_fix(venv, causes[0]["fix"])
     assert check(venv, tmp_path)[0] == 0
+
+
+NVRTC_COMPILE = """\
+import ctypes, sys
+nvrtc = ctypes.CDLL(sys.argv[1])  # as jax's plugin opens it: by absolute path
+program = ctypes.c_void_p()
+nvrtc.nvrtcCreateProgram(ctypes.byref(program), b'extern "C" __global__ void k(float *x) { *x = 1; }', b"k.cu", 0,
+                         None, None)
+sys.exit(nvrtc.nvrtcCompileProgram(program, 1, (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_75")))
+"""
+
+
+def test_torch_and_jax_in_one_venv_nvrtc_beside_its_builtins_is_fixed_by_the_loader_path(tmp_path: Path) -> None:
+    """torch 2.14.1 pins nvidia-cuda-nvrtc 13.0.88, whose libnvrtc has no RUNPATH: in jax's process (which opens it by
+    absolute path) the first NVRTC compile cannot open libnvrtc-builtins.so.13.0 beside it."""
+    venv = cached("torch-2.14.1-jax")  # `pip install 'jax[cuda13]'` into a copy of the torch 2.14.1 venv
+    nvrtc = str(venvs.site_packages(venv) / "nvidia/cu13/lib/libnvrtc.so.13")
+    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}
+    compile_ = [str(venv / "bin" / "python"), "-c", NVRTC_COMPILE, nvrtc]
+    assert subprocess.run(compile_, env=clean, capture_output=True).returncode != 0  # NVRTC_ERROR_BUILTIN_OPERATION_FAILURE
+    status, found, causes = check(venv, tmp_path, env={"LD_LIBRARY_PATH": ""})
+    assert status == 1
+    assert found["framework[jax]"] == "pass"  # jax opened every library it opens at start
+    assert [c["id"] for c in causes] == ["lazy[jax>libnvrtc.so.13>libnvrtc-builtins.so.13.0]"]
+    fix = causes[0]["fix"]
+    assert fix.startswith("export LD_LIBRARY_PATH=")
+    # the fix as printed, in a shell without the venv on PATH; the compile and the next check in that shell
+    shell = subprocess.run(["/bin/sh", "-c", f'{fix}; printf %s "$LD_LIBRARY_PATH"'], env=clean, capture_output=True,
+                           text=True, check=True)
+    fixed = {**clean, "LD_LIBRARY_PATH": shell.stdout}
+    assert subprocess.run(compile_, env=fixed, capture_output=True).returncode == 0
+    assert check(venv, tmp_path, env={"LD_LIBRARY_PATH": shell.stdout})[0] == 0
