@@ -46,12 +46,14 @@ def probe_framework(
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
     executable: str | None = None,
+    platform: str = "gpu",
 ) -> FrameworkRun:
     """Import the framework in a child and make it open its libraries; with ``devices``, its GPUs and a product.
 
-    ``executable`` is the checked environment's own Python: CuPy's and numba-cuda's cuda.pathfinder (1.9.1) search
+    ``platform`` "cpu" puts the CPU in place of the GPUs (the tests).  ``executable`` is the checked environment's
+    own Python: CuPy's and numba-cuda's cuda.pathfinder (1.9.1) search
     ``site.getsitepackages()``, which only that interpreter answers as the user's job would."""
-    run = run_probe(MODULE, FrameworkRequest(recipe_of(framework), devices=devices), timeout=timeout, paths=paths,
+    run = run_probe(MODULE, FrameworkRequest(recipe_of(framework), devices=devices, platform=platform), timeout=timeout, paths=paths,
                     env=env, inhibit_ld_cache=inhibit_ld_cache, group=group, executable=executable)
     trouble = run.trouble()
     # one child: a framework whose import kills it would kill the next one too

@@ -214,3 +214,22 @@ def test_torch_and_jax_in_one_venv_nvrtc_beside_its_builtins_is_fixed_by_the_loa
     fixed = {**clean, "LD_LIBRARY_PATH": shell.stdout}
     assert subprocess.run(compile_, env=fixed, capture_output=True).returncode == 0
     assert check(venv, tmp_path, env={"LD_LIBRARY_PATH": shell.stdout})[0] == 0
+
+
+@pytest.mark.parametrize(("name", "key"), [("jax-cuda13", "jax"), ("tensorflow-and-cuda", "tensorflow")])
+def test_the_device_list_and_the_product_run_for_real_with_the_cpu_in_place_of_the_gpus(name: str, key: str) -> None:
+    """The GPU path of the framework child (its devices, the 256x256 product of ones), on the real framework with
+    its CPU platform: what runs on a GPU host, but the device."""
+    from pytest_cudadeps.probes.child.protocol import FrameworkDevices, FrameworkFacts
+    from pytest_cudadeps.probes.framework import probe_framework
+    from pytest_cudadeps.tables.frameworks import framework_for
+
+    venv = cached(name)
+    framework = framework_for(key)
+    assert framework is not None
+    run = probe_framework(framework, timeout=300, paths=[str(venvs.site_packages(venv))],
+                          executable=str(venv / "bin" / "python"), platform="cpu")
+    assert isinstance(run.facts, FrameworkFacts)
+    assert isinstance(run.devices, FrameworkDevices), run.devices
+    assert run.devices.devices, run.devices
+    assert run.devices.computed is True, run.devices

@@ -116,14 +116,14 @@ def _open_numba(cuda: ModuleType) -> None:
 # --- the devices each sees, and the product ---------------------------------------------------------------
 
 
-def _devices_jax(jax: ModuleType) -> FrameworkDevices:
-    devices = jax.devices("cuda")
+def _devices_jax(jax: ModuleType, platform: str) -> FrameworkDevices:
+    devices = jax.devices("cuda" if platform == "gpu" else platform)
     jnp = importlib.import_module("jax.numpy")
     ones = jax.device_put(jnp.ones((SIZE, SIZE), dtype=jnp.float32), devices[0])
     return _product([str(d) for d in devices], lambda: float((ones @ ones).min()), lambda: float((ones @ ones).max()))
 
 
-def _devices_cupy(cupy: ModuleType) -> FrameworkDevices:
+def _devices_cupy(cupy: ModuleType, platform: str) -> FrameworkDevices:
     count = cupy.cuda.runtime.getDeviceCount()
     names = [cupy.cuda.runtime.getDeviceProperties(i)["name"] for i in range(count)]
     names = [name.decode() if isinstance(name, bytes) else str(name) for name in names]
@@ -131,16 +131,17 @@ def _devices_cupy(cupy: ModuleType) -> FrameworkDevices:
     return _product(names, lambda: float((ones @ ones).min()), lambda: float((ones @ ones).max()))
 
 
-def _devices_tensorflow(tf: ModuleType) -> FrameworkDevices:
-    devices = [d.name for d in tf.config.list_physical_devices("GPU")]
+def _devices_tensorflow(tf: ModuleType, platform: str) -> FrameworkDevices:
+    kind = platform.upper()
+    devices = [d.name for d in tf.config.list_physical_devices(kind)]
     if not devices:
-        return FrameworkDevices(error="tf.config.list_physical_devices('GPU') is empty")
-    with tf.device("/GPU:0"):
+        return FrameworkDevices(error=f"tf.config.list_physical_devices({kind!r}) is empty")
+    with tf.device(f"/{kind}:0"):
         product = tf.matmul(tf.ones((SIZE, SIZE)), tf.ones((SIZE, SIZE)))
     return _product(devices, lambda: float(tf.reduce_min(product)), lambda: float(tf.reduce_max(product)))
 
 
-def _devices_numba(cuda: ModuleType) -> FrameworkDevices:
+def _devices_numba(cuda: ModuleType, platform: str) -> FrameworkDevices:
     numpy = importlib.import_module("numpy")
     if not cuda.is_available():
         return FrameworkDevices(error="numba.cuda.is_available() is False")
@@ -172,7 +173,7 @@ def _product(devices: list[str], low: Callable[[], float], high: Callable[[], fl
 
 class Recipe:
     def __init__(self, module: str, open_: Callable[[ModuleType], None],
-                 devices: Callable[[ModuleType], FrameworkDevices] | None) -> None:
+                 devices: Callable[[ModuleType, str], FrameworkDevices] | None) -> None:
         self.module, self.open, self.devices = module, open_, devices
 
 
@@ -208,13 +209,13 @@ def import_and_open(recipe: Recipe) -> tuple[ModuleType | None, FrameworkFacts]:
                                   loaded_objects(libdl()))
 
 
-def devices_of(recipe: Recipe, module: ModuleType) -> FrameworkDevices:
+def devices_of(recipe: Recipe, module: ModuleType, platform: str = "gpu") -> FrameworkDevices:
     if recipe.devices is None:
         return FrameworkDevices(error=f"{recipe.module} has no device list of its own")
     said: list[str] = []
     try:
         with _stderr_kept(said):
-            return recipe.devices(module)
+            return recipe.devices(module, platform)
     except BaseException as exc:  # no GPU, no driver: the framework's own words
         return FrameworkDevices(error=_text(exc))
 
@@ -228,7 +229,7 @@ def main() -> None:
     protocol.end("import", facts)
     if module is not None and request.devices:
         protocol.begin("devices")
-        protocol.end("devices", devices_of(recipe, module))
+        protocol.end("devices", devices_of(recipe, module, request.platform))
     protocol.done()
 
 

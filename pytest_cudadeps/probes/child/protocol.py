@@ -206,6 +206,7 @@ class FrameworkRequest:
 
     recipe: str
     devices: bool = True
+    platform: str = "gpu"  # "cpu" in the tests: jax's and TensorFlow's devices of that platform, and the product there
 
 
 @dataclass(frozen=True)
