@@ -111,3 +111,31 @@ def test_an_import_that_crashes_is_blamed_once(tmp_path: Path) -> None:
     assert isinstance(run.facts, Blame)
     assert "SIGSEGV" in run.facts.trouble
     assert run.devices is None
+
+
+def test_a_whole_run_on_a_jax_tree_imports_jax_and_holds_its_items_to_what_it_opened(tmp_path: Path, gcc: str) -> None:
+    """The plan of a run on jax's layout (tests/support/jax.py: its plugin CDLLs its gcc-built libraries as jax 0.10.2
+    does): framework[jax] passes intact; without cuDNN it fails in jax's words, as one more consequence of the
+    missing wheel's cause."""
+    from pytest_cudadeps.checks.findings import Outcome
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.plan import plan_checks
+    from pytest_cudadeps.report.causes import Causes
+    from tests.support.jax import jax_tree
+
+    intact = plan_checks(Settings(paths=(str(jax_tree(tmp_path / "intact", gcc)),), no_ld_cache=True))
+    found = intact.items["framework[jax]"]()
+    assert found.outcome is Outcome.PASS, found.text()
+    assert "opened 11 CUDA libraries from nvidia/cu13/lib (8), nvidia/nccl/lib (1)" in found.message
+    cudnn = intact.items["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"]()
+    assert dict(cudnn.facts)["loader"] == "agrees: mapped after jax_plugins.xla_cuda13's own loading"
+
+    broken = plan_checks(Settings(paths=(str(jax_tree(tmp_path / "broken", gcc, omit=("nvidia-cudnn-cu13",))),),
+                                  no_ld_cache=True))
+    failing = broken.items["framework[jax]"]()
+    assert failing.outcome is Outcome.FAIL
+    assert failing.message == ("jax 0.10.2 opened its CUDA libraries without libcudnn.so.9; it says: RuntimeError: "
+                               "Unable to load cuDNN. Is it installed?")
+    cause = Causes(broken.snapshot, broken.static).cause_of(failing)
+    assert cause is not None
+    assert cause.id == "requires[jax>nvidia-cudnn-cu13]"

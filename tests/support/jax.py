@@ -4,6 +4,7 @@ Requires-Dist their real METADATA has (trimmed to what the checks read), and eve
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from tests.support import sitebuilder as sb
@@ -41,8 +42,46 @@ def jax_dists(*, versions: dict[str, str] | None = None) -> list[sb.Dist]:
     plugin = sb.Dist("jax-cuda13-plugin", v["jax-cuda13-plugin"], (
         f"jax-cuda13-pjrt=={v['jax-cuda13-plugin']}", *(f"{req}; {_WITH_CUDA}" for _, _, req, _ in WHEELS)),
         ("with-cuda",))
-    pjrt = sb.Dist("jax-cuda13-pjrt", v["jax-cuda13-pjrt"], files={OPENER: "def initialize():\n    pass\n"})
+    pjrt = sb.Dist("jax-cuda13-pjrt", v["jax-cuda13-pjrt"], files={OPENER: PLUGIN_INIT})
+    jax = dataclasses.replace(jax, files={"jax/__init__.py": JAX_INIT})
     return [jax, sb.Dist("jaxlib", v["jaxlib"]), plugin, pjrt]
+
+
+# what jax 0.10.2 does at its first use of a backend: the CUDA plugin's initialize() CDLLs each library by absolute
+# path from the nvidia wheels (_load_nvidia_libraries: one that is missing is skipped), then its version check
+# refuses CUDA without cuDNN; jax logs that and goes on with the CPU
+PLUGIN_INIT = f"""
+import ctypes, os
+SITE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBRARIES = {[rel for _, _, _, files in WHEELS for rel in files]!r}
+def initialize():
+    opened = set()
+    for rel in LIBRARIES:
+        try:
+            ctypes.CDLL(os.path.join(SITE, rel))
+            opened.add(os.path.basename(rel))
+        except OSError:
+            pass
+    if "libcudnn.so.9" not in opened:
+        try:
+            raise RuntimeError("cuDNN not found.")
+        except RuntimeError as e:
+            raise RuntimeError("Unable to load cuDNN. Is it installed?") from e
+"""
+JAX_INIT = """
+import logging
+__version__ = "0.10.2"
+def devices(backend=None):
+    import jax_plugins.xla_cuda13 as plugin
+    try:
+        plugin.initialize()
+    except Exception:
+        logging.getLogger("jax._src.xla_bridge").warning(
+            "Jax plugin configuration error: Exception when calling jax_plugins.xla_cuda13.initialize()", exc_info=True)
+    if backend is not None and backend != "cpu":
+        raise RuntimeError(f"Unknown backend {backend}. Available backends are ['cpu']")
+    return ["cpu"]
+"""
 
 
 def jax_tree(tmp_path: Path, gcc: str, *, omit: tuple[str, ...] = (), versions: dict[str, str] | None = None) -> Path:
