@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -11,8 +12,14 @@ from packaging.version import InvalidVersion, Version
 from pytest_cudadeps.checks.cuda_major import build_finding
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.core.text import quote
-from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
-from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command, uninstall_command
+from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem, source_of
+from pytest_cudadeps.engine.installers import (
+    install_command,
+    install_note,
+    rebuild_editable_command,
+    reinstall_command,
+    uninstall_command,
+)
 from pytest_cudadeps.engine.requirements import Demand, known_extras, through_root_extra
 from pytest_cudadeps.engine.snapshot import Snapshot
 
@@ -142,12 +149,30 @@ def _lacking_extras(asked: _Asked, dist: Distribution) -> Finding | None:
 
 
 def problem_finding(problem: MetadataProblem) -> Finding:
-    folder = problem.path.parent if problem.path.name in ("METADATA", "PKG-INFO", "requires.txt") else problem.path
+    """``metadata[FOLDER]`` for its METADATA, PKG-INFO or requires.txt (or a single-file egg-info),
+    ``metadata[FOLDER/RECORD]`` for another of its files: one item per broken file."""
+    path = problem.path
+    folder = path.parent if path.name in ("METADATA", "PKG-INFO", "requires.txt", "RECORD", "INSTALLER") else path
+    subject = folder.name if path.name in ("METADATA", "PKG-INFO", "requires.txt") or folder == path \
+        else f"{folder.name}/{path.name}"
     return failed(
-        "metadata", folder.name, f"{problem.path}: {problem.problem}",
+        "metadata", subject, f"{path}: {problem.problem}",
         "installers and importlib.metadata read this file; a broken one hides what is installed",
-        fix=f"reinstall the distribution that owns {folder.name}: {reinstall_command('', 'NAME==VERSION')}",
+        fix=_problem_fix(problem, folder),
     )
+
+
+def _problem_fix(problem: MetadataProblem, folder: Path) -> str:
+    """Reinstall the distribution the file belongs to, by its real name and version; one whose name no file
+    gives cannot be reinstalled by name: its folder goes, and the package it belonged to is reinstalled."""
+    source = source_of(folder) if folder.name.endswith(".dist-info") else None
+    if source is not None and source.kind == "editable":  # the developer's build: rebuilt from its source
+        return f"rebuild the editable install from its source: {rebuild_editable_command(problem.installer, source.where)}"
+    if problem.name and problem.version:
+        spec = f"{problem.name}=={problem.version}"
+        return f"reinstall {problem.name} {problem.version}: {reinstall_command(problem.installer, spec)}"
+    return (f"remove the metadata folder that names no distribution (`rm -r {quote(str(folder))}`), then reinstall "
+            f"the package it belonged to")
 
 
 def duplicate_findings(env: Environment) -> list[Finding]:

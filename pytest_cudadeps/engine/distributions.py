@@ -17,7 +17,7 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -57,10 +57,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 @dataclass(frozen=True)
 class MetadataProblem:
-    """A metadata file that could not be used: which file, and what is wrong with it."""
+    """A metadata file that could not be used: which file, and what is wrong with it; the distribution it belongs
+    to (``name``, ``version``, ``installer``) as far as it is known: from its METADATA when that was read (a bad
+    RECORD or INSTALLER), else from the folder's name (``nvidia_cublas-13.1.1.3.dist-info``), else empty."""
 
     path: Path
     problem: str
+    name: str = ""
+    version: str = ""
+    installer: str = ""
 
 
 class RecordEntry(NamedTuple):
@@ -241,8 +246,13 @@ class Source:
 def installed_from(dist: Distribution) -> Source | None:
     """The source of a local or VCS build, from its ``direct_url.json``; None for a wheel or sdist from an index
     (no such file) or an archive URL."""
+    return source_of(dist.meta_dir)
+
+
+def source_of(meta_dir: Path) -> Source | None:
+    """:func:`installed_from` for a metadata folder (one whose METADATA may be unreadable)."""
     try:
-        data = json.loads(read_text(dist.meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
+        data = json.loads(read_text(meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
     except (OSError, ValueError, RecursionError):
         return None
     url = data.get("url") if isinstance(data, dict) else None
@@ -331,15 +341,15 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
     meta_file = _metadata_file(meta_dir, is_egg)
     headers = _read_headers(meta_file)
     if isinstance(headers, MetadataProblem):
-        return None, [headers]
+        return None, [_owned_by_folder(headers, meta_dir)]
     identity = _name_and_version(meta_file, headers)
     if isinstance(identity, MetadataProblem):
-        return None, [identity]
+        return None, [_owned_by_folder(identity, meta_dir)]
     requires = headers.get("requires-dist", [])
     if is_egg and meta_file is not meta_dir:
         egg_requires = _read_egg_requires(meta_dir / "requires.txt")
         if isinstance(egg_requires, MetadataProblem):
-            return None, [egg_requires]
+            return None, [replace(egg_requires, name=identity[0], version=identity[1])]
         requires += egg_requires
     extras = frozenset(canonicalize_name(e) for e in headers.get("provides-extra", []))
     installer, problem = _read_installer(meta_dir / "INSTALLER")
@@ -349,7 +359,22 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
         lines, record_problem = load_record(meta_dir)
         dist.__dict__["_record_lines"] = lines  # fills the cached_property: RECORD is read once
         problems += [record_problem] if record_problem else []
-    return dist, problems
+    return dist, [replace(found, name=dist.name, version=dist.version, installer=installer) for found in problems]
+
+
+# ``{name}-{version}.dist-info`` (the wheel spec escapes '-' in both) and ``{name}-{version}[-pyX.Y[-platform]].egg-info``
+_FOLDER_NAME = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._]*)-(?P<version>[A-Za-z0-9][A-Za-z0-9.!+_]*)"
+                          r"(?:-py\d[\w.-]*)?\.(?:dist|egg)-info")
+
+
+def _owned_by_folder(problem: MetadataProblem, meta_dir: Path) -> MetadataProblem:
+    """The problem of an unreadable METADATA, with the name and version its folder's name gives (as pip's own
+    folder names spell them), and the installer its INSTALLER names."""
+    match = _FOLDER_NAME.fullmatch(meta_dir.name)
+    if match is None:
+        return problem
+    installer, _ = _read_installer(meta_dir / "INSTALLER")
+    return replace(problem, name=match["name"], version=match["version"], installer=installer)
 
 
 def _metadata_file(meta_dir: Path, is_egg: bool) -> Path:

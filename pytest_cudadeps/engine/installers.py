@@ -63,6 +63,14 @@ def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
     return f"{prefix}pip install --force-reinstall{no_deps} {quote(spec)}"
 
 
+def rebuild_editable_command(installer: str, source: str) -> str:
+    """Rebuild an editable install (``pip install -e``) from its own source folder: never from an index, which
+    would replace the developer's build with a release."""
+    key = installer.strip().lower() or "pip"
+    pip = "uv pip install" if key == "uv" else "pip install --no-build-isolation"
+    return f"cd {quote(source)} && {pip} --no-deps -e ."
+
+
 def torch_index_install_command(installer: str, version: str, cuda: tuple[int, int]) -> str:
     """Replace torch with its build for ``cuda`` from PyTorch's own index, keeping the version.
 

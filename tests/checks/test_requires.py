@@ -323,6 +323,7 @@ def test_a_bad_requirement_line_names_its_file_and_keeps_the_rest(tmp_path: Path
     bad = found["metadata[app-1.0.dist-info]"]
     assert bad.outcome is Outcome.FAIL
     assert bad.message.startswith(f"{site / 'app-1.0.dist-info' / 'METADATA'}: Requires-Dist {line!r} {problem}")
+    assert bad.fix == "reinstall app 1.0: pip install --force-reinstall --no-deps 'app==1.0'"
     assert found["requires[app>filelock]"].outcome is Outcome.PASS
 
 
@@ -377,3 +378,67 @@ def test_a_wheel_only_the_roots_own_extra_declares_is_installed_through_that_ext
     snapshot = take_snapshot(Settings(paths=(str(site),), roots=("cupy-cuda13x[ctk]",)), with_linkage=False)
     toolkit = next(f for f in declared_findings(snapshot) if f.name == "requires[cupy-cuda13x>cuda-toolkit]")
     assert (toolkit.outcome, toolkit.fix) == (Outcome.FAIL, "pip install 'cupy-cuda13x[ctk]'")
+
+
+# --- metadata[...]: the fix names the real distribution ------------------------------------------------
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3'"),
+    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3'"),
+])
+def test_a_broken_record_is_reinstalled_by_its_distributions_name_and_version(tmp_path: Path, installer: str,
+                                                                              command: str) -> None:
+    """Before: ``metadata[RECORD]`` (every broken RECORD of the path under one name) with the placeholder
+    ``pip install --force-reinstall --no-deps 'NAME==VERSION'``."""
+    cublas = sb.Dist("nvidia-cublas", "13.1.1.3", metadata_file=sb.DATA / "nvidia_cublas-13.1.1.3.METADATA",
+                     installer=installer)
+    site = sb.build(tmp_path / "site", [cublas, sb.Dist("filelock", "4.2.11")])
+    info = site / "nvidia_cublas-13.1.1.3.dist-info"
+    (info / "RECORD").unlink()
+    (info / "RECORD").mkdir()  # what a half-finished copy leaves
+    (site / "filelock-4.2.11.dist-info" / "RECORD").write_bytes(b"filelock/a.py,,\n" + b"x" * (130 << 10) + b",,\n")
+    found = run(site, roots=["filelock"])
+    bad = found["metadata[nvidia_cublas-13.1.1.3.dist-info/RECORD]"]
+    assert bad.message == f"{info / 'RECORD'}: cannot be read: not a regular file (a directory)"
+    assert bad.fix == f"reinstall nvidia-cublas 13.1.1.3: {command}"
+    assert shlex.split(bad.fix.partition(": ")[2])[-1] == "nvidia-cublas==13.1.1.3"
+    # one item per broken file: the other distribution's RECORD is an item of its own
+    assert found["metadata[filelock-4.2.11.dist-info/RECORD]"].fix == (
+        "reinstall filelock 4.2.11: pip install --force-reinstall --no-deps 'filelock==4.2.11'")
+    assert not [name for name in found if "NAME==VERSION" in found[name].fix]
+
+
+def test_an_unreadable_metadata_is_reinstalled_by_its_folders_name_and_version(tmp_path: Path) -> None:
+    _, found = _env_with_bad(tmp_path, "my_cuda_app-1.0.post2.dist-info", lambda p: p.write_bytes(b"\xff\xfe"))
+    assert found["metadata[my_cuda_app-1.0.post2.dist-info]"].fix == (
+        "reinstall my_cuda_app 1.0.post2: pip install --force-reinstall --no-deps 'my_cuda_app==1.0.post2'")
+    _, found = _env_with_bad(tmp_path / "egg", "legacy_app-0.3-py3.11.egg-info", lambda p: None)
+    assert found["metadata[legacy_app-0.3-py3.11.egg-info]"].fix == (
+        "reinstall legacy_app 0.3: pip install --force-reinstall --no-deps 'legacy_app==0.3'")
+
+
+def test_a_folder_that_names_no_distribution_is_removed_by_a_fix_that_is_inert_when_pasted(tmp_path: Path) -> None:
+    folder = f"{HOSTILE_NAME}.dist-info"
+    _, found = _env_with_bad(tmp_path, folder, lambda p: p.write_bytes(b"Metadata-Version: 2.1\n"))
+    fix = found[f"metadata[{folder}]"].fix
+    assert fix.startswith("remove the metadata folder that names no distribution (`rm -r '")
+    # the command is run as printed (rm stubbed too): nothing it names runs
+    empty = tmp_path / "paste"
+    empty.mkdir()
+    assert_inert(fix.replace("`rm -r ", "`pip ", 1), empty)
+
+
+def test_an_editable_install_with_a_broken_record_is_rebuilt_from_its_source(tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "site", [sb.Dist("my-ext", "0.1.dev0"), sb.Dist("filelock", "4.2.11")])
+    info = site / "my_ext-0.1.dev0.dist-info"
+    source = tmp_path / "src dir" / "my-ext"
+    (info / "direct_url.json").write_text(
+        f'{{"url": "{source.as_uri()}", "dir_info": {{"editable": true}}}}', encoding="utf-8")
+    (info / "RECORD").unlink()
+    (info / "RECORD").mkdir()
+    found = run(site, roots=["filelock"])
+    fix = found["metadata[my_ext-0.1.dev0.dist-info/RECORD]"].fix
+    assert fix == f"rebuild the editable install from its source: cd '{source}' && pip install --no-build-isolation " \
+                  "--no-deps -e ."
+    assert "--force-reinstall" not in fix
