@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -268,6 +269,59 @@ def test_the_same_distribution_on_two_path_entries(tmp_path: Path) -> None:
         "installed-once[nvidia-cuda-runtime]", "requires[torch>nvidia-cuda-runtime]"}
     assert reversed_order["requires[torch>nvidia-cuda-runtime]"].message == (
         "nvidia-cuda-runtime 13.0.48 does not satisfy ==13.0.96.*")
+
+
+def _stale_torch_egg_info(site: Path) -> Path:
+    """torch 2.4.1's egg-info (its real requires.txt) left beside the installed torch's dist-info."""
+    egg = site / "torch-2.4.1-py3.11.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.1\n\n", encoding="utf-8")
+    (egg / "requires.txt").write_bytes((sb.DATA / "torch-2.4.1-x86_64.requires.txt").read_bytes())
+    return egg
+
+
+def test_a_stale_egg_info_beside_the_dist_info_is_a_note_not_a_second_copy(tmp_path: Path) -> None:
+    """Before: ``installed-once[torch]`` failed ("torch is installed 2 times") with `pip uninstall -y torch`
+    until pip finds nothing: pip and importlib.metadata see only the dist-info, and the advice removed torch."""
+    import importlib.metadata
+
+    site = sb.torch_2_14_1(tmp_path / "site")
+    egg = _stale_torch_egg_info(site)
+    assert next(d.version for d in importlib.metadata.distributions(path=[str(site)])
+            if d.metadata["Name"] == "torch") == "2.14.1"  # what Python itself takes
+    found = run(site)
+    assert failures(found) == {}
+    mark = found["installed-once[all]"]
+    assert mark.message == (f"each of the {1 + len(sb.COMMON) + len(sb.CU13)} distributions is installed once; "
+                            "1 stale egg-info folder beside the dist-info (a note, not a failure)")
+    assert dict(mark.facts)["note"] == (
+        f"torch-2.4.1-py3.11.egg-info in {site} is left from an older install of torch: importlib.metadata and pip "
+        f"use torch-2.14.1.dist-info beside it; remove the stale metadata: rm -r '{egg}'")
+    # --cuda-deps-strict-notes: the note fails its item, and its fix, pasted, removes the egg-info alone
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+
+    strict = {f.name: f for f in declared_findings(take_snapshot(Settings(paths=(str(site),), strict_notes=True),
+                                                                 with_linkage=False))}
+    assert set(failures(strict)) == {"installed-once[all]"}
+    command = strict["installed-once[all]"].fix.partition(": ")[2]
+    assert shlex.split(command) == ["rm", "-r", str(egg)]
+    subprocess.run(["bash", "-c", command], check=True, timeout=30)  # run as printed
+    assert not egg.exists()
+    assert (site / "torch-2.14.1.dist-info").is_dir()
+    assert run(site)["installed-once[all]"].facts == (
+        ("summary", f"each of the {1 + len(sb.COMMON) + len(sb.CU13)} distributions is installed once"),)
+
+
+def test_an_egg_info_on_another_path_entry_is_still_a_second_copy(tmp_path: Path) -> None:
+    first = sb.torch_2_14_1(tmp_path / "site")
+    other = tmp_path / "user-site"
+    other.mkdir()
+    _stale_torch_egg_info(other)
+    found = run(first, other)
+    assert "installed-once[torch]" in failures(found)
+    assert found["installed-once[torch]"].details[1] == f"hidden: torch 2.4.1 in {other} (torch-2.4.1-py3.11.egg-info)"
 
 
 def test_installed_once_passes_with_a_count(tmp_path: Path) -> None:
