@@ -208,8 +208,9 @@ def _stale_note(env: Environment, stale: list[tuple[Distribution, Distribution]]
     summary = f"each of the {len(env.by_key)} distributions is installed once"
     if not stale:
         return passed("installed-once", "all", summary)
+    # prose, not a command: importlib.metadata (and so pip) reads the dist-info beside it
     lines = [f"{old.meta_dir.name} in {old.location} is left from an older install of {old.name}: importlib.metadata "
-             f"and pip use {used.meta_dir.name} beside it" for old, used in stale]
+             f"(and so pip) reads {used.meta_dir.name} beside it" for old, used in stale]
     fix = "remove the stale metadata: " + " && ".join(f"rm -r {quote(str(old.meta_dir))}" for old, _ in stale)
     what = f"{len(stale)} stale egg-info folder{'s' if len(stale) > 1 else ''} beside the dist-info"
     if strict:

@@ -295,8 +295,8 @@ def test_a_stale_egg_info_beside_the_dist_info_is_a_note_not_a_second_copy(tmp_p
     assert mark.message == (f"each of the {1 + len(sb.COMMON) + len(sb.CU13)} distributions is installed once; "
                             "1 stale egg-info folder beside the dist-info (a note, not a failure)")
     assert dict(mark.facts)["note"] == (
-        f"torch-2.4.1-py3.11.egg-info in {site} is left from an older install of torch: importlib.metadata and pip "
-        f"use torch-2.14.1.dist-info beside it; remove the stale metadata: rm -r '{egg}'")
+        f"torch-2.4.1-py3.11.egg-info in {site} is left from an older install of torch: importlib.metadata "
+        f"(and so pip) reads torch-2.14.1.dist-info beside it; remove the stale metadata: rm -r '{egg}'")
     # --cuda-deps-strict-notes: the note fails its item, and its fix, pasted, removes the egg-info alone
     from pytest_cudadeps.checks.requires import declared_findings
     from pytest_cudadeps.core.settings import Settings
