@@ -132,8 +132,12 @@ def analyze(
         by_soname.setdefault(resolution.soname, []).append(resolution)
     libraries = []
     for soname, resolutions in sorted(by_soname.items()):
-        first = resolutions[0]
-        path = model.loaded.get(soname, first.path)
+        loaded = model.loaded.get(soname)
+        # the lookup that found what stayed loaded: after a failed first try (torch's strict preload found the
+        # library in another sys.path entry: a namespace package split across entries), not the failed try
+        first = next((r for r in resolutions if loaded is not None and r.path == loaded and not r.problem),
+                     resolutions[0])
+        path = loaded or first.path
         owned = owners.of(path) if path else []
         libraries.append(ResolvedLibrary(
             soname, path if not first.problem else first.path, first.via,
@@ -166,6 +170,8 @@ def load_torch(model: LoaderModel, objects: Sequence[Path], preload: Preload, en
         for path in preload.paths(entries, cuda_major, strict=True):
             if not isinstance(path, Path) or not _loads(model, [path], opened_by=who):
                 break  # ValueError: <glob> not found in the system path; or the OSError of that CDLL
+        else:  # then `ctypes.CDLL(global_deps_lib_path)` again: its lookups find the copies preloaded by path
+            _loads(model, [global_deps])
     model.load(rest)
 
 
