@@ -127,6 +127,15 @@ def analyze(
         load_torch(model, objects, preload, env.paths, cuda.split(".")[0] if cuda else None)
     else:
         model.load(objects)
+    libraries = _libraries(model, owners)
+    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
+                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
+                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)),
+                   tuple(model.opened_by), preload.source)
+
+
+def _libraries(model: LoaderModel, owners: Owners) -> list[ResolvedLibrary]:
+    """Each soname the walk looked up: where it stayed loaded, by the lookup that found it, and whose file it is."""
     by_soname: dict[str, list[Resolution]] = {}
     for resolution in model.resolutions:
         by_soname.setdefault(resolution.soname, []).append(resolution)
@@ -144,10 +153,7 @@ def analyze(
             tuple(dict.fromkeys(r.needed_by for r in resolutions)),
             owned[0][0].name if owned else None, first,
         ))
-    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
-                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
-                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)),
-                   tuple(model.opened_by), preload.source)
+    return libraries
 
 
 def load_torch(model: LoaderModel, objects: Sequence[Path], preload: Preload, entries: Sequence[Path],

@@ -20,6 +20,7 @@ from pytest_cudadeps.engine.linkage import analyze
 from pytest_cudadeps.engine.torch_init import NO_PRELOAD, read_preload
 from tests.support import sitebuilder as sb
 from tests.support.build import build_so
+from tests.support.linkage_tree import trimmed_init
 
 INIT_2_14_1 = sb.DATA / "torch-2.14.1-init.py.txt"
 INIT_2_7_1 = sb.DATA / "torch-2.7.1-init.py.txt"
@@ -162,15 +163,6 @@ def test_a_preload_whose_dependency_is_missing_ends_the_preload(gcc: str, tmp_pa
 
 
 # --- the nvidia namespace split across sys.path entries ------------------------------------------------
-
-
-def trimmed_init(*libraries: tuple[str, str]) -> str:
-    """torch 2.14.1's __init__.py with its strict list cut to ``libraries`` (the small tree has only these)."""
-    text = INIT_2_14_1.read_text()
-    start = text.index("    cuda_libs: list[tuple[str, str]] = [")
-    end = text.index("    ]\n", start)
-    return text[:start] + "    cuda_libs: list[tuple[str, str]] = [\n" + "".join(
-        f"        ({folder!r}, {pattern!r}),\n" for folder, pattern in libraries) + text[end:]
 
 
 def split_runtime(site: Path, other: Path) -> Path:
