@@ -6,12 +6,15 @@ goals are printed.  CPU time is the process's and its children's (``wait4``); th
 process's peak memory is its own ``ru_maxrss``, the children's is reported apart.
 
     python benchmarks/speed.py [--venv ~/.cache/pytest-cudadeps/torch-2.14.1] [--rounds 5]
+                               [--with-jax ~/.cache/pytest-cudadeps/torch-2.14.1-jax]
 
 The goals (issue 11): the whole run <= 1.1 x ``import torch`` wall and <= 1.5 x its CPU time;
 the static run (``--cuda-deps-no-probes``) <= 0.2 x its wall; pytest with the plugin installed
 but off <= 1.03 x pytest without it; the pytest process <= 150 MB; collection stays linear in the
 requirements (a root asking for 20,000 wheels collects in at most 12 x the time of one asking for 2,000;
-it took 3.7 s on this machine when the issue was filed).
+it took 3.7 s on this machine when the issue was filed).  With ``--with-jax`` (a copy of the torch venv
+with ``pip install 'jax[cuda13]'`` in it; used when it exists), the run with torch and jax as roots, whose children
+import each side by side, <= 1.15 x the slower of ``import torch`` and ``import jax; jax.devices()`` there (issue 17).
 
 pytest runs from a venv made for the benchmark, with this project installed in it as a user installs
 it (``pip install .``: a wheel, byte-compiled; not the editable install of a checkout, whose import
@@ -33,7 +36,9 @@ from pathlib import Path
 
 ENV = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "PYTHON"))}
 PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT_VENV = Path(os.environ.get("CUDADEPS_VENV_CACHE", Path.home() / ".cache" / "pytest-cudadeps")) / "torch-2.14.1"
+CACHE = Path(os.environ.get("CUDADEPS_VENV_CACHE", Path.home() / ".cache" / "pytest-cudadeps"))
+DEFAULT_VENV = CACHE / "torch-2.14.1"
+DEFAULT_WITH_JAX = CACHE / "torch-2.14.1-jax"
 # pytest run in a process that reports its own peak memory and its children's at exit (on stderr)
 PYTEST = (
     "import atexit, resource, runpy, sys\n"
@@ -91,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--with-jax", type=Path, default=DEFAULT_WITH_JAX)
     args = parser.parse_args()
     site = next(iter(sorted((args.venv / "lib").glob("python3*/site-packages"))), None)
     if site is None:
@@ -109,6 +115,7 @@ def main() -> None:
             "plugin off": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
             "plugin absent": [here, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:cudadeps", "test_nothing.py"],
         }
+        commands.update(_with_jax(args.with_jax, here))
         for count in REQUIREMENT_COUNTS:  # collection, linear in the requirements: a root asking for N wheels
             collect = [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "--co", "--cuda-deps-only",
                        "--cuda-deps-no-probes", f"--cuda-deps-path={requirement_site(cwd, count)}"]
@@ -129,6 +136,20 @@ REPEATS = {"static run": 3, "plugin off": 7, "plugin absent": 7}
 
 
 REQUIREMENT_COUNTS = (2_000, 20_000)
+
+
+def _with_jax(venv: Path, here: str) -> dict[str, list[str]]:
+    """The commands of the torch-and-jax row, when that venv exists."""
+    site = next(iter(sorted((venv / "lib").glob("python3*/site-packages"))), None)
+    if site is None:
+        return {}
+    python = str(venv / "bin" / "python")
+    return {
+        "torch, jax venv": [python, "-c", "import torch"],
+        "jax + devices": [python, "-c", "import jax; jax.devices()"],  # its CUDA plugin opens its libraries then
+        "torch + jax run": [here, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "--cuda-deps-only",
+                            f"--cuda-deps-path={site}"],
+    }
 
 
 def requirement_site(work: Path, count: int) -> Path:
@@ -163,6 +184,9 @@ def report(results: dict[str, Runs], rounds: int) -> None:
     ]
     small, large = (f"{count:,} reqs" for count in REQUIREMENT_COUNTS)
     rows.append((f"collection, {large} / {small}", wall[large] / wall[small], 12.0))  # linear: about 10
+    if "torch + jax run" in wall:
+        slowest = max(wall["torch, jax venv"], wall["jax + devices"])
+        rows.append(("torch + jax run / slower import, wall", wall["torch + jax run"] / slowest, 1.15))
     for name, ratio, goal in rows:
         print(f"{name:36} {ratio:6.3f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
     peak = whole.median(whole.peak_kb) / 1024

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Callable
 
 from pytest_cudadeps.checks.arch import arch_finding
 from pytest_cudadeps.checks.companion import import_finding
 from pytest_cudadeps.checks.driver import gpus_or_reason, libcuda_finding, nvml_finding, runtime_compat_finding
 from pytest_cudadeps.checks.findings import Finding, Pending, failed, skipped
+from pytest_cudadeps.checks.framework_probe import framework_finding
 from pytest_cudadeps.checks.host import (
     compat_finding,
     cpu_build_finding,
@@ -22,23 +24,25 @@ from pytest_cudadeps.checks.host import (
     shm_finding,
     visible_devices_finding,
 )
-from pytest_cudadeps.checks.load import held_to_the_loader, load_finding
+from pytest_cudadeps.checks.load import held_to, held_to_the_loader, load_finding
 from pytest_cudadeps.checks.smoke import all_reduce_finding, compile_finding, matmul_finding
 from pytest_cudadeps.checks.triton import ptxas_arch_finding, ptxas_finding
 from pytest_cudadeps.engine.build import Build
 from pytest_cudadeps.engine.companions import Companion
 from pytest_cudadeps.engine.distributions import editable_source
 from pytest_cudadeps.engine.fatbin import FatbinError, read_architectures
-from pytest_cudadeps.engine.installers import reinstall_command
+from pytest_cudadeps.engine.installers import install_command, reinstall_command
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.engine.triton import TOOLS, find_triton
 from pytest_cudadeps.probes.child.protocol import LibcudaAnswer
-from pytest_cudadeps.probes.children import Probes, load_steps
+from pytest_cudadeps.probes.children import Once, Probes, declared_files, lazy_load_targets, load_steps
 from pytest_cudadeps.probes.driver import Gpu
+from pytest_cudadeps.probes.framework import FrameworkRun
 from pytest_cudadeps.probes.load import LoadResult, LoadStep
 from pytest_cudadeps.probes.runner import Blame
 from pytest_cudadeps.probes.tools import assemble_for, tool_version
 from pytest_cudadeps.tables.drivers import cuda_version_tuple
+from pytest_cudadeps.tables.frameworks import Framework
 
 
 def probe_checks(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pending] | None = None) -> dict[str, Pending]:
@@ -49,6 +53,7 @@ def probe_checks(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pendin
     items = driver_items(snapshot, probes)
     items.update(library_items(snapshot, probes, static or {}))
     items.update(torch_items(snapshot, probes))
+    items.update(framework_items(snapshot, probes, static or {}))
     items.update(host_items(snapshot, probes))
     items.update(triton_items(snapshot, probes))
     return items
@@ -112,6 +117,48 @@ def torch_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:
         items["smoke[compile]"] = _unless(cpu_reason, "smoke", "compile",
                                           lambda: compile_finding(probes.smoke(), require_gpu=require_gpu))
     return items
+
+
+def framework_items(snapshot: Snapshot, probes: Probes, static: Mapping[str, Pending]) -> dict[str, Pending]:
+    """``framework[KEY]`` for each framework root other than torch, from its own child; the ``lazy[...]`` items of
+    the libraries it opens itself, held to where that child mapped them."""
+    items: dict[str, Pending] = {}
+    for root in snapshot.roots:
+        framework = root.framework
+        if framework is None:
+            continue
+        child = probes.framework_child(root)
+        targets = lazy_load_targets(snapshot, root)
+        fixes = {soname: fix for soname, _, fix in targets}
+        dist = root.dist
+        reinstall = install_command(dist.installer, f"{dist.name}[{framework.extra}]=={dist.version}")
+        items[f"framework[{root.key}]"] = _framework_item(root, framework, probes, child, fixes, reinstall)
+        for soname, path, _ in targets:
+            name = f"lazy[{root.key}>{framework.label}>{soname}]"
+            if name in static:
+                items[name] = _held_to_framework(static[name], child, soname,
+                                                 declared_files(snapshot, root, soname, path), framework.label)
+    return items
+
+
+def _framework_item(root: Root, framework: Framework, probes: Probes, child: Once[FrameworkRun],
+                    fixes: dict[str, str], reinstall: str) -> Pending:
+    require_gpu = probes.snapshot.settings.require_gpu
+
+    def check() -> Finding:
+        gpus = gpus_or_reason(probes.driver(), "framework", framework.key, require_gpu=require_gpu)
+        return framework_finding(framework, child(), gpus, fixes=fixes, reinstall=reinstall, dist=root.dist)
+
+    return check
+
+
+def _held_to_framework(static: Pending, child: Once[FrameworkRun], soname: str, accepted: Sequence[Path],
+                       label: str) -> Pending:
+    def check() -> Finding:
+        mapped = child().mapped(soname)
+        return held_to(static(), soname, mapped, accepted, by=f"{label}'s own loading") if mapped else static()
+
+    return check
 
 
 def triton_items(snapshot: Snapshot, probes: Probes) -> dict[str, Pending]:

@@ -97,29 +97,41 @@ def held_to_the_loader(static: Finding, step: LoadStep, result: LoadResult, *, i
     """A ``linkage[...]`` finding held against where ``import torch`` really mapped its library.
 
     Only an answer the import gave counts (``already mapped``, with the import worked): the static finding
-    stands otherwise.  The model and the loader agree: the finding stands, with the truth as a fact.  They
-    disagree: the loader is the verdict, a pass when it mapped the declared wheel's copy, a failure when it
-    mapped another file, and the text says that the model was wrong.
+    stands otherwise.  See :func:`held_to` for the verdict.
     """
     if not (import_worked and isinstance(result, Loaded) and result.ok and result.mapped
             and result.how == MAPPED_BY_IMPORT):
         return static
+    return held_to(static, step.soname or step.target, result.mapped, step.accepted, by="`import torch`",
+                   fix=_fix(step))
+
+
+def held_to(static: Finding, soname: str, mapped: str, accepted: Sequence[Path], *, by: str, fix: str = "") -> Finding:
+    """A static finding about which file ``soname`` is (``linkage[...]``, ``lazy[...]``) held against the file a
+    real process mapped (``by``: what made it map it, ``import torch`` or ``jax's own loading``).
+
+    The model and the loader agree: the finding stands, with the truth as a fact.  They disagree: the loader
+    is the verdict, a pass when it mapped the declared wheel's copy (one of ``accepted``), a failure when it
+    mapped another file, and the text says that the model was wrong.  Only a problem of which file the loader
+    takes is settled so; one of what is in the file (its bytes, its versions) stands.
+    """
     kinds = set(filter(None, dict(static.facts).get("problem", "").split(",")))
     if not kinds <= set(WHICH_FILE):
-        return static  # what is in the file (its bytes, its versions): the loader's choice of file does not settle it
-    mapped = os.path.normpath(result.mapped)
+        return static
+    mapped = os.path.normpath(mapped)
     predicted = dict(static.facts).get("path") or ""
     if predicted and same_file(mapped, predicted):
-        return replace(static, facts=(*static.facts, ("loader", "agrees: mapped after `import torch`")))
-    if _is_one_of(mapped, step.accepted):
+        return replace(static, facts=(*static.facts, ("loader", f"agrees: mapped after {by}")))
+    if _is_one_of(mapped, accepted):
         if static.outcome is Outcome.PASS:
             return replace(static, facts=(*static.facts, ("loader", f"mapped {mapped}")))
-        return passed("linkage", static.subject,
-                      f"{step.soname} -> {mapped} after `import torch` (the declared wheel's copy); the static model "
+        return passed(static.check, static.subject,
+                      f"{soname} -> {mapped} after {by} (the declared wheel's copy); the static model "
                       f"was wrong: {static.message}", path=mapped, loader="disagrees: the model was wrong",
                       model="wrong")
-    return failed("linkage", static.subject,
-                  f"{step.soname} is mapped from {mapped} after `import torch`, not from "
-                  f"{step.accepted[0] if step.accepted else 'the declared wheel'}: a foreign library "
+    return failed(static.check, static.subject,
+                  f"{soname} is mapped from {mapped} after {by}, not from "
+                  f"{accepted[0] if accepted else 'the declared wheel'}: a foreign library "
                   f"(the static model predicted {predicted or 'nothing'})",
-                  *static.details, fix=static.fix or _fix(step), path=mapped, model="wrong")
+                  *static.details, fix=static.fix or fix or f"reinstall the wheel that provides {soname}", path=mapped,
+                  model="wrong")

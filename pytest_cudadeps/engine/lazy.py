@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.installers import reinstall_command
 from pytest_cudadeps.engine.ldso import LoaderModel, Resolution, Searched, Step, Via
@@ -163,6 +164,12 @@ def _first_found(model: LoaderModel, opener: Path, tried: tuple[str, ...]) -> tu
 
 def lazy_fix(lazy: LazyResolution, resolver: ProviderResolver) -> str:
     """The command that puts a lazily opened library back: its opener's wheel, or the wheel the root declares."""
+    beside = lazy.opener.parent / lazy.soname
+    if lazy.entry.same_wheel and lazy.path is None and beside.is_file():
+        # the file is there, beside its opener, which does not search its own folder (nvidia-cuda-nvrtc 13.0.88 has no
+        # RUNPATH, 13.5.37 has $ORIGIN): no reinstall of that version changes it; the loader's path does, for every
+        # process (measured: jax's nvrtcCompileProgram beside torch 2.14.1's pin, then green)
+        return f'export LD_LIBRARY_PATH={quote(str(beside.parent))}"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
     if lazy.entry.same_wheel and lazy.opener_owner is not None:
         owner = lazy.opener_owner
         return reinstall_command(resolver.root.installer, f"{owner.name}=={owner.version}")

@@ -19,6 +19,7 @@ from pytest_cudadeps.engine.lazy import lazy_fix
 from pytest_cudadeps.engine.linkage import ResolvedLibrary
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
 from pytest_cudadeps.probes.driver import DriverInfo, probe_driver
+from pytest_cudadeps.probes.framework import FrameworkRun, probe_framework
 from pytest_cudadeps.probes.load import LoadResult, LoadStep, library_steps, probe_loads
 from pytest_cudadeps.probes.runner import ChildGroup, Running
 from pytest_cudadeps.probes.torch import SmokeRun, TorchRun, probe_torch, torch_own_steps
@@ -90,6 +91,9 @@ class Probes:
         self.host: Once[HostFacts] = Once(lambda: read_host(Path(settings.host_root)))
         self._loads: dict[str, Once[dict[str, LoadResult]]] = {}
         self._torch: Once[TorchRun] | None = None
+        self._frameworks: dict[str, Once[FrameworkRun]] = {}
+        # the checked environment's own Python: a framework's search of site.getsitepackages() sees what its job sees
+        self.python = snapshot.interpreter.python if snapshot.interpreter is not None else None
         self._wanted: list[_Startable] = [self.driver]  # the children start() starts
         self._early = early  # the torch child, started ahead (smoke.start_torch), sent torch's own libraries
 
@@ -103,6 +107,17 @@ class Probes:
                                                    group=self.group, started=early))
             self._wanted.append(self._torch)
         return self._torch
+
+    def framework_child(self, root: Root) -> Once[FrameworkRun]:
+        """The child that imports a framework other than torch and makes it open its libraries (made on first ask)."""
+        framework = root.framework
+        assert framework is not None
+        if root.key not in self._frameworks:
+            self._frameworks[root.key] = Once(lambda: probe_framework(
+                framework, timeout=self.timeout, paths=self.paths, inhibit_ld_cache=self.inhibit_ld_cache,
+                group=self.group, executable=self.python))
+            self._wanted.append(self._frameworks[root.key])
+        return self._frameworks[root.key]
 
     def smoke(self) -> SmokeRun:
         return self.torch_child()().smoke

@@ -13,10 +13,13 @@ pass.  The child's stdout and stderr go to a file, and a step ends on the child'
 or the timeout, never on the EOF of a pipe that a background process it forked holds open;
 that process, and anything else left in the child's process group, is killed then.
 
-The child is ``sys.executable`` without ``-I``: the checked environment's site-packages
+The child is ``sys.executable`` (or the checked environment's own interpreter, for a framework that searches
+``site.getsitepackages()``) without ``-I``: the checked environment's site-packages
 (``--cuda-deps-path``) are inserted after the standard library and before the
 interpreter's own site-packages (an ``enum/`` folder there cannot shadow the standard
-library), and this package's own folder comes last.  The child starts in its own session
+library).  This package's child modules are imported from this very package's folder, whatever
+the checked environment holds (another version of pytest-cudadeps there cannot answer for it), and
+nothing else of this interpreter's is put on ``sys.path``.  The child starts in its own session
 so that the whole process group can be killed (torch's all-reduce spawns workers of its own).
 """
 
@@ -50,7 +53,7 @@ _STDERR_TAIL = 2000
 _PROTOCOL_CAP = 64 << 20  # bytes of protocol lines read back: a child cannot fill the parent's memory
 CHANNEL_VARIABLE = "CUDADEPS_CHANNEL"  # "FD TOKEN": where the child writes its lines, and their token
 PATHS_VARIABLE = "CUDADEPS_PATHS"  # the inspected folders, put after the standard library
-PACKAGE_VARIABLE = "CUDADEPS_PACKAGE"  # this package's folder, put last
+PACKAGE_VARIABLE = "CUDADEPS_PACKAGE"  # the folder that holds this package: its child modules are imported from it
 # sys.path[0] of "python -c" is the working folder, which may hold a torch/ source tree: dropped.
 _LAUNCHER = (
     "import os, sys, runpy\n"
@@ -78,7 +81,12 @@ _LAUNCHER = (
     f"for p in [p for p in os.environ.pop({PATHS_VARIABLE!r}, '').split(os.pathsep) if p]:\n"
     "    given += [q for q in [p, *pth(p)] if q not in given]\n"
     "sys.path[site:site] = given\n"
-    f"sys.path.append(os.environ.pop({PACKAGE_VARIABLE!r}))\n"
+    "import types\n"
+    f"package = os.path.join(os.environ.pop({PACKAGE_VARIABLE!r}), 'pytest_cudadeps')\n"
+    "for name, folder in (('pytest_cudadeps', package), ('pytest_cudadeps.probes', os.path.join(package, 'probes')),"
+    " ('pytest_cudadeps.probes.child', os.path.join(package, 'probes', 'child'))):\n"
+    "    module = sys.modules[name] = types.ModuleType(name)\n"
+    "    module.__path__ = [folder]\n"
     "from pytest_cudadeps.probes.child.lifeline import hold\n"
     "hold()\n"
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
@@ -284,10 +292,12 @@ def run_probe(
     env: Mapping[str, str] | None = None,
     inhibit_ld_cache: bool = False,
     group: ChildGroup | None = None,
+    executable: str | None = None,
 ) -> ChildRun:
-    """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does."""
+    """Run ``python -m module`` with ``request`` as JSON on stdin; never raises for what the child does.
+    ``executable``: another Python than this one (the checked environment's)."""
     return Running(module, request, timeout=timeout, paths=paths, env=env, inhibit_ld_cache=inhibit_ld_cache,
-                   group=group).wait()
+                   group=group, executable=executable).wait()
 
 
 class Running:
@@ -309,8 +319,9 @@ class Running:
         env: Mapping[str, str] | None = None,
         inhibit_ld_cache: bool = False,
         group: ChildGroup | None = None,
+        executable: str | None = None,
     ) -> None:
-        command = [sys.executable, "-c", _LAUNCHER.format(module=module)]
+        command = [executable or sys.executable, "-c", _LAUNCHER.format(module=module)]
         loader = dynamic_loader() if inhibit_ld_cache else None
         if loader is not None:
             command = [loader, "--inhibit-cache", *command]

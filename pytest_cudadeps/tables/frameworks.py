@@ -161,3 +161,15 @@ AFTER_TORCH: tuple[AfterTorch, ...] = (
                "libbitsandbytes_cuda{torch.version.cuda without the dot}.so by absolute path (exact; else the highest "
                "lower, else the lowest higher of the same major); BNB_CUDA_VERSION=<digits> overrides with no fallback"),
 )
+
+
+# The recipe of pytest_cudadeps.probes.child.framework that imports each framework and makes it open its libraries,
+# by the distribution's key (CuPy's builds share one); and which of them open their CUDA libraries without a GPU:
+# TensorFlow opens them only once libcuda found one (measured on tensorflow 2.21.0 without a driver: libcudart alone).
+RECIPES: dict[str, str] = {"jax": "jax", "tensorflow": "tensorflow", "onnxruntime-gpu": "onnxruntime",
+                           "numba-cuda": "numba-cuda"}
+OPENS_ONLY_WITH_A_GPU = frozenset({"tensorflow"})
+
+
+def recipe_of(framework: Framework) -> str:
+    return "cupy" if framework.key.startswith("cupy-") else RECIPES.get(framework.key, framework.key)

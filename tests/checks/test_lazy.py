@@ -136,3 +136,26 @@ def test_an_optional_library_of_a_framework_missing_is_a_note(tmp_path: Path, gc
     nccl = _jax_findings(site)["lazy[jax>jax_plugins.xla_cuda13>libnccl.so.2]"]
     assert nccl.outcome is Outcome.SKIP
     assert "multi-GPU collectives" in nccl.message
+
+
+def test_a_library_beside_an_opener_that_does_not_search_its_own_folder_is_found_through_the_loader_path(
+        tmp_path: Path, gcc: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvidia-cuda-nvrtc 13.0.88 (torch 2.14.1's pin) has no RUNPATH: opened by jax's plugin by absolute path, it
+    does not find the builtins beside it (measured: nvrtcCompileProgram fails in that process).  Reinstalling the
+    same wheel changes nothing; LD_LIBRARY_PATH does."""
+    from tests.support.jax import jax_tree
+
+    site = jax_tree(tmp_path, gcc)
+    builtins = site / "nvidia/cu13/lib/libnvrtc-builtins.so.13.5"  # what nvrtc 13.5.37 opens
+    sb.add_to_record(site, "nvidia_cuda_nvrtc", [build_so(gcc, builtins, "int b(void) { return 0; }\n")])
+    item = _jax_findings(site)["lazy[jax>libnvrtc.so.13>libnvrtc-builtins.so.13.5]"]
+    assert item.outcome is Outcome.FAIL
+    folder = builtins.parent
+    assert item.fix == f"export LD_LIBRARY_PATH='{folder}'\"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\""
+    # the fix as printed, in a shell: the next check finds it
+    shell = subprocess.run(["/bin/sh", "-c", f"{item.fix}; printf %s \"$LD_LIBRARY_PATH\""], capture_output=True,
+                           text=True, env={"PATH": "/usr/bin:/bin"}, check=True)
+    assert shell.stdout == str(folder)
+    monkeypatch.setenv("LD_LIBRARY_PATH", shell.stdout)
+    again = _jax_findings(site)["lazy[jax>libnvrtc.so.13>libnvrtc-builtins.so.13.5]"]
+    assert again.outcome is Outcome.PASS, again.text()

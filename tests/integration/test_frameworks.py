@@ -44,14 +44,15 @@ def broken(name: str, tmp_path: Path, *uninstall: str) -> Path:
     return venv
 
 
-def check(venv: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, str]]]:
+def check(venv: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+          ) -> tuple[int, dict[str, str], list[dict[str, str]]]:
     """(exit status, outcome per item, the causes) of `python -m pytest_cudadeps` on the venv's site-packages, the
     venv activated (so its fixes are bare `pip install`: tests/integration/test_fix_loop.py runs the other case)."""
     report = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "pytest_cudadeps", f"--cuda-deps-path={venvs.site_packages(venv)}",
                              f"--cuda-deps-json={report}", *args], cwd=tmp_path, capture_output=True, text=True,
                             timeout=600, env={**os.environ, "PYTHONPATH": str(CHECKOUT), "VIRTUAL_ENV": str(venv),
-                                              "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"})
+                                              "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}", **(env or {})})
     assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(report.read_text(encoding="utf-8"))
     return result.returncode, {f["id"]: f["outcome"] for f in document["findings"]}, document["causes"]
@@ -77,6 +78,7 @@ def test_jax_cuda13_intact_is_green_with_items_that_name_jax(tmp_path: Path) -> 
     assert status == 0
     assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "pass"
     assert found["requires[jax>nvidia-cudnn-cu13]"] == "pass"
+    assert found["framework[jax]"] == "pass"  # `import jax` and its plugin's own preload, in the venv's python
     assert not [name for name in found if name.startswith("requires[nvidia-")]  # no CUDA wheel is a root
     assert "libcudnn.so.9" in preloaded(venv)  # what the plugin's own preload maps
 
@@ -94,6 +96,7 @@ def test_jax_without_cudnn_is_red_naming_jax_and_the_printed_fix_repairs_it(tmp_
     status, found, causes = check(venv, tmp_path)
     assert status == 1
     assert found["lazy[jax>jax_plugins.xla_cuda13>libcudnn.so.9]"] == "fail"
+    assert found["framework[jax]"] == "fail"  # jax itself opened no cuDNN: one cause with the static items
     assert [cause["id"] for cause in causes] == ["requires[jax>nvidia-cudnn-cu13]"]
     run_fix(venv, causes[0]["fix"])
     assert check(venv, tmp_path)[0] == 0
@@ -114,6 +117,25 @@ def test_cupy_with_ctk_is_green_and_nccl_is_optional(tmp_path: Path) -> None:
     assert status == 0
     assert found["lazy[cupy-cuda13x>cuda.pathfinder>libcublas.so.13]"] == "pass"
     assert found["lazy[cupy-cuda13x>cuda.pathfinder>libnccl.so.2]"] == "skip"  # no extra declares it
+    assert found["framework[cupy-cuda13x]"] == "pass"  # cuda.pathfinder found each one, cuFFT included
+
+
+def test_cupy_without_cublas_is_one_cause_and_cupy_itself_says_so(tmp_path: Path) -> None:
+    venv = broken("cupy-cuda13x", tmp_path, "nvidia-cublas")
+    status, found, causes = check(venv, tmp_path)
+    assert status == 1
+    assert found["framework[cupy-cuda13x]"] == "fail"  # `Failure finding "libcublasLt.so.13"`, from CuPy
+    assert [c["id"] for c in causes] == ["requires[cupy-cuda13x>nvidia-cublas]"]
+    run_fix(venv, causes[0]["fix"])
+    assert check(venv, tmp_path)[0] == 0
+
+
+def test_numba_cuda_compiles_with_its_wheels_nvvm(tmp_path: Path) -> None:
+    status, found, _ = check(cached("numba-cuda13"), tmp_path)
+    assert status == 0
+    # numba.cuda.compile_ptx for sm_75 needs no GPU: NVVM and libdevice really ran
+    assert found["framework[numba-cuda]"] == "pass"
+    assert found["lazy[numba-cuda>cuda.pathfinder>libnvvm.so.4]"] == "pass"
 
 
 def test_plain_cupy_is_red_and_installing_its_ctk_extra_repairs_it(tmp_path: Path) -> None:
@@ -127,7 +149,9 @@ def test_plain_cupy_is_red_and_installing_its_ctk_extra_repairs_it(tmp_path: Pat
 
 
 def test_tensorflow_and_cuda_without_cudnn_is_red_naming_tensorflow(tmp_path: Path) -> None:
-    assert check(cached("tensorflow-and-cuda"), tmp_path)[0] == 0
+    status, found, _ = check(cached("tensorflow-and-cuda"), tmp_path)
+    assert status == 0
+    assert found["framework[tensorflow]"] == "pass"
     status, found, causes = check(cached("tensorflow-and-cuda-no-cudnn"), tmp_path)
     assert status == 1
     assert found["lazy[tensorflow>tsl.dso_loader>libcudnn.so.9]"] == "fail"
@@ -158,3 +182,35 @@ def test_jax_plugin_and_pjrt_older_than_jaxlib_are_one_cause_whose_fix_aligns_th
         ("parts[jax]", "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'")]
     run_fix(venv, causes[0]["fix"])
     assert check(venv, tmp_path)[0] == 0
+
+
+NVRTC_COMPILE = """\
+import ctypes, sys
+nvrtc = ctypes.CDLL(sys.argv[1])  # as jax's plugin opens it: by absolute path
+program = ctypes.c_void_p()
+nvrtc.nvrtcCreateProgram(ctypes.byref(program), b'extern "C" __global__ void k(float *x) { *x = 1; }', b"k.cu", 0,
+                         None, None)
+sys.exit(nvrtc.nvrtcCompileProgram(program, 1, (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_75")))
+"""
+
+
+def test_torch_and_jax_in_one_venv_nvrtc_beside_its_builtins_is_fixed_by_the_loader_path(tmp_path: Path) -> None:
+    """torch 2.14.1 pins nvidia-cuda-nvrtc 13.0.88, whose libnvrtc has no RUNPATH: in jax's process (which opens it by
+    absolute path) the first NVRTC compile cannot open libnvrtc-builtins.so.13.0 beside it."""
+    venv = cached("torch-2.14.1-jax")  # `pip install 'jax[cuda13]'` into a copy of the torch 2.14.1 venv
+    nvrtc = str(venvs.site_packages(venv) / "nvidia/cu13/lib/libnvrtc.so.13")
+    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}
+    compile_ = [str(venv / "bin" / "python"), "-c", NVRTC_COMPILE, nvrtc]
+    assert subprocess.run(compile_, env=clean, capture_output=True).returncode != 0  # NVRTC_ERROR_BUILTIN_OPERATION_FAILURE
+    status, found, causes = check(venv, tmp_path, env={"LD_LIBRARY_PATH": ""})
+    assert status == 1
+    assert found["framework[jax]"] == "pass"  # jax opened every library it opens at start
+    assert [c["id"] for c in causes] == ["lazy[jax>libnvrtc.so.13>libnvrtc-builtins.so.13.0]"]
+    fix = causes[0]["fix"]
+    assert fix.startswith("export LD_LIBRARY_PATH=")
+    # the fix as printed, in a shell without the venv on PATH; the compile and the next check in that shell
+    shell = subprocess.run(["/bin/sh", "-c", f'{fix}; printf %s "$LD_LIBRARY_PATH"'], env=clean, capture_output=True,
+                           text=True, check=True)
+    fixed = {**clean, "LD_LIBRARY_PATH": shell.stdout}
+    assert subprocess.run(compile_, env=fixed, capture_output=True).returncode == 0
+    assert check(venv, tmp_path, env={"LD_LIBRARY_PATH": shell.stdout})[0] == 0

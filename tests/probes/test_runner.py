@@ -21,7 +21,7 @@ protocol.open_channel()
 request = protocol.read_request()
 print("garbage a library might print")  # must not reach the protocol
 protocol.begin("echo")
-protocol.end("echo", request=request, path=sys.path, cwd_first=sys.path[0] == "")
+protocol.end("echo", request=request, path=sys.path, cwd_first=sys.path[0] == "", protocol=protocol.__file__)
 for step in request.get("then", []):
     protocol.begin(step)
     exec(request["code"])
@@ -38,6 +38,9 @@ def test_request_reaches_the_child_and_paths_come_after_the_standard_library(tmp
     folder = write_probe(tmp_path)
     (folder / "enum").mkdir()  # a folder in the inspected site-packages that would shadow the standard library
     (folder / "enum" / "__init__.py").write_text("raise SystemExit('the inspected enum/ was imported')\n")
+    # another pytest-cudadeps in the checked environment: the child's modules still come from this one
+    (folder / "pytest_cudadeps").mkdir()
+    (folder / "pytest_cudadeps" / "__init__.py").write_text("raise SystemExit('the inspected copy was imported')\n")
     run = run_probe("echo_probe", {"x": [1, 2]}, timeout=30, paths=[str(folder)])
     assert run.ok, (run.trouble(), run.stderr)
     data = run.results["echo"]
@@ -48,7 +51,8 @@ def test_request_reaches_the_child_and_paths_come_after_the_standard_library(tmp
     stdlib = os.path.dirname(os.__file__)
     site = next(i for i, entry in enumerate(path) if entry.endswith("site-packages") and entry != str(folder))
     assert path.index(stdlib) < path.index(str(folder)) < site
-    assert path[-1] == str(Path(pytest_cudadeps.__file__).resolve().parent.parent)  # this package, last
+    ours = Path(pytest_cudadeps.__file__).resolve().parent / "probes" / "child" / "protocol.py"
+    assert Path(str(data["protocol"])).resolve() == ours
     assert not data["cwd_first"]  # "python -c" puts the working folder first: removed
     assert run.current is None
     assert run.trouble() is None

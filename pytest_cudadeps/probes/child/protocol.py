@@ -197,6 +197,44 @@ class AllReduceAnswer:
 
 # --- decoding at the parent's edge -------------------------------------------------------------------
 
+# --- the framework probe (probes/framework.py) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrameworkRequest:
+    """A framework other than torch (``recipe``: jax, cupy, tensorflow, onnxruntime or numba-cuda), imported and
+    made to open its CUDA libraries its own way; with ``devices``, then its device list and a tiny computation."""
+
+    recipe: str
+    devices: bool = True
+
+
+@dataclass(frozen=True)
+class FrameworkFacts:
+    """The framework imported as the user's job imports it, then made to open its CUDA libraries.
+
+    ``error``: the import raised; ``refused``: its own opening raised (jax's ``Unable to load cuDNN``, CuPy's
+    ``Failure finding "libcublasLt.so.13"``); ``said``: the last lines it wrote to stderr meanwhile (its logged
+    warnings, its C++ logs), tracebacks' frames left out; ``loaded``: every object the process then maps.
+    """
+
+    version: Optional[str] = None
+    error: Optional[str] = None
+    refused: Optional[str] = None
+    said: tuple[str, ...] = ()
+    loaded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrameworkDevices:
+    """The GPUs the framework sees, or why none; the tiny computation on the first (a 256x256 product of ones,
+    each element must be 256), or its exception."""
+
+    devices: tuple[str, ...] = ()
+    error: Optional[str] = None
+    computed: Optional[bool] = None  # None: nothing was computed (no device)
+    failure: Optional[str] = None
+
+
 class ProtocolError(ValueError):
     """A child's message that does not have the shape its dataclass says."""
 
