@@ -68,9 +68,11 @@ class CudaDepsPlugin:
             self._plan = plan = plan_checks(self.settings, start_probes=ahead, group=self.children)
             if self.settings.compare_path:
                 plan = self._plan = _with_drift(plan, self.settings.compare_path)
-            from pytest_cudadeps.report.causes import Causes
+            from pytest_cudadeps.report.causes import DRIVER_ITEMS, Causes
 
-            self._causes = Causes(plan.snapshot, plan.static)
+            items = plan.items  # the driver items' findings: the causes take a driver's fault from them (rule 7)
+            self._causes = Causes(plan.snapshot, plan.static,
+                                  driver=lambda: [items[name]() for name in DRIVER_ITEMS if name in items])
         return self._plan, self._causes
 
     def heads(self, session: pytest.Session) -> dict[str, str]:

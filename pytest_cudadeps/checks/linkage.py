@@ -21,7 +21,7 @@ from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.core.safe_io import open_regular
 from pytest_cudadeps.engine.distributions import Distribution, Environment, RecordEntry
 from pytest_cudadeps.engine.elf import ElfInfo, ElfProblem, dynamic_symbols, read_elf, read_header, symbol_table
-from pytest_cudadeps.engine.installers import reinstall_command
+from pytest_cudadeps.engine.installers import reinstall_command_for
 from pytest_cudadeps.engine.ldso import Resolution, Step, Via
 from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary
 from pytest_cudadeps.engine.owners import Owners, is_shared_object_name
@@ -104,7 +104,7 @@ def own_object_findings(env: Environment, linkage: Linkage) -> list[Finding]:
             findings.append(failed(
                 "elf", f"{root.key}>{obj.name}", f"{_relative(obj, env)}: {problem.problem}",
                 f"it is one of {root}'s own shared objects; loading it fails with `{obj}: {problem.problem}`",
-                fix=reinstall_command(root.installer, f"{root.name}=={root.version}"),
+                fix=reinstall_command_for(root, f"{root.name}=={root.version}"),
             ))
     findings += _missing_own_objects(env, linkage)
     return findings
@@ -118,7 +118,7 @@ def _missing_own_objects(env: Environment, linkage: Linkage) -> list[Finding]:
     return [failed(
         "elf", f"{root.key}>{path.name}", f"{_relative(path, env)}: listed in {root}'s RECORD but missing",
         f"loading it fails with `{path.name}: cannot open shared object file: No such file or directory`",
-        fix=reinstall_command(root.installer, f"{root.name}=={root.version}"),
+        fix=reinstall_command_for(root, f"{root.name}=={root.version}"),
     ) for path in gone]
 
 
@@ -244,7 +244,7 @@ def _bytes(case: _Library) -> Problem | None:
     if text is None:
         return None
     owner = case.owned[0][0]
-    return Problem((text,), fix=reinstall_command(case.root.installer, f"{owner.name}=={owner.version}"), kind="bytes")
+    return Problem((text,), fix=reinstall_command_for(owner, f"{owner.name}=={owner.version}", case.root.installer), kind="bytes")
 
 
 def _versions(case: _Library) -> Problem | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -11,8 +12,14 @@ from packaging.version import InvalidVersion, Version
 from pytest_cudadeps.checks.cuda_major import build_finding
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.core.text import quote
-from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem
-from pytest_cudadeps.engine.installers import install_command, install_note, reinstall_command, uninstall_command
+from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem, source_of
+from pytest_cudadeps.engine.installers import (
+    install_command,
+    install_note,
+    rebuild_editable_command,
+    reinstall_command,
+    uninstall_command,
+)
 from pytest_cudadeps.engine.requirements import Demand, known_extras, through_root_extra
 from pytest_cudadeps.engine.snapshot import Snapshot
 
@@ -22,9 +29,7 @@ def declared_findings(snapshot: Snapshot) -> list[Finding]:
     env = snapshot.env
     findings = [_unknown_root(name, snapshot) for name in snapshot.unknown_roots]
     findings += [problem_finding(p) for p in env.problems]
-    findings += duplicate_findings(env) or [
-        passed("installed-once", "all", f"each of the {len(env.distributions)} distributions is installed once")
-    ]
+    findings += duplicate_findings(env, strict=snapshot.settings.strict_notes)
     if not snapshot.roots:
         findings.append(skipped(
             "root", "none",
@@ -142,25 +147,73 @@ def _lacking_extras(asked: _Asked, dist: Distribution) -> Finding | None:
 
 
 def problem_finding(problem: MetadataProblem) -> Finding:
-    folder = problem.path.parent if problem.path.name in ("METADATA", "PKG-INFO", "requires.txt") else problem.path
+    """``metadata[FOLDER]`` for its METADATA, PKG-INFO or requires.txt (or a single-file egg-info),
+    ``metadata[FOLDER/RECORD]`` for another of its files: one item per broken file."""
+    path = problem.path
+    folder = path.parent if path.name in ("METADATA", "PKG-INFO", "requires.txt", "RECORD", "INSTALLER") else path
+    subject = folder.name if path.name in ("METADATA", "PKG-INFO", "requires.txt") or folder == path \
+        else f"{folder.name}/{path.name}"
     return failed(
-        "metadata", folder.name, f"{problem.path}: {problem.problem}",
+        "metadata", subject, f"{path}: {problem.problem}",
         "installers and importlib.metadata read this file; a broken one hides what is installed",
-        fix=f"reinstall the distribution that owns {folder.name}: {reinstall_command('', 'NAME==VERSION')}",
+        fix=_problem_fix(problem, folder),
     )
 
 
-def duplicate_findings(env: Environment) -> list[Finding]:
-    """The same distribution installed twice on the path: Python uses the first, pip may change the other."""
-    findings = []
+def _problem_fix(problem: MetadataProblem, folder: Path) -> str:
+    """Reinstall the distribution the file belongs to, by its real name and version; one whose name no file
+    gives cannot be reinstalled by name: its folder goes, and the package it belonged to is reinstalled."""
+    source = source_of(folder) if folder.name.endswith(".dist-info") else None
+    if source is not None and source.kind == "editable":  # the developer's build: rebuilt from its source
+        return f"rebuild the editable install from its source: {rebuild_editable_command(problem.installer, source.where)}"
+    if problem.name and problem.version:
+        spec = f"{problem.name}=={problem.version}"
+        return f"reinstall {problem.name} {problem.version}: {reinstall_command(problem.installer, spec)}"
+    return (f"remove the metadata folder that names no distribution (`rm -r {quote(str(folder))}`), then reinstall "
+            f"the package it belonged to")
+
+
+def duplicate_findings(env: Environment, *, strict: bool = False) -> list[Finding]:
+    """The same distribution installed twice on the path: Python uses the first, pip may change the other.
+
+    An ``.egg-info`` beside a ``.dist-info`` of the same project in the same folder is left over from an older
+    install (setup.py develop, a pre-wheel pip): importlib.metadata and pip take the dist-info and never see it,
+    so it is a note on ``installed-once[all]``, not a second copy (unless ``strict``: --cuda-deps-strict-notes).
+    """
+    findings, stale = [], []
     for key, copies in sorted(env.by_key.items()):
-        if len(copies) < 2:
+        live = [dist for dist in copies if not _stale_egg_info(dist, copies)]
+        stale += [(dist, live[0]) for dist in copies if dist not in live]
+        if len(live) < 2:
             continue
         findings.append(failed(
             "installed-once", key,
-            f"{copies[0].name} is installed {len(copies)} times on the path",
-            *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(copies)),
-            fix=f"run `{uninstall_command(copies[0].installer, copies[0].name)}` until `pip show {quote(copies[0].name)}` "
+            f"{live[0].name} is installed {len(live)} times on the path",
+            *(f"{'used' if i == 0 else 'hidden'}: {_where(d)}" for i, d in enumerate(live)),
+            fix=f"run `{uninstall_command(live[0].installer, live[0].name)}` until `pip show {quote(live[0].name)}` "
                 f"finds nothing, then install the version you need once",
         ))
-    return findings
+    if findings:
+        return findings
+    return [_stale_note(env, stale, strict)]
+
+
+def _stale_egg_info(dist: Distribution, copies: tuple[Distribution, ...]) -> bool:
+    return dist.meta_dir.name.endswith(".egg-info") and any(
+        other.location == dist.location and other.meta_dir.name.endswith(".dist-info") for other in copies)
+
+
+def _stale_note(env: Environment, stale: list[tuple[Distribution, Distribution]], strict: bool) -> Finding:
+    """``installed-once[all]``: passed, with a note naming each stale egg-info and its removal."""
+    summary = f"each of the {len(env.by_key)} distributions is installed once"
+    if not stale:
+        return passed("installed-once", "all", summary)
+    # prose, not a command: importlib.metadata (and so pip) reads the dist-info beside it
+    lines = [f"{old.meta_dir.name} in {old.location} is left from an older install of {old.name}: importlib.metadata "
+             f"(and so pip) reads {used.meta_dir.name} beside it" for old, used in stale]
+    fix = "remove the stale metadata: " + " && ".join(f"rm -r {quote(str(old.meta_dir))}" for old, _ in stale)
+    what = f"{len(stale)} stale egg-info folder{'s' if len(stale) > 1 else ''} beside the dist-info"
+    if strict:
+        return failed("installed-once", "all", f"{summary}, but {what} (--cuda-deps-strict-notes)", *lines, fix=fix)
+    return passed("installed-once", "all", f"{summary}; {what} (a note, not a failure)",
+                  note=f"{'; '.join(lines)}; {fix}")

@@ -17,7 +17,7 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +44,11 @@ _LINE_ENDS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", 
 DIRECT_URL_LIMIT = 64 << 10
 # - INSTALLER: one word ("pip", "uv").  4 KB.
 INSTALLER_LIMIT = 4 << 10
+# - a .pth file: a path a line (easy-install.pth of a busy develop environment: a few hundred).  1 MB, and its
+#   path lines capped at 10,000 (each adds a path entry that is listed and scanned).  An .egg-link: two lines.  4 KB.
+PTH_LIMIT = 1 << 20
+PTH_LINE_LIMIT = 10_000
+EGG_LINK_LIMIT = 4 << 10
 # - version.py: torch's is about 300 bytes; ast.parse takes 0.75 s for 1 MB of assignments
 #   (python3.11), so 256 KB keeps the parse under 0.2 s.
 VERSION_PY_LIMIT = 256 << 10
@@ -57,10 +62,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 @dataclass(frozen=True)
 class MetadataProblem:
-    """A metadata file that could not be used: which file, and what is wrong with it."""
+    """A metadata file that could not be used: which file, and what is wrong with it; the distribution it belongs
+    to (``name``, ``version``, ``installer``) as far as it is known: from its METADATA when that was read (a bad
+    RECORD or INSTALLER), else from the folder's name (``nvidia_cublas-13.1.1.3.dist-info``), else empty."""
 
     path: Path
     problem: str
+    name: str = ""
+    version: str = ""
+    installer: str = ""
 
 
 class RecordEntry(NamedTuple):
@@ -87,6 +97,7 @@ class Distribution:
     requires: tuple[str, ...]
     provides_extras: frozenset[str]
     installer: str
+    egg_link: Path | None = None  # the ``.egg-link`` that names its location: a `setup.py develop` (editable) install
 
     @property
     def key(self) -> str:
@@ -228,6 +239,11 @@ def editable_source(dist: Distribution) -> Path | None:
     return Path(source.where) if source is not None and source.kind == "editable" else None
 
 
+def is_editable(dist: Distribution) -> bool:
+    """Installed editable: PEP 660 (``direct_url.json``) or a legacy ``.egg-link`` (`setup.py develop`)."""
+    return editable_source(dist) is not None
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a distribution was built from, when not from an index (PEP 610 ``direct_url.json``): a local
@@ -239,10 +255,17 @@ class Source:
 
 
 def installed_from(dist: Distribution) -> Source | None:
-    """The source of a local or VCS build, from its ``direct_url.json``; None for a wheel or sdist from an index
-    (no such file) or an archive URL."""
+    """The source of a local or VCS build, from its ``direct_url.json`` (or its ``.egg-link``: an editable build
+    in the folder that holds its egg-info); None for a wheel or sdist from an index (no such file) or an archive URL."""
+    if dist.egg_link is not None:
+        return Source("editable", str(dist.location))
+    return source_of(dist.meta_dir)
+
+
+def source_of(meta_dir: Path) -> Source | None:
+    """:func:`installed_from` for a metadata folder (one whose METADATA may be unreadable)."""
     try:
-        data = json.loads(read_text(dist.meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
+        data = json.loads(read_text(meta_dir / "direct_url.json", DIRECT_URL_LIMIT, "a direct_url.json file"))
     except (OSError, ValueError, RecursionError):
         return None
     url = data.get("url") if isinstance(data, dict) else None
@@ -331,15 +354,15 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
     meta_file = _metadata_file(meta_dir, is_egg)
     headers = _read_headers(meta_file)
     if isinstance(headers, MetadataProblem):
-        return None, [headers]
+        return None, [_owned_by_folder(headers, meta_dir)]
     identity = _name_and_version(meta_file, headers)
     if isinstance(identity, MetadataProblem):
-        return None, [identity]
+        return None, [_owned_by_folder(identity, meta_dir)]
     requires = headers.get("requires-dist", [])
     if is_egg and meta_file is not meta_dir:
         egg_requires = _read_egg_requires(meta_dir / "requires.txt")
         if isinstance(egg_requires, MetadataProblem):
-            return None, [egg_requires]
+            return None, [replace(egg_requires, name=identity[0], version=identity[1])]
         requires += egg_requires
     extras = frozenset(canonicalize_name(e) for e in headers.get("provides-extra", []))
     installer, problem = _read_installer(meta_dir / "INSTALLER")
@@ -349,7 +372,22 @@ def read_metadata_dir(location: Path, meta_dir: Path) -> tuple[Distribution | No
         lines, record_problem = load_record(meta_dir)
         dist.__dict__["_record_lines"] = lines  # fills the cached_property: RECORD is read once
         problems += [record_problem] if record_problem else []
-    return dist, problems
+    return dist, [replace(found, name=dist.name, version=dist.version, installer=installer) for found in problems]
+
+
+# ``{name}-{version}.dist-info`` (the wheel spec escapes '-' in both) and ``{name}-{version}[-pyX.Y[-platform]].egg-info``
+_FOLDER_NAME = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._]*)-(?P<version>[A-Za-z0-9][A-Za-z0-9.!+_]*)"
+                          r"(?:-py\d[\w.-]*)?\.(?:dist|egg)-info")
+
+
+def _owned_by_folder(problem: MetadataProblem, meta_dir: Path) -> MetadataProblem:
+    """The problem of an unreadable METADATA, with the name and version its folder's name gives (as pip's own
+    folder names spell them), and the installer its INSTALLER names."""
+    match = _FOLDER_NAME.fullmatch(meta_dir.name)
+    if match is None:
+        return problem
+    installer, _ = _read_installer(meta_dir / "INSTALLER")
+    return replace(problem, name=match["name"], version=match["version"], installer=installer)
 
 
 def _metadata_file(meta_dir: Path, is_egg: bool) -> Path:
@@ -426,18 +464,70 @@ def _metadata_dirs(location: Path) -> list[Path]:
     return [location / n for n in names if n.endswith((".dist-info", ".egg-info"))]
 
 
-def scan(paths: Iterable[str | os.PathLike[str]] | None = None) -> Environment:
-    """Read every distribution on ``paths`` (default: ``sys.path``), first entry first."""
-    entries: list[Path] = []
+def pth_entries(site: Path) -> list[Path]:
+    """The folders the ``.pth`` files of a site folder put on ``sys.path``, as ``site.addsitedir`` does: the files in
+    name order (hidden ones skipped), a path a line, relative to the site folder, comments and ``import`` lines
+    (code: an ``__editable__`` finder's hook, which this reader never runs) skipped, only folders that exist.
+    ``easy-install.pth`` (`setup.py develop`) and a PEP 660 ``__editable__.*.pth`` path line land here."""
+    try:
+        names = sorted(name for name in os.listdir(site) if name.endswith(".pth") and not name.startswith("."))
+    except OSError:
+        return []
+    found: list[Path] = []
+    for name in names:
+        try:
+            text = read_text(site / name, PTH_LIMIT, "a .pth file")
+        except (OSError, ValueError):
+            continue  # Python skips a .pth it cannot read, too
+        lines = [line.rstrip() for line in text.splitlines()[:PTH_LINE_LIMIT]]
+        found += [Path(os.path.abspath(os.path.join(site, line))) for line in lines
+                  if line.strip() and not line.startswith(("#", "import ", "import\t"))]
+    return [path for path in found if is_dir(path)]
+
+
+def _egg_links(site: Path) -> dict[Path, Path]:
+    """Project folder -> the ``.egg-link`` in ``site`` that names it (its first line)."""
+    try:
+        names = sorted(name for name in os.listdir(site) if name.endswith(".egg-link"))
+    except OSError:
+        return {}
+    links: dict[Path, Path] = {}
+    for name in names:
+        try:
+            first = read_text(site / name, EGG_LINK_LIMIT, "an .egg-link file").splitlines()[:1]
+        except (OSError, ValueError):
+            continue
+        if first and first[0].strip():
+            links.setdefault(Path(os.path.abspath(os.path.join(site, first[0].strip()))), site / name)
+    return links
+
+
+def _entries(paths: Iterable[str | os.PathLike[str]] | None) -> list[Path]:
+    """The path entries to scan: ``sys.path`` as it is, or the given site folders each followed by what its
+    ``.pth`` files add (Python processes them for a site folder, and ``sys.path`` already holds them)."""
+    entries: dict[Path, None] = {}  # ordered, and a repeat costs nothing (10,000 lines of one .pth)
     for raw in sys.path if paths is None else paths:
         path = Path(os.path.abspath(raw or os.curdir))
-        if path not in entries and is_dir(path):
-            entries.append(path)
+        if path in entries or not is_dir(path):
+            continue
+        entries[path] = None
+        for added in pth_entries(path) if paths is not None else ():
+            entries.setdefault(added)
+    return list(entries)
+
+
+def scan(paths: Iterable[str | os.PathLike[str]] | None = None) -> Environment:
+    """Read every distribution on ``paths`` (default: ``sys.path``), first entry first; given site folders bring
+    the entries of their ``.pth`` files (:func:`pth_entries`), and an ``.egg-link`` marks an editable install."""
+    entries = _entries(paths)
+    links = {target: link for entry in entries for target, link in _egg_links(entry).items()}
     dists: list[Distribution] = []
     problems: list[MetadataProblem] = []
     for location in entries:
         for meta_dir in _metadata_dirs(location):
             found, found_problems = read_metadata_dir(location, meta_dir)
+            if found is not None and location in links and meta_dir.name.endswith(".egg-info"):
+                found = replace(found, egg_link=links[location])
             dists += [found] if found is not None else []
             problems += found_problems
     by_key: dict[str, list[Distribution]] = {}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_cudadeps.core.text import quote
+from pytest_cudadeps.engine.distributions import Distribution, editable_source
 
 _COMMANDS: dict[str, str] = {
     "pip": "pip install {spec}",
@@ -61,6 +62,24 @@ def reinstall_command(installer: str, spec: str, *, deps: bool = False) -> str:
         return f"uv pip install --reinstall{no_deps} {quote(spec)}"
     prefix = {"poetry": "poetry run ", "pdm": "pdm run ", "pipenv": "pipenv run "}.get(key, "")
     return f"{prefix}pip install --force-reinstall{no_deps} {quote(spec)}"
+
+
+def reinstall_command_for(dist: Distribution, spec: str, installer: str | None = None, *, deps: bool = False) -> str:
+    """:func:`reinstall_command` for an installed distribution, except an editable one (``pip install -e``, a
+    `setup.py develop`): rebuilt from its own source, never replaced by a release from an index."""
+    installer = dist.installer if installer is None else installer
+    source = editable_source(dist)
+    if source is not None:
+        return rebuild_editable_command(installer, str(source))
+    return reinstall_command(installer, spec, deps=deps)
+
+
+def rebuild_editable_command(installer: str, source: str) -> str:
+    """Rebuild an editable install (``pip install -e``) from its own source folder: never from an index, which
+    would replace the developer's build with a release."""
+    key = installer.strip().lower() or "pip"
+    pip = "uv pip install" if key == "uv" else "pip install --no-build-isolation"
+    return f"cd {quote(source)} && {pip} --no-deps -e ."
 
 
 def torch_index_install_command(installer: str, version: str, cuda: tuple[int, int]) -> str:

@@ -127,23 +127,33 @@ def analyze(
         load_torch(model, objects, preload, env.paths, cuda.split(".")[0] if cuda else None)
     else:
         model.load(objects)
+    libraries = _libraries(model, owners)
+    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
+                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
+                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)),
+                   tuple(model.opened_by), preload.source)
+
+
+def _libraries(model: LoaderModel, owners: Owners) -> list[ResolvedLibrary]:
+    """Each soname the walk looked up: where it stayed loaded, by the lookup that found it, and whose file it is."""
     by_soname: dict[str, list[Resolution]] = {}
     for resolution in model.resolutions:
         by_soname.setdefault(resolution.soname, []).append(resolution)
     libraries = []
     for soname, resolutions in sorted(by_soname.items()):
-        first = resolutions[0]
-        path = model.loaded.get(soname, first.path)
+        loaded = model.loaded.get(soname)
+        # the lookup that found what stayed loaded: after a failed first try (torch's strict preload found the
+        # library in another sys.path entry: a namespace package split across entries), not the failed try
+        first = next((r for r in resolutions if loaded is not None and r.path == loaded and not r.problem),
+                     resolutions[0])
+        path = loaded or first.path
         owned = owners.of(path) if path else []
         libraries.append(ResolvedLibrary(
             soname, path if not first.problem else first.path, first.via,
             tuple(dict.fromkeys(r.needed_by for r in resolutions)),
             owned[0][0].name if owned else None, first,
         ))
-    return Linkage(root, objects, tuple(libraries), MappingProxyType(dict(model.infos)), model.executable,
-                   model.ld_library_path, model.preload, tuple(sorted(model.preloaded)),
-                   MappingProxyType(dict(model.loaded)), MappingProxyType(dict(model.loader_of)),
-                   tuple(model.opened_by), preload.source)
+    return libraries
 
 
 def load_torch(model: LoaderModel, objects: Sequence[Path], preload: Preload, entries: Sequence[Path],
@@ -166,6 +176,8 @@ def load_torch(model: LoaderModel, objects: Sequence[Path], preload: Preload, en
         for path in preload.paths(entries, cuda_major, strict=True):
             if not isinstance(path, Path) or not _loads(model, [path], opened_by=who):
                 break  # ValueError: <glob> not found in the system path; or the OSError of that CDLL
+        else:  # then `ctypes.CDLL(global_deps_lib_path)` again: its lookups find the copies preloaded by path
+            _loads(model, [global_deps])
     model.load(rest)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
-from pytest_cudadeps.engine.installers import install_command, reinstall_command
+from pytest_cudadeps.engine.installers import install_command, reinstall_command_for
 
 if TYPE_CHECKING:
     from pytest_cudadeps.engine.distributions import Distribution, Environment
@@ -43,8 +43,8 @@ class Provision:
 
     def fix(self, installer: str) -> str:
         """Install what is missing; put back the files of what is installed (pip would skip it)."""
-        if self.installed is not None and self.declared:
-            return reinstall_command(installer, self.wanted)
+        if self.installed is not None and self.declared:  # an editable one is rebuilt from its source
+            return reinstall_command_for(self.installed, self.wanted, installer)
         return install_command(installer, self.wanted)
 
 

@@ -197,6 +197,7 @@ def closure(env: Environment, root: Distribution, extras: Sequence[str] = ()) ->
         label = f"{dist.name}[{extra}] {dist.version}" if extra else str(dist)
         here = (*chain, label)
         meta_file = dist.meta_dir / "METADATA"
+        owner = (dist.name, dist.version, dist.installer)  # whose METADATA: its fix reinstalls that one
         for raw in dist.requires:
             gate = _extra_gate(raw)
             if gate is not None and gate != extra:
@@ -204,14 +205,14 @@ def closure(env: Environment, root: Distribution, extras: Sequence[str] = ()) ->
             req = _parse(raw)
             if isinstance(req, str):
                 problems[(dist.key, raw)] = MetadataProblem(
-                    meta_file, f"Requires-Dist {_shown(raw)} is not a valid requirement: {req}"
+                    meta_file, f"Requires-Dist {_shown(raw)} is not a valid requirement: {req}", *owner
                 )
                 continue
             try:
                 wanted = _applies(raw, extra)
             except (UndefinedEnvironmentName, UndefinedComparison) as exc:
                 problems[(dist.key, raw)] = MetadataProblem(
-                    meta_file, f"Requires-Dist {_shown(raw)} has a marker that cannot be evaluated: {exc}"
+                    meta_file, f"Requires-Dist {_shown(raw)} has a marker that cannot be evaluated: {exc}", *owner
                 )
                 continue
             if not wanted:

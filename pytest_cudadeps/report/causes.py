@@ -23,9 +23,14 @@ its cause.  The rules, in order:
    library whose linkage item failed (``ImportError: libcudnn.so.9: cannot open ...``), a file that lacks a
    symbol version (``libstdc++.so.6: version `GLIBCXX_3.4.30' not found``: the ``versions[...]`` item), or a
    symbol of a CUDA library (``undefined symbol: ncclCommShrink``: NCCL's) whose wheel's ``requires``
-   item failed (installed at a version the root refuses); a missing driver under
-   ``--cuda-deps-require-gpu`` is one cause (``no-driver``);
-7. anything else is its own cause.
+   item failed (installed at a version the root refuses);
+7. one driver fault, one cause: when a ``driver[...]`` item fails on a driver that is there (too old for the
+   runtime, a kernel module of another version, NVML failing), the first of them (libcuda, NVML, then the
+   runtime's compatibility) explains the other driver items, every item that found no GPU (the driver saw
+   none because of the fault), every failure worded as a driver fault (``CUDA driver version is insufficient``,
+   the fault's own error name) and every failure with the same fix; with no driver at all, the items that
+   need one are one cause under ``--cuda-deps-require-gpu`` (``no-driver``);
+8. anything else is its own cause.
 
 A group of one finding is that finding itself: its id is the finding's name.
 """
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -47,12 +52,15 @@ from pytest_cudadeps.engine.installers import install_command
 from pytest_cudadeps.engine.ldso import Step
 from pytest_cudadeps.engine.linkage import ResolvedLibrary
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
+from pytest_cudadeps.tables.cuda_errors import DRIVER_FAULT_WORDS
 from pytest_cudadeps.tables.wheels import DRIVER_SONAMES, library_of_symbol
 
 _SONAME = re.compile(r"\blib[\w+-]+(?:\.[\w+-]+)*?\.so(?:\.\d+)*")
 _UNDEFINED = re.compile(r"undefined symbol: ([A-Za-z_]\w*)")
 _PLACEHOLDER = "SPECS"  # one spec in the installer's template, replaced by all of them (quoted alike)
 NO_DRIVER = "no-driver"
+# the driver's own items, in the order a fault shows through them: libcuda first, then NVML, then the runtime's check
+DRIVER_ITEMS = ("driver[libcuda]", "driver[nvml]", "driver[runtime-compat]")
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,18 @@ def merge_specs(specs: Iterable[str]) -> list[str]:
 
 
 class Causes:
-    """The cause of every failing finding of a run (see the module docstring for the rules)."""
+    """The cause of every failing finding of a run (see the module docstring for the rules).
 
-    def __init__(self, snapshot: Snapshot, static: Sequence[Finding]) -> None:
+    ``driver`` gives the findings of the ``driver[...]`` items (the same child's answers in every process), asked
+    only when a failure may follow from the driver: rule 7 takes the driver's fault from them.
+    """
+
+    def __init__(self, snapshot: Snapshot, static: Sequence[Finding],
+                 driver: Callable[[], Sequence[Finding]] | None = None) -> None:
         self.snapshot = snapshot
+        self._driver = driver
+        self._fault: list[tuple[Cause, tuple[str, ...]] | None] = []  # the driver's fault and its words, once known
+        self._fault_lock = threading.Lock()
         self._failed = {f.name: f for f in static if f.outcome is Outcome.FAIL}
         self._groups: dict[str, _Group] = {}
         self._missing: dict[str, str] = {}  # root key -> its missing group's key
@@ -350,9 +366,9 @@ class Causes:
         return replace(finding, cause=cause.id) if cause is not None else finding
 
     def _probe_cause(self, finding: Finding) -> Cause | None:
-        if finding.fix == INSTALL_DRIVER or finding.message.endswith(REQUIRE_GPU):
-            return Cause(NO_DRIVER, "no NVIDIA driver or GPU on this host, and --cuda-deps-require-gpu asks for one",
-                         fix=INSTALL_DRIVER)
+        driver = self._driver_cause(finding)
+        if driver is not None:
+            return driver
         if finding.check == "companion":
             pin = f"companion[{finding.subject.partition('>')[0]}>torch-pin]"
             if pin in self._static and pin != finding.name:
@@ -369,6 +385,35 @@ class Causes:
             if cause is not None:
                 return cause
         return self._named_library_cause("\n".join((finding.message, *finding.details)))
+
+    def _driver_cause(self, finding: Finding) -> Cause | None:
+        """Rule 7: the driver's fault, for a failure it explains; ``no-driver`` for an item that needs a driver there is not."""
+        text = "\n".join((finding.message, *finding.details))
+        needs_gpu = finding.fix == INSTALL_DRIVER or finding.message.endswith(REQUIRE_GPU)
+        if not (needs_gpu or finding.check == "driver" or finding.check == "host"
+                or any(word in text for word in DRIVER_FAULT_WORDS)):
+            return None  # nothing of the driver's: its child is not asked
+        fault = self._driver_fault()
+        if fault is None:
+            return Cause(NO_DRIVER, "no NVIDIA driver or GPU on this host, and --cuda-deps-require-gpu asks for one",
+                         fix=INSTALL_DRIVER) if needs_gpu else None
+        cause, words = fault
+        if needs_gpu or finding.check == "driver" or (finding.fix and finding.fix == cause.fix) \
+                or any(word in text for word in words):
+            return cause
+        return None
+
+    def _driver_fault(self) -> tuple[Cause, tuple[str, ...]] | None:
+        """The first failing driver item of a driver that is there (not one that only found no driver), as a
+        cause, with the words a failure it explains would use; asked once per process."""
+        with self._fault_lock:
+            if not self._fault:
+                findings = self._driver() if self._driver is not None else ()
+                faulty = next((f for f in findings if f.outcome is Outcome.FAIL and f.fix != INSTALL_DRIVER
+                               and not f.message.endswith(REQUIRE_GPU)), None)
+                self._fault.append(None if faulty is None else (
+                    Cause.of(faulty), (*DRIVER_FAULT_WORDS, *filter(None, [dict(faulty.facts).get("error")]))))
+            return self._fault[0]
 
     def _named_library_cause(self, text: str) -> Cause | None:
         """The cause of the first failed library the text names: by soname (``libcudnn.so.9: cannot open``),

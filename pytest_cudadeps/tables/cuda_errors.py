@@ -243,3 +243,16 @@ def cudart_error(code: int) -> DriverError:
 def nvml_error(code: int) -> DriverError:
     """The ``nvmlReturn_t`` entry for ``code``; an unknown code gives an entry that says so."""
     return NVML_ERRORS.get(code) or _unknown(code, "nvmlReturn_t")
+
+
+# How the programs that meet a faulty driver word it, whatever their call: the CUDA runtime's strings
+# (cudaGetErrorString of cudaErrorInsufficientDriver and cudaErrorSystemDriverMismatch), torch's message for an
+# old driver (c10/cuda/CUDAFunctions.cpp), NVML's string for a mismatch (nvidia-smi prints it), and the names of
+# the codes above that mean "the driver, not the program".  The causes fold a failure that says one of these
+# under the driver's own fault, when the driver items found one.
+DRIVER_FAULT_WORDS = (
+    "CUDA driver version is insufficient", "NVIDIA driver on your system is too old",
+    "unsupported display driver / cuda driver combination", "Driver/library version mismatch",
+    "cudaErrorInsufficientDriver", "cudaErrorSystemDriverMismatch", "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH", "NVML_ERROR_DRIVER_NOT_LOADED",
+)

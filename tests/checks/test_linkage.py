@@ -22,7 +22,18 @@ from pytest_cudadeps.engine.ldso import read_ld_so_cache
 from pytest_cudadeps.engine.linkage import analyze
 from pytest_cudadeps.engine.requirements import closure
 from tests.support import sitebuilder as sb
-from tests.support.linkage_tree import CU13_LIB, Libs, build_libs, dist_info, put, record_line, tree, versioned
+from tests.support.linkage_tree import (
+    CU13_LIB,
+    TREE_STRICT,
+    Libs,
+    build_libs,
+    dist_info,
+    put,
+    record_line,
+    tree,
+    trimmed_init,
+    versioned,
+)
 
 SYSTEM_CUDART = Path("/usr/local/cuda-13.0/lib/libcudart.so.13")
 
@@ -250,3 +261,68 @@ def test_e_an_nvjitlink_older_than_cusparse_needs(tmp_path: Path, libs: Libs) ->
     assert found["linkage[torch>libnvJitLink.so.13]"].message == (
         f"libnvJitLink.so.13 at {path} lacks what its users need: undefined symbol: __nvJitLinkComplete_13_1 "
         f"(needed by {site / CU13_LIB / 'libcusparse.so.12'}; {path} is older than it needs)")
+
+
+# --- editable CUDA wheels: the libraries where Python and the loader find them, and no reinstall from an index ---
+
+
+def editable_cublas(site: Path, source: Path, kind: str) -> Path:
+    """nvidia-cublas installed editable from ``source`` (its libcublas.so.13 in source/nvidia/cu13/lib, on sys.path
+    through a .pth path line): PEP 660 (dist-info with direct_url.json in site-packages) or a legacy
+    `setup.py develop` (egg-info in the source, easy-install.pth and an .egg-link in site-packages)."""
+    import json
+    import shutil
+
+    (site / "torch/__init__.py").write_text(trimmed_init(*TREE_STRICT), encoding="utf-8")
+    (source / CU13_LIB).mkdir(parents=True)
+    lib = source / CU13_LIB / "libcublas.so.13"
+    shutil.move(str(site / CU13_LIB / "libcublas.so.13"), str(lib))
+    info = dist_info(site, "nvidia-cublas")
+    if kind == "pep660":
+        (info / "direct_url.json").write_text(json.dumps({"url": source.as_uri(), "dir_info": {"editable": True}}))
+        pth = "__editable__.nvidia_cublas-13.1.1.3.pth"
+        (info / "RECORD").write_text(f"{info.name}/METADATA,,\n{pth},,\n", encoding="utf-8")  # no library listed
+        (site / pth).write_text(f"{source}\n", encoding="utf-8")
+    else:
+        egg = source / "nvidia_cublas.egg-info"
+        egg.mkdir()
+        shutil.copyfile(info / "METADATA", egg / "PKG-INFO")
+        shutil.rmtree(info)
+        (site / "easy-install.pth").write_text(f"import sys\n# develop\n{source}\n", encoding="utf-8")
+        (site / "nvidia-cublas.egg-link").write_text(f"{source}\n.\n", encoding="utf-8")
+    return lib
+
+
+def torch_findings(site: Path) -> dict[str, Finding]:
+    """:func:`findings` of a CUDA 13.0 torch (its preload looks in nvidia/cu13/lib of each path entry)."""
+    env = scan([site])
+    root = env.get("torch")
+    assert root is not None
+    linkage = analyze(env, root, use_ld_cache=False, ld_library_path="", ld_preload="", cuda="13.0")
+    return {f.name: f for f in linkage_findings(env, linkage, closure(env, root), "13.0")}
+
+
+@pytest.mark.parametrize("kind", ["pep660", "egg-link"])
+def test_an_editable_cuda_wheel_is_found_in_its_source_and_owns_its_library(tmp_path: Path, libs: Libs,
+                                                                            kind: str) -> None:
+    """Before: the .pth line was not read (the library was "not found", fix `pip install --force-reinstall
+    'nvidia-cublas==13.1.1.3.*'`, which replaces the developer's build), and with the folder on the path the
+    library was "owned by no installed distribution"."""
+    site = tree(tmp_path / "site", libs)
+    lib = editable_cublas(site, tmp_path / "my src" / "cublas", kind)
+    found = torch_findings(site)
+    assert failures(found) == {}
+    assert found["linkage[torch>libcublas.so.13]"].message == (
+        f"libcublas.so.13 -> {lib} (nvidia-cublas 13.1.1.3, via the preload in torch/__init__.py (_load_global_deps()))")
+
+
+@pytest.mark.parametrize("kind", ["pep660", "egg-link"])
+def test_an_editable_cuda_wheel_whose_library_is_not_built_is_rebuilt_from_its_source(tmp_path: Path, libs: Libs,
+                                                                                      kind: str) -> None:
+    site = tree(tmp_path / "site", libs)
+    source = tmp_path / "my src" / "cublas"
+    editable_cublas(site, source, kind).unlink()  # the developer has not built it yet
+    bad = failures(torch_findings(site))["linkage[torch>libcublas.so.13]"]
+    assert bad.message.startswith("libcublas.so.13 is not found")
+    assert bad.fix == f"cd '{source}' && pip install --no-build-isolation --no-deps -e ."
+    assert "--force-reinstall" not in bad.fix

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -270,6 +271,59 @@ def test_the_same_distribution_on_two_path_entries(tmp_path: Path) -> None:
         "nvidia-cuda-runtime 13.0.48 does not satisfy ==13.0.96.*")
 
 
+def _stale_torch_egg_info(site: Path) -> Path:
+    """torch 2.4.1's egg-info (its real requires.txt) left beside the installed torch's dist-info."""
+    egg = site / "torch-2.4.1-py3.11.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.1\n\n", encoding="utf-8")
+    (egg / "requires.txt").write_bytes((sb.DATA / "torch-2.4.1-x86_64.requires.txt").read_bytes())
+    return egg
+
+
+def test_a_stale_egg_info_beside_the_dist_info_is_a_note_not_a_second_copy(tmp_path: Path) -> None:
+    """Before: ``installed-once[torch]`` failed ("torch is installed 2 times") with `pip uninstall -y torch`
+    until pip finds nothing: pip and importlib.metadata see only the dist-info, and the advice removed torch."""
+    import importlib.metadata
+
+    site = sb.torch_2_14_1(tmp_path / "site")
+    egg = _stale_torch_egg_info(site)
+    assert next(d.version for d in importlib.metadata.distributions(path=[str(site)])
+            if d.metadata["Name"] == "torch") == "2.14.1"  # what Python itself takes
+    found = run(site)
+    assert failures(found) == {}
+    mark = found["installed-once[all]"]
+    assert mark.message == (f"each of the {1 + len(sb.COMMON) + len(sb.CU13)} distributions is installed once; "
+                            "1 stale egg-info folder beside the dist-info (a note, not a failure)")
+    assert dict(mark.facts)["note"] == (
+        f"torch-2.4.1-py3.11.egg-info in {site} is left from an older install of torch: importlib.metadata "
+        f"(and so pip) reads torch-2.14.1.dist-info beside it; remove the stale metadata: rm -r '{egg}'")
+    # --cuda-deps-strict-notes: the note fails its item, and its fix, pasted, removes the egg-info alone
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+
+    strict = {f.name: f for f in declared_findings(take_snapshot(Settings(paths=(str(site),), strict_notes=True),
+                                                                 with_linkage=False))}
+    assert set(failures(strict)) == {"installed-once[all]"}
+    command = strict["installed-once[all]"].fix.partition(": ")[2]
+    assert shlex.split(command) == ["rm", "-r", str(egg)]
+    subprocess.run(["bash", "-c", command], check=True, timeout=30)  # run as printed
+    assert not egg.exists()
+    assert (site / "torch-2.14.1.dist-info").is_dir()
+    assert run(site)["installed-once[all]"].facts == (
+        ("summary", f"each of the {1 + len(sb.COMMON) + len(sb.CU13)} distributions is installed once"),)
+
+
+def test_an_egg_info_on_another_path_entry_is_still_a_second_copy(tmp_path: Path) -> None:
+    first = sb.torch_2_14_1(tmp_path / "site")
+    other = tmp_path / "user-site"
+    other.mkdir()
+    _stale_torch_egg_info(other)
+    found = run(first, other)
+    assert "installed-once[torch]" in failures(found)
+    assert found["installed-once[torch]"].details[1] == f"hidden: torch 2.4.1 in {other} (torch-2.4.1-py3.11.egg-info)"
+
+
 def test_installed_once_passes_with_a_count(tmp_path: Path) -> None:
     found = run(sb.torch_2_14_1(tmp_path / "site"))
     count = 1 + len(sb.COMMON) + len(sb.CU13)
@@ -323,6 +377,7 @@ def test_a_bad_requirement_line_names_its_file_and_keeps_the_rest(tmp_path: Path
     bad = found["metadata[app-1.0.dist-info]"]
     assert bad.outcome is Outcome.FAIL
     assert bad.message.startswith(f"{site / 'app-1.0.dist-info' / 'METADATA'}: Requires-Dist {line!r} {problem}")
+    assert bad.fix == "reinstall app 1.0: pip install --force-reinstall --no-deps 'app==1.0'"
     assert found["requires[app>filelock]"].outcome is Outcome.PASS
 
 
@@ -377,3 +432,67 @@ def test_a_wheel_only_the_roots_own_extra_declares_is_installed_through_that_ext
     snapshot = take_snapshot(Settings(paths=(str(site),), roots=("cupy-cuda13x[ctk]",)), with_linkage=False)
     toolkit = next(f for f in declared_findings(snapshot) if f.name == "requires[cupy-cuda13x>cuda-toolkit]")
     assert (toolkit.outcome, toolkit.fix) == (Outcome.FAIL, "pip install 'cupy-cuda13x[ctk]'")
+
+
+# --- metadata[...]: the fix names the real distribution ------------------------------------------------
+
+
+@pytest.mark.parametrize(("installer", "command"), [
+    ("pip", "pip install --force-reinstall --no-deps 'nvidia-cublas==13.1.1.3'"),
+    ("uv", "uv pip install --reinstall --no-deps 'nvidia-cublas==13.1.1.3'"),
+])
+def test_a_broken_record_is_reinstalled_by_its_distributions_name_and_version(tmp_path: Path, installer: str,
+                                                                              command: str) -> None:
+    """Before: ``metadata[RECORD]`` (every broken RECORD of the path under one name) with the placeholder
+    ``pip install --force-reinstall --no-deps 'NAME==VERSION'``."""
+    cublas = sb.Dist("nvidia-cublas", "13.1.1.3", metadata_file=sb.DATA / "nvidia_cublas-13.1.1.3.METADATA",
+                     installer=installer)
+    site = sb.build(tmp_path / "site", [cublas, sb.Dist("filelock", "4.2.11")])
+    info = site / "nvidia_cublas-13.1.1.3.dist-info"
+    (info / "RECORD").unlink()
+    (info / "RECORD").mkdir()  # what a half-finished copy leaves
+    (site / "filelock-4.2.11.dist-info" / "RECORD").write_bytes(b"filelock/a.py,,\n" + b"x" * (130 << 10) + b",,\n")
+    found = run(site, roots=["filelock"])
+    bad = found["metadata[nvidia_cublas-13.1.1.3.dist-info/RECORD]"]
+    assert bad.message == f"{info / 'RECORD'}: cannot be read: not a regular file (a directory)"
+    assert bad.fix == f"reinstall nvidia-cublas 13.1.1.3: {command}"
+    assert shlex.split(bad.fix.partition(": ")[2])[-1] == "nvidia-cublas==13.1.1.3"
+    # one item per broken file: the other distribution's RECORD is an item of its own
+    assert found["metadata[filelock-4.2.11.dist-info/RECORD]"].fix == (
+        "reinstall filelock 4.2.11: pip install --force-reinstall --no-deps 'filelock==4.2.11'")
+    assert not [name for name in found if "NAME==VERSION" in found[name].fix]
+
+
+def test_an_unreadable_metadata_is_reinstalled_by_its_folders_name_and_version(tmp_path: Path) -> None:
+    _, found = _env_with_bad(tmp_path, "my_cuda_app-1.0.post2.dist-info", lambda p: p.write_bytes(b"\xff\xfe"))
+    assert found["metadata[my_cuda_app-1.0.post2.dist-info]"].fix == (
+        "reinstall my_cuda_app 1.0.post2: pip install --force-reinstall --no-deps 'my_cuda_app==1.0.post2'")
+    _, found = _env_with_bad(tmp_path / "egg", "legacy_app-0.3-py3.11.egg-info", lambda p: None)
+    assert found["metadata[legacy_app-0.3-py3.11.egg-info]"].fix == (
+        "reinstall legacy_app 0.3: pip install --force-reinstall --no-deps 'legacy_app==0.3'")
+
+
+def test_a_folder_that_names_no_distribution_is_removed_by_a_fix_that_is_inert_when_pasted(tmp_path: Path) -> None:
+    folder = f"{HOSTILE_NAME}.dist-info"
+    _, found = _env_with_bad(tmp_path, folder, lambda p: p.write_bytes(b"Metadata-Version: 2.1\n"))
+    fix = found[f"metadata[{folder}]"].fix
+    assert fix.startswith("remove the metadata folder that names no distribution (`rm -r '")
+    # the command is run as printed (rm stubbed too): nothing it names runs
+    empty = tmp_path / "paste"
+    empty.mkdir()
+    assert_inert(fix.replace("`rm -r ", "`pip ", 1), empty)
+
+
+def test_an_editable_install_with_a_broken_record_is_rebuilt_from_its_source(tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "site", [sb.Dist("my-ext", "0.1.dev0"), sb.Dist("filelock", "4.2.11")])
+    info = site / "my_ext-0.1.dev0.dist-info"
+    source = tmp_path / "src dir" / "my-ext"
+    (info / "direct_url.json").write_text(
+        f'{{"url": "{source.as_uri()}", "dir_info": {{"editable": true}}}}', encoding="utf-8")
+    (info / "RECORD").unlink()
+    (info / "RECORD").mkdir()
+    found = run(site, roots=["filelock"])
+    fix = found["metadata[my_ext-0.1.dev0.dist-info/RECORD]"].fix
+    assert fix == f"rebuild the editable install from its source: cd '{source}' && pip install --no-build-isolation " \
+                  "--no-deps -e ."
+    assert "--force-reinstall" not in fix

@@ -243,3 +243,56 @@ def test_a_direct_url_that_is_not_editable_is_no_source_tree(tmp_path: Path, edi
     torch = scan([site]).get("torch")
     assert torch is not None
     assert editable_source(torch) is None
+
+
+# --- .pth path lines and .egg-link: the entries Python adds for a site folder ---------------------------------
+
+
+def test_a_develop_install_is_found_through_easy_install_pth_as_python_finds_it(tmp_path: Path) -> None:
+    """`setup.py develop` of nvidia-cublas (its real METADATA as PKG-INFO): easy-install.pth puts the project on
+    sys.path, the .egg-link marks it editable.  Checked against Python itself: site.addsitedir, then
+    importlib.metadata.  Before: the folder was not scanned, and nvidia-cublas was "not installed"."""
+    import subprocess
+    import sys
+
+    from pytest_cudadeps.engine.distributions import editable_source, installed_from
+
+    site = tmp_path / "site"
+    project = tmp_path / "my src" / "cublas"
+    (project / "nvidia_cublas.egg-info").mkdir(parents=True)
+    (project / "nvidia_cublas.egg-info" / "PKG-INFO").write_bytes(
+        (sb.DATA / "nvidia_cublas-13.1.1.3.METADATA").read_bytes())
+    site.mkdir()
+    (site / "easy-install.pth").write_text(f"import sys; sys.__plainrepr__ = 0\n{project}\n", encoding="utf-8")
+    (site / "nvidia-cublas.egg-link").write_text(f"{project}\n.\n", encoding="utf-8")
+    env = scan([site])
+    assert env.paths == (site, project)
+    cublas = env.get("nvidia-cublas")
+    assert cublas is not None
+    assert (cublas.version, cublas.location, cublas.egg_link) == ("13.1.1.3", project, site / "nvidia-cublas.egg-link")
+    assert editable_source(cublas) == project
+    assert installed_from(cublas) is not None
+    python = subprocess.run(
+        [sys.executable, "-S", "-c", "import site, sys, importlib.metadata as m\n"
+         f"site.addsitedir({str(site)!r})\nprint(m.version('nvidia-cublas'))\nprint({str(project)!r} in sys.path)"],
+        capture_output=True, text=True, timeout=60)
+    assert python.stdout.split() == ["13.1.1.3", "True"], python.stderr
+    # without the .pth line Python does not see it, whatever the .egg-link says
+    (site / "easy-install.pth").unlink()
+    assert scan([site]).get("nvidia-cublas") is None
+
+
+def test_pth_entries_are_read_only_for_given_site_folders_with_bounds(tmp_path: Path) -> None:
+    from pytest_cudadeps.engine.distributions import PTH_LINE_LIMIT, pth_entries
+
+    site = tmp_path / "site"
+    site.mkdir()
+    folders = [tmp_path / f"f{n}" for n in range(3)]
+    for folder in folders:
+        folder.mkdir()
+    # past the line cap nothing more is read (a .pth of millions of lines costs no more than the cap)
+    lines = [str(folders[0])] * PTH_LINE_LIMIT + [str(folders[1])]
+    (site / "a.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (site / "b.pth").write_text(f"{folders[2]}\n", encoding="utf-8")
+    assert pth_entries(site) == [folders[0]] * PTH_LINE_LIMIT + [folders[2]]
+    assert scan([site]).paths == (site, folders[0], folders[2])

@@ -124,7 +124,7 @@ MADE_HERE = {
     "m.group(1)",  # installers.py: install or uninstall, the word its own pattern matched
 }
 QUOTING = {"quote", "shlex.quote", "install_command", "uninstall_command", "reinstall_command",
-           "torch_index_install_command"}
+           "torch_index_install_command", "rebuild_editable_command", "reinstall_command_for"}
 COMMAND_WORDS = re.compile(r"\b(pip|uv|conda|apt-get|dnf|poetry|pdm|pipenv|export|chown|chmod|rm|sudo)\b ")
 
 

@@ -20,6 +20,7 @@ from pytest_cudadeps.engine.linkage import analyze
 from pytest_cudadeps.engine.torch_init import NO_PRELOAD, read_preload
 from tests.support import sitebuilder as sb
 from tests.support.build import build_so
+from tests.support.linkage_tree import trimmed_init
 
 INIT_2_14_1 = sb.DATA / "torch-2.14.1-init.py.txt"
 INIT_2_7_1 = sb.DATA / "torch-2.7.1-init.py.txt"
@@ -159,3 +160,57 @@ def test_a_preload_whose_dependency_is_missing_ends_the_preload(gcc: str, tmp_pa
     nvjitlink = linkage.library("libnvJitLink.so.13")
     assert nvjitlink is not None
     assert nvjitlink.path is None
+
+
+# --- the nvidia namespace split across sys.path entries ------------------------------------------------
+
+
+def split_runtime(site: Path, other: Path) -> Path:
+    """nvidia-cuda-runtime in another site folder: its dist-info there, its libcudart in other/nvidia/cu13/lib."""
+    (info,) = site.glob("nvidia_cuda_runtime-*.dist-info")
+    (other / CU13).mkdir(parents=True)
+    shutil.move(str(info), str(other / info.name))
+    shutil.move(str(site / CU13 / "libcudart.so.13"), str(other / CU13 / "libcudart.so.13"))
+    return other / CU13 / "libcudart.so.13"
+
+
+STRICT = (("cuda_runtime", "libcudart.so.*[0-9]"), ("nvjitlink", "libnvJitLink.so.*[0-9]"),
+          ("cusparse", "libcusparse.so.*[0-9]"))
+
+
+def test_a_wheel_in_another_sys_path_entry_is_found_by_torchs_strict_preload(gcc: str, tmp_path: Path) -> None:
+    """nvidia/cu13 split across two site folders: libtorch_global_deps' DT_RPATH ($ORIGIN/../../nvidia/cu13/lib)
+    misses libcudart, its dlopen fails, and torch's strict preload globs every sys.path entry, opens the other
+    folder's copy by path and loads libtorch_global_deps again (``import torch`` works).  Before: the library was
+    found "via not found", the first failed lookup, and libtorch_global_deps was never loaded again."""
+    site = torch_tree(tmp_path / "site", gcc, trimmed_init(*STRICT))
+    cudart = split_runtime(site, tmp_path / "other")
+    env = scan([site, tmp_path / "other"])
+    torch = env.get("torch")
+    assert torch is not None
+    linkage = analyze(env, torch, use_ld_cache=False, ld_library_path="", ld_preload="", cuda="13.0")
+    found = linkage.library("libcudart.so.13")
+    assert found is not None
+    assert (found.path, str(found.via), found.owner) == (
+        cudart, "the preload in torch/__init__.py (_load_global_deps())", "nvidia-cuda-runtime")
+    assert linkage.loaded["libcudart.so.13"] == cudart
+    # the other folder not on the path: nothing finds it, as `import torch` would not
+    alone = scan([site])
+    torch = alone.get("torch")
+    assert torch is not None
+    missing = analyze(alone, torch, use_ld_cache=False, ld_library_path="", ld_preload="", cuda="13.0")
+    assert missing.library("libcudart.so.13") is not None
+    assert missing.library("libcudart.so.13").path is None  # type: ignore[union-attr]
+
+
+def test_a_strict_preload_that_misses_one_library_leaves_the_split_wheel_unloaded(gcc: str, tmp_path: Path) -> None:
+    """torch raises ValueError at the first library of the strict list found nowhere: what comes after it is
+    never opened, and libtorch_global_deps is not loaded again."""
+    site = torch_tree(tmp_path / "site", gcc, trimmed_init(("cufft", "libcufft.so.*[0-9]"), *STRICT))
+    split_runtime(site, tmp_path / "other")
+    env = scan([site, tmp_path / "other"])
+    torch = env.get("torch")
+    assert torch is not None
+    linkage = analyze(env, torch, use_ld_cache=False, ld_library_path="", ld_preload="", cuda="13.0")
+    assert linkage.library("libcudart.so.13") is not None
+    assert linkage.library("libcudart.so.13").path is None  # type: ignore[union-attr]

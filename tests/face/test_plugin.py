@@ -267,8 +267,7 @@ def test_unusable_metadata_is_a_failing_item(pytester: pytest.Pytester, case: st
     result.assert_outcomes(passed=len(expected_items_2_14_1()), failed=1)
     section = failure_section(result, "cudadeps::metadata[broken-1.0.dist-info]")
     assert section[0].startswith(f"{meta}: {problem}")
-    assert section[-1] == ("  fix: reinstall the distribution that owns broken-1.0.dist-info: "
-                           "pip install --force-reinstall --no-deps 'NAME==VERSION'")
+    assert section[-1] == "  fix: reinstall broken 1.0: pip install --force-reinstall --no-deps 'broken==1.0'"
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert "Traceback" not in result.stdout.str()
 

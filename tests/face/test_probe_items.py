@@ -335,6 +335,73 @@ def test_driver_550_is_too_old_for_the_cuda_13_torch(pytester: pytest.Pytester, 
     assert run.items["arch[torch]"][0] == "failed"  # the same torch, the same GPUs: no sm_120
 
 
+# --- one driver fault, one root cause: the driver's first failing item explains the rest ----------------
+
+# torch's own words on an old driver (c10/cuda/CUDAFunctions.cpp), where the stand-in would run GPU code
+TOO_OLD_TORCH = FAKE_TORCH.replace('raise RuntimeError("this stand-in for torch runs no GPU code")',
+                                   'raise RuntimeError("The NVIDIA driver on your system is too old (found version '
+                                   '12040). Please update your GPU driver.")')
+@dataclass(frozen=True)
+class DriverFault:
+    """A driver that is there and faulty: what the fake driver answers, the host's kernel module, the run."""
+
+    cause: str  # the one root cause expected
+    failing: frozenset[str]  # every item that fails
+    driver: str = "580.65.06"
+    cuda: int = 13000
+    cu_init: int = 0
+    nvml_init: int = 0
+    kernel_module: str = "580.65.06"
+    torch_init: str = FAKE_TORCH
+    options: tuple[str, ...] = ("--cuda-deps-require-gpu",)
+
+
+NO_GPU_SEEN = frozenset({"arch[torch]", "host[mig]", "host[shm]", "host[torch-build]", "host[visible-devices]",
+                         "smoke[matmul]"})  # what fails under --cuda-deps-require-gpu when NVML lists no GPU
+DRIVER_FAULTS = {
+    "too-old": DriverFault("driver[runtime-compat]", frozenset({"driver[runtime-compat]", "smoke[matmul]"}),
+                           driver="550.54.14", cuda=12040, kernel_module="550.54.14", torch_init=TOO_OLD_TORCH),
+    # upgraded without a reboot: cuInit 803, NVML 18, and the kernel module of the old release
+    "mismatch": DriverFault("driver[libcuda]", frozenset({"driver[libcuda]", "driver[nvml]", "host[kernel-module]"}),
+                            cu_init=803, nvml_init=18, kernel_module="580.82.07", options=()),
+    "mismatch-gpu-required": DriverFault(
+        "driver[libcuda]", frozenset({"driver[libcuda]", "driver[nvml]", "host[kernel-module]"}) | NO_GPU_SEEN,
+        cu_init=803, nvml_init=18, kernel_module="580.82.07"),
+    "nvml-not-loaded": DriverFault("driver[nvml]", frozenset({"driver[nvml]"}) | NO_GPU_SEEN, nvml_init=9),
+    "cuinit-unknown": DriverFault("driver[libcuda]", frozenset({"driver[libcuda]", "smoke[matmul]"}), cu_init=999),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_FAULTS))
+def test_one_driver_fault_is_one_root_cause_whatever_it_fails(pytester: pytest.Pytester, libs: Libs, gcc: str,
+                                                              tmp_path_factory: pytest.TempPathFactory,
+                                                              monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Before: the driver's item was one cause and every item that saw no GPU another (``no-driver``, whose fix
+    installs a driver that is there), NVML's failure a third, the kernel module's mismatch a fourth (2, 3, 4, 2
+    and 2 causes for the faults here)."""
+    if os.geteuid() != 0:
+        pytest.skip("a fake host's device nodes need root (os.mknod)")
+    fault = DRIVER_FAULTS[name]
+    folder = fake_driver(gcc, tmp_path_factory.mktemp("driver"), driver=fault.driver, cuda=fault.cuda,
+                         gpus=TWO_GPUS[1:], cu_init=fault.cu_init, nvml_init=fault.nvml_init)
+    # the real file name of an installed driver's libcuda: host[kernel-module] reads the release from it
+    (folder / "libcuda.so.1").rename(folder / f"libcuda.so.{fault.driver}")
+    (folder / "libcuda.so.1").symlink_to(f"libcuda.so.{fault.driver}")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(folder))
+    host = fake_host(tmp_path_factory.mktemp("host"), driver=fault.kernel_module, gpus=1)
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"--cuda-deps-host-root={host}")
+    run = run_plugin(pytester, torch_tree(pytester.path / "site", libs, torch_init=fault.torch_init), *fault.options)
+    assert run.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert {item for item, (state, _) in run.items.items() if state == "failed"} == fault.failing
+    count = len(fault.failing)
+    assert f"cudadeps: {count} failed checks from 1 root cause\n" in run.output
+    assert f"[1] {fault.cause}: {count} failed checks: " in run.output
+    assert "no-driver" not in run.output  # the driver is there: installing one is no fix
+    summary = run.output.split("from 1 root cause\n", 1)[1]
+    assert summary.count("fix: ") == 1, summary  # one fix: the driver's own, not "install the NVIDIA driver"
+    assert "install the NVIDIA driver" not in summary
+
+
 # --- a library that crashes or hangs its child: a failing item, and the run goes on -------------------
 
 

@@ -58,6 +58,31 @@ def test_request_reaches_the_child_and_paths_come_after_the_standard_library(tmp
     assert run.trouble() is None
 
 
+def test_the_child_puts_each_site_folders_pth_entries_after_it_as_the_scan_does(tmp_path: Path) -> None:
+    """A `setup.py develop` or PEP 660 path line in a .pth of a --cuda-deps-path folder: the child's sys.path holds
+    it where the parent's scan put it (what torch's preload globs); comments, import lines (code, never run),
+    missing folders and a FIFO named .pth (no hang) add nothing."""
+    from pytest_cudadeps.engine.distributions import scan
+
+    (tmp_path / "site").mkdir()
+    folder = write_probe(tmp_path / "site")
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    (tmp_path / "src" / "b").mkdir()
+    (folder / "easy-install.pth").write_text(f"# develop\nimport os; os.mkdir({str(tmp_path / 'ran')!r})\n"
+                                             f"{tmp_path / 'src' / 'a'}\n../src/b\n{tmp_path / 'gone'}\n")
+    (folder / ".hidden.pth").write_text(f"{tmp_path}\n")
+    os.mkfifo(folder / "zz-fifo.pth")
+    run = run_probe("echo_probe", {}, timeout=30, paths=[str(folder)])
+    assert run.ok, (run.trouble(), run.stderr)
+    path = run.results["echo"]["path"]
+    assert isinstance(path, list)
+    expected = [str(folder), str(tmp_path / "src" / "a"), str(tmp_path / "src" / "b")]
+    assert path[path.index(str(folder)):path.index(str(folder)) + 3] == expected
+    assert [str(p) for p in scan([folder]).paths] == expected
+    assert not (tmp_path / "ran").exists()
+    assert str(tmp_path) not in path
+
+
 def test_crash_names_the_step_and_the_signal(tmp_path: Path, gcc: str) -> None:
     lib = misbehaving(gcc, tmp_path, "segv")
     folder = write_probe(tmp_path)

@@ -115,3 +115,18 @@ def tree(site: Path, libs: Libs, *, omit: Iterable[str] = (), torch_requires: tu
             real_record = real_runtime_record and owner == RUNTIME.key  # it lists libcudart.so.13 already
             put(site, f"{CU13_LIB}/{soname}", chosen[key], None if real_record else owner)
     return site
+
+
+def trimmed_init(*libraries: tuple[str, str]) -> str:
+    """torch 2.14.1's __init__.py with its strict list cut to ``libraries`` (a small tree has only these): the real
+    ``_load_global_deps`` and ``_get_cuda_dep_paths``, read as the engine reads the installed file."""
+    text = (sb.DATA / "torch-2.14.1-init.py.txt").read_text(encoding="utf-8")
+    start = text.index("    cuda_libs: list[tuple[str, str]] = [")
+    end = text.index("    ]\n", start)
+    return text[:start] + "    cuda_libs: list[tuple[str, str]] = [\n" + "".join(
+        f"        ({folder!r}, {pattern!r}),\n" for folder, pattern in libraries) + text[end:]
+
+
+# the strict list of the tree above: the four libraries it has
+TREE_STRICT = (("cublas", "libcublas.so.*[0-9]"), ("cuda_runtime", "libcudart.so.*[0-9]"),
+               ("nvjitlink", "libnvJitLink.so.*[0-9]"), ("cusparse", "libcusparse.so.*[0-9]"))
