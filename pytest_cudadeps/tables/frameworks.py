@@ -53,6 +53,11 @@ class Framework:
         return next((lib.optional for lib in self.libraries if lib.soname == soname), "")
 
 
+def _cu12(*libraries: tuple[str, str] | tuple[str, str, str]) -> tuple[FrameworkLibrary, ...]:
+    """CUDA 12 wheels: one folder per component, ``(soname, component[, optional])`` -> ``nvidia/<component>/lib``."""
+    return tuple(FrameworkLibrary(lib[0], (f"nvidia/{lib[1]}/lib",), lib[2] if len(lib) > 2 else "") for lib in libraries)
+
+
 def _cu13(*sonames: str) -> tuple[FrameworkLibrary, ...]:
     return tuple(FrameworkLibrary(s, ("nvidia/cu13/lib",)) for s in sonames)
 
@@ -71,6 +76,11 @@ _TF_SOURCE = ("tensorflow 2.21.0: TSL's dso_loader in libtensorflow_framework.so
 _ORT_SOURCE = ("onnxruntime/__init__.py (onnxruntime-gpu 1.31.1): preload_dlls() and _get_nvidia_dll_paths(); "
                "capi/build_and_package_info.py cuda_version '13.0'; [cuda] declares nvrtc, cudart, cufft, curand, "
                "[cudnn] nvidia-cudnn-cu13, which brings nvidia-cublas")
+_JAX12_SOURCE = ("jax_plugins/xla_cuda12/__init__.py (jax-cuda12-plugin 0.10.2, the same file as xla_cuda13's): "
+                 "_load_nvidia_libraries() CDLLs each library by absolute path from the import path of its nvidia "
+                 "component (nvidia.cuda_runtime, nvidia.cublas, ...: site-packages/nvidia/<component>/lib), then "
+                 "_check_cuda_versions() refuses CUDA, cuDNN, cuFFT, cuPTI, cuBLAS or cuSPARSE it cannot load; "
+                 "[with-cuda] of jax-cuda12-plugin 0.10.2 declares the nvidia-*-cu12 wheels")
 _NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda 0.30.4): cudart, nvrtc and nvvm "
                  "through cuda.pathfinder; [cu13] declares them through cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*")
 
@@ -89,6 +99,16 @@ FRAMEWORKS: tuple[Framework, ...] = (
             FrameworkLibrary("libcudnn.so.9", ("nvidia/cudnn/lib",)),
         ),
         _JAX_SOURCE, parts=("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda13-pjrt"),
+    ),
+    Framework(
+        "jax", "jax-cuda12-plugin", "12", "cuda12", "jax_plugins/xla_cuda12/__init__.py", "jax_plugins.xla_cuda12",
+        "ctypes.CDLL by absolute path at the first use of the cuda backend",
+        _cu12(("libcudart.so.12", "cuda_runtime"), ("libnvrtc.so.12", "cuda_nvrtc"), ("libcublas.so.12", "cublas"),
+              ("libcublasLt.so.12", "cublas"), ("libnccl.so.2", "nccl", "multi-GPU collectives"),
+              ("libcupti.so.12", "cuda_cupti"), ("libcusparse.so.12", "cusparse"),
+              ("libcusolver.so.11", "cusolver", "jax.numpy.linalg on the GPU"), ("libcufft.so.11", "cufft"),
+              ("libnvshmem_host.so.3", "nvshmem", "NVSHMEM collectives"), ("libcudnn.so.9", "cudnn")),
+        _JAX12_SOURCE, parts=("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt"),
     ),
     Framework(
         "cupy-cuda13x", "cupy-cuda13x", "13", "ctk", "cupy/_environment.py", "cuda.pathfinder",
