@@ -79,11 +79,13 @@ def _mixed(env: Environment, dist: Distribution, cuda: str, source: str, others:
         "cuda-major", dist.key,
         f"{dist} is a CUDA {cuda} build, but CUDA {major} wheels are installed beside it: "
         + ", ".join(f"{other} (CUDA {major})" for other in others),
-        f"{source}; wheels of two CUDA majors share folders under nvidia/ and overwrite each other's libraries",
+        f"{source}; wheels of two CUDA majors share folders under nvidia/ and overwrite each other's libraries, or "
+        f"are searched together (cuda.pathfinder tries nvidia/cu13/lib before nvidia/<component>/lib)",
         *([f"overwritten: {', '.join(shared)} of {', '.join(str(v) for v in overwritten)}"] if overwritten else []),
         *([f"in place of: {', '.join(key for key, _ in replaced)} (required, not installed)"] if replaced else []),
         fix=fix, others=",".join(str(other) for other in others), sonames=",".join(shared),
         replaced=",".join(key for key, _ in replaced),
+        ships=",".join(sorted({path.name for other in others for path in _paths(other)})),
     )
 
 

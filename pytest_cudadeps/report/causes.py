@@ -276,6 +276,7 @@ class Causes:
             words = [facts.get("soname", ""), facts.get("path", "")]
         elif finding.check == "cuda-major":  # the other major's wheels, and the libraries they overwrote
             words = [*facts.get("others", "").split(","), *facts.get("sonames", "").split(","),
+                     *facts.get("ships", "").split(","),  # what a root takes from the wrong wheel (cuda.pathfinder)
                      *(f"{key} is not installed" for key in facts.get("replaced", "").split(",") if key)]
         else:
             return

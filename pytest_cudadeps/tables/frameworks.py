@@ -58,6 +58,12 @@ def _cu12(*libraries: tuple[str, str] | tuple[str, str, str]) -> tuple[Framework
     return tuple(FrameworkLibrary(lib[0], (f"nvidia/{lib[1]}/lib",), lib[2] if len(lib) > 2 else "") for lib in libraries)
 
 
+def _pathfinder12(*libraries: tuple[str, str]) -> tuple[FrameworkLibrary, ...]:
+    """CUDA 12 libraries as cuda.pathfinder 1.9.1 finds them: ``nvidia/cu13/lib`` first (any soname of the library:
+    a CUDA 13 wheel's libcusparse.so.12 is taken there), then the component's folder."""
+    return tuple(FrameworkLibrary(soname, ("nvidia/cu13/lib", f"nvidia/{component}/lib")) for soname, component in libraries)
+
+
 def _cu13(*sonames: str) -> tuple[FrameworkLibrary, ...]:
     return tuple(FrameworkLibrary(s, ("nvidia/cu13/lib",)) for s in sonames)
 
@@ -70,6 +76,11 @@ _CUPY_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy
                 "cuda/pathfinder/_dynamic_libs/load_nvidia_dynamic_lib.py (cuda-pathfinder 1.9.1): each library "
                 "is loaded by cuda.pathfinder (site-packages first, then the system's dlopen) right before the "
                 "extension module that needs it; the CUDA runtime is linked statically")
+_CUPY12_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy-cuda12x 14.2.0) and "
+                  "cuda/pathfinder/_dynamic_libs/descriptor_catalog.py (cuda-pathfinder 1.9.1): as cupy-cuda13x, each "
+                  "library from nvidia/cu13/lib, else its CUDA 12 component folder (nvidia/cublas/lib...); [ctk] "
+                  "declares cuda-toolkit[cublas,cudart,cufft,curand,cusolver,cusparse,nvrtc]==12.*; cupy/.data/"
+                  "_wheel.json: NCCL from nvidia-nccl-cu12>=2.18.1, cuTENSOR from cutensor-cu12>=2.3.0")
 _TF_SOURCE = ("tensorflow 2.21.0: TSL's dso_loader in libtensorflow_framework.so.2 dlopens each library by soname "
               "(TryDlopenCUDALibraries: cudart, cublas, cublasLt, cufft, cusolver, cusparse, cudnn must all load "
               "for a GPU to be registered); build_info.py cuda_version '12.5.1'")
@@ -124,6 +135,20 @@ FRAMEWORKS: tuple[Framework, ...] = (
         _CUPY_SOURCE,
     ),
     Framework(
+        "cupy-cuda12x", "cupy-cuda12x", "12", "ctk", "cupy/_environment.py", "cuda.pathfinder",
+        "cuda.pathfinder.load_nvidia_dynamic_lib() before each extension module",
+        (
+            *_pathfinder12(("libcublasLt.so.12", "cublas"), ("libnvrtc.so.12", "cuda_nvrtc"),
+                           ("libcublas.so.12", "cublas"), ("libcusolver.so.11", "cusolver"),
+                           ("libcusparse.so.12", "cusparse"), ("libcurand.so.10", "curand"), ("libcufft.so.11", "cufft")),
+            FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",),
+                             "cupy.cuda.nccl (`pip install 'nvidia-nccl-cu12>=2.18.1,<3'`, declared by no extra)"),
+            FrameworkLibrary("libcutensor.so.2", ("cutensor/lib",),
+                             "cupyx.cutensor (`pip install 'cutensor-cu12>=2.3.0,<3'`, declared by no extra)"),
+        ),
+        _CUPY12_SOURCE,
+    ),
+    Framework(
         "tensorflow", "tensorflow", "12", "and-cuda", "tensorflow/libtensorflow_framework.so.2", "tsl.dso_loader",
         "dlopen by soname from libtensorflow_framework.so.2 when a GPU is first looked for",
         (
@@ -156,8 +181,8 @@ FRAMEWORKS: tuple[Framework, ...] = (
         _NUMBA_SOURCE, marker_version="13.",
     ),
 )
-"""The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy use one folder per component
-(``nvidia/cublas/lib``...) and are not in the table yet: they stay roots of the static view alone."""
+"""The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy (and TensorFlow) find each library in the
+folder of its component's wheel (``nvidia/cublas/lib``...), the CUDA 13 builds in ``nvidia/cu13/lib``."""
 
 
 def framework_for(key: str) -> Framework | None:
