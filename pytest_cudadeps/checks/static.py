@@ -19,6 +19,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     from pytest_cudadeps.checks.companion import companion_findings
     from pytest_cudadeps.checks.frameworks import (
         after_torch_findings,
+        file_findings,
         framework_findings,
         parts_findings,
         shared_findings,
@@ -40,6 +41,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
             if root.linkage.objects:  # a root with no shared object of its own has no library to hold to versions
                 findings.append(versions_finding(root.key, root.linkage))
     findings += shared_findings(snapshot) + after_torch_findings(snapshot) + parts_findings(snapshot)
+    findings += file_findings(snapshot, os.environ)
     findings += companion_findings(snapshot.env, snapshot.companions)
     settings = snapshot.settings
     findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,

@@ -185,6 +185,7 @@ class Causes:
                 self._add(name, name, head=name)
         if lacking:
             self._add_missing(root, missing, lacking)
+        self._group_files(root, dist_causes)
         if root.linkage is None:
             return
         resolver = self.snapshot.resolver(root) if dist_causes else None
@@ -222,6 +223,18 @@ class Causes:
                 self._add(self._missing[root.key], name)
             elif provision.key in dist_causes:
                 self._add(dist_causes[provision.key], name)
+
+    def _group_files(self, root: Root, dist_causes: dict[str, str]) -> None:
+        """A ``file[...]`` item (numba-cuda's libdevice) follows from the cause of the wheel that has the file."""
+        for file in root.framework.files if root.framework is not None else ():
+            name = f"file[{root.key}>{file.name}]"
+            key = next((k for k, _, _ in file.wheels if k in root.demands), None)
+            if name not in self._failed or key is None:
+                continue
+            if key in dist_causes:
+                self._add(dist_causes[key], name)
+            elif self.snapshot.env.get(key) is None and root.key in self._missing:
+                self._add(self._missing[root.key], name)
 
     def _group_companions(self) -> None:
         """A companion built against another torch: its pin's item explains its other failing items."""

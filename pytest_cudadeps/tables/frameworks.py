@@ -27,6 +27,22 @@ class FrameworkLibrary:
 
 
 @dataclass(frozen=True)
+class FrameworkFile:
+    """A file other than a shared object that a framework needs and looks for itself (numba-cuda's libdevice), in
+    this order: ``$CONDA_PREFIX/<rel>``, the folder of the first installed wheel of ``wheels`` (numba asks
+    ``importlib.metadata`` for the distribution, then takes the file under its location), ``$CUDA_HOME`` (else
+    ``$CUDA_PATH``) ``/<rel>``, ``/usr/local/cuda/<rel>``.  ``wheels`` are (distribution, the version's start for
+    this build, the folder under site-packages)."""
+
+    name: str
+    label: str
+    rel: str
+    wheels: tuple[tuple[str, str, str], ...]
+    what: str  # what fails without it
+    source: str
+
+
+@dataclass(frozen=True)
 class Framework:
     """A framework root: the distribution users install, its CUDA build, and the libraries it opens at run time.
 
@@ -47,6 +63,7 @@ class Framework:
     source: str
     parts: tuple[str, ...] = ()
     marker_version: str = ""  # the marker's version starts so for this build (numba-cuda: cuda-bindings 13.x)
+    files: tuple[FrameworkFile, ...] = ()  # what it needs besides shared objects (numba-cuda's libdevice.10.bc)
 
     def optional(self, soname: str) -> str:
         """What needs ``soname`` when the framework goes on without it; "" for a library it needs (or does not open)."""
@@ -95,6 +112,15 @@ _JAX12_SOURCE = ("jax_plugins/xla_cuda12/__init__.py (jax-cuda12-plugin 0.10.2, 
 _NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda 0.30.4): cudart, nvrtc and nvvm "
                  "through cuda.pathfinder; [cu13] declares them through cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*")
 
+
+LIBDEVICE = FrameworkFile(
+    "libdevice.10.bc", "numba.cuda.cuda_paths", "nvvm/libdevice",
+    (("nvidia-cuda-nvcc-cu12", "", "nvidia/cuda_nvcc/nvvm/libdevice"), ("nvidia-nvvm", "13.", "nvidia/cu13/nvvm/libdevice")),
+    "every kernel compile (`RuntimeError: Missing libdevice file.`)",
+    "numba_cuda/numba/cuda/cuda_paths.py (numba-cuda 0.30.4) _get_libdevice_path_decision(): Conda environment, "
+    "NVIDIA NVCC Wheel (get_libdevice_wheel_path: nvidia-cuda-nvcc-cu12, else nvidia-nvvm 13.x), CUDA_HOME, System "
+    "(/usr/local/cuda); cudadrv/nvvm.py LibDevice raises RuntimeError(MISSING_LIBDEVICE_FILE_MSG) when it finds none",
+)
 
 FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
@@ -178,7 +204,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         "numba-cuda", "cuda-bindings", "13", "cu13", "numba_cuda/numba/cuda/cudadrv/libs.py", "cuda.pathfinder",
         "cuda.pathfinder.load_nvidia_dynamic_lib() at import and at the first kernel compile",
         _cu13("libcudart.so.13", "libnvrtc.so.13", "libnvvm.so.4"),
-        _NUMBA_SOURCE, marker_version="13.",
+        _NUMBA_SOURCE, marker_version="13.", files=(LIBDEVICE,),
     ),
 )
 """The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy (and TensorFlow) find each library in the

@@ -247,3 +247,31 @@ def test_a_cu13_wheel_beside_cupy_cuda12x_is_taken_by_cuda_pathfinder_and_one_ca
     assert [c["id"] for c in causes] == ["cuda-major[cupy-cuda12x]"]
     assert after == 0
     assert "nvidia/cusparse/lib/libcusparse.so.12" in truth(venv, PATHFINDER.format(name="cusparse")).stdout
+
+
+LIBDEVICE = "from numba.cuda.cudadrv.libs import get_libdevice; print(get_libdevice())"
+
+
+def libdevice_item(venv: Path, tmp_path: Path) -> str:
+    """The path the file[numba-cuda>libdevice.10.bc] item names (the CLI's JSON report), "None" when it fails (as
+    numba's get_libdevice() prints when it finds none)."""
+    check(venv, tmp_path)
+    document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    item = next(f for f in document["findings"] if f["id"] == "file[numba-cuda>libdevice.10.bc]")
+    if item["outcome"] == "fail":
+        return "None"
+    return str(item["message"]).split(" -> ", 1)[1].split(" (found by", 1)[0]
+
+
+def test_numba_cuda_libdevice_is_the_one_numba_takes_and_nvvm_missing_is_one_cause_whose_fix_repairs_it(
+        tmp_path: Path) -> None:
+    intact = cached("numba-cuda13")
+    assert libdevice_item(intact, tmp_path) == truth(intact, LIBDEVICE).stdout.strip()  # numba's own answer
+    venv = venvs.copy_venv(cached("numba-cuda13-no-nvvm"), tmp_path / "venv")  # pip uninstall nvidia-nvvm
+    assert libdevice_item(venv, tmp_path) == truth(venv, LIBDEVICE).stdout.strip()  # elsewhere, or the item fails
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["requires[numba-cuda>nvidia-nvvm]"]
+    assert after == 0
+    wheel = str(venvs.site_packages(venv) / "nvidia/cu13/nvvm/libdevice/libdevice.10.bc")
+    assert libdevice_item(venv, tmp_path) == wheel == truth(venv, LIBDEVICE).stdout.strip()
