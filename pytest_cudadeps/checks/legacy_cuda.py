@@ -47,7 +47,7 @@ def _finding(env: Environment, dist: Distribution, named: str, found: list[Legac
         f"{dist} imports `{first.statement}` ({_where(dist, first)}), which {has} no longer provides: importing it "
         f"fails with `ImportError: cannot import name '{first.module}' from 'cuda' (unknown location)`",
         *(f"also: `{item.statement}` ({_where(dist, item)})" for item in missing[1:4]),
-        f"cuda-bindings 13 moved {', '.join(f'cuda.{m} to {NEW[m]}' for m in modules)}; {dist.name} requires "
-        f"{named} and works with the releases before 13 (or a release of {dist.name} that imports cuda.bindings)",
+        f"cuda-bindings 13 moved {', '.join(f'cuda.{m} to {NEW[m]}' for m in modules)}; the releases of {named} "
+        f"before 13 still ship them (deprecated), or a release of {dist.name} that imports cuda.bindings fixes it",
         fix=install_command(dist.installer, f"{named}<13"), source=SOURCE,
     )
