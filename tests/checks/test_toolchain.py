@@ -99,6 +99,15 @@ def test_a_gcc_newer_than_nvcc_accepts_fails_beside_a_jit_builder_with_an_older_
     assert "17.1.0" in found.message
     assert "gcc versions later than 16 are not supported" in found.message
     assert found.fix == f"export CC={quote(str(older))}"
+    alone = host_compiler_finding(scan([site]), {**environ, "PATH": str(tmp_path / "bin-17")})
+    assert alone is not None  # no gcc on that PATH: nothing to compare, a note beside a JIT builder
+    assert alone.outcome is Outcome.SKIP
+    assert "not a program on PATH" in alone.message
+    older.rename(tmp_path / "gcc-16-elsewhere")
+    none_older = host_compiler_finding(scan([site]), environ)
+    assert none_older is not None
+    assert none_older.fix.startswith("install gcc 16 or older (e.g. `apt-get install gcc-16 g++-16`)")
+    older = (tmp_path / "gcc-16-elsewhere").rename(older)
     after = host_compiler_finding(scan([site]), {**environ, "CC": str(older)})
     assert after is not None
     assert after.outcome is Outcome.PASS
