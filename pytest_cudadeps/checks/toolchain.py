@@ -131,8 +131,7 @@ def host_compiler_finding(env: Environment, environ: Mapping[str, str],
         return skipped(CHECK, "host-compiler", f"note: {message}; nothing installed JIT-builds CUDA code")
     older = older_compilers(bound, environ)
     fix = (f"export CC={quote(str(older[0]))}" if older else
-           f"install gcc {quote(str(bound))} or older (e.g. `apt-get install gcc-{quote(str(bound))} "
-           f"g++-{quote(str(bound))}`), then export CC=its path")
+           f"install gcc {bound} or older (the distribution's gcc-{bound} and g++-{bound} packages) and point CC at it")
     return failed(CHECK, "host-compiler", f"{message}: JIT builds of CUDA extensions fail", f"source: {_SOURCE}; "
                   f"torch passes -ccbin $CC to nvcc when CC is set", fix=fix)
 
