@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
@@ -16,12 +16,12 @@ from pytest_cudadeps.checks.findings import Finding, Outcome, failed, passed, sk
 from pytest_cudadeps.core.safe_io import is_regular, read_text
 from pytest_cudadeps.engine.distributions import Distribution, Environment
 from pytest_cudadeps.engine.elf import ElfInfo, needed_names
-from pytest_cudadeps.engine.frameworks import cuda_of_linkage, optional_plugin, picked_binary
+from pytest_cudadeps.engine.frameworks import cuda_of_linkage, find_framework_file, optional_plugin, picked_binary
 from pytest_cudadeps.engine.installers import install_command, reinstall_command
 from pytest_cudadeps.engine.linkage import Linkage, ResolvedLibrary, is_cuda_soname
 from pytest_cudadeps.engine.requirements import Demand
 from pytest_cudadeps.engine.snapshot import Root, Snapshot
-from pytest_cudadeps.tables.frameworks import AFTER_TORCH, AfterTorch
+from pytest_cudadeps.tables.frameworks import AFTER_TORCH, AfterTorch, FrameworkFile
 from pytest_cudadeps.tables.plugins import Plugin
 from pytest_cudadeps.tables.wheels import CUDA_PREFIXES, DRIVER_SONAMES
 
@@ -342,3 +342,39 @@ def _parts_finding(snapshot: Snapshot, root: Root) -> Finding:
         f"source: {framework.source}",
         fix=install_command(root.dist.installer, *(f"{part}=={version}" for part in wrong)),
     )
+
+
+# --- files a framework finds itself ------------------------------------------------------------------
+FILE_CHECK = "file"
+
+
+def file_findings(snapshot: Snapshot, environ: Mapping[str, str], system: Path = Path("/usr/local/cuda")) -> list[Finding]:
+    """``file[ROOT>NAME]``: a file other than a shared object that a framework root needs (numba-cuda's
+    ``libdevice.10.bc``) is where the framework looks for it."""
+    return [_file_finding(snapshot, root, file, environ, system) for root in snapshot.roots
+            for file in (root.framework.files if root.framework is not None else ())]
+
+
+def declared_wheel(root: Root, file: FrameworkFile) -> str | None:
+    """The wheel of ``file.wheels`` that the root requires (nvidia-nvvm through numba-cuda[cu13]), if any."""
+    return next((key for key, _, _ in file.wheels if key in root.demands), None)
+
+
+def _file_finding(snapshot: Snapshot, root: Root, file: FrameworkFile, environ: Mapping[str, str],
+                  system: Path) -> Finding:
+    path, how, places = find_framework_file(snapshot.env, file, environ, system)
+    subject = f"{root.key}>{file.name}"
+    if path is not None:
+        return passed(FILE_CHECK, subject, f"{file.name} -> {path} (found by {file.label} in {how})",
+                      path=str(path), source=file.source)
+    key = declared_wheel(root, file)
+    installed = snapshot.env.get(key) if key else None
+    if key is None:
+        fix = (f"install the wheel that has {file.name} ({', '.join(k for k, _, _ in file.wheels)}), or set CUDA_HOME "
+               f"to a CUDA toolkit that has {file.rel}/{file.name}")
+    elif installed is not None:
+        fix = reinstall_command(root.dist.installer, f"{installed.name}=={installed.version}")
+    else:
+        fix = install_command(root.dist.installer, root.demands[key][0].wanted())
+    return failed(FILE_CHECK, subject, f"{file.label} finds no {file.name}: {file.what} fails",
+                  f"looked in, in its order: {', '.join(places)}", fix=fix, source=file.source)

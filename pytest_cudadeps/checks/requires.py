@@ -9,7 +9,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pytest_cudadeps.checks.cuda_major import build_finding
+from pytest_cudadeps.checks.cuda_major import build_finding, framework_finding
 from pytest_cudadeps.checks.findings import Finding, failed, passed, skipped
 from pytest_cudadeps.core.text import quote
 from pytest_cudadeps.engine.distributions import Distribution, Environment, MetadataProblem, source_of
@@ -37,7 +37,9 @@ def declared_findings(snapshot: Snapshot) -> list[Finding]:
         ))
     for root in snapshot.roots:
         if root.build is not None:
-            findings.append(build_finding(env, root.dist, root.build))
+            findings.append(build_finding(env, root.dist, root.build, root.demands))
+        elif root.framework is not None:
+            findings.append(framework_finding(env, root.dist, root.framework, root.demands))
         findings += [problem_finding(p) for p in root.closure.problems]
         for key, demands in sorted(root.demands.items()):
             findings.append(requirement_finding(env, root.dist, key, demands))

@@ -19,11 +19,13 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
     from pytest_cudadeps.checks.companion import companion_findings
     from pytest_cudadeps.checks.frameworks import (
         after_torch_findings,
+        file_findings,
         framework_findings,
         parts_findings,
         shared_findings,
     )
     from pytest_cudadeps.checks.lazy import lazy_findings
+    from pytest_cudadeps.checks.legacy_cuda import legacy_cuda_findings
     from pytest_cudadeps.checks.linkage import linkage_findings
     from pytest_cudadeps.checks.requires import declared_findings
     from pytest_cudadeps.checks.security import security_findings
@@ -40,6 +42,7 @@ def static_findings(snapshot: Snapshot) -> list[Finding]:
             if root.linkage.objects:  # a root with no shared object of its own has no library to hold to versions
                 findings.append(versions_finding(root.key, root.linkage))
     findings += shared_findings(snapshot) + after_torch_findings(snapshot) + parts_findings(snapshot)
+    findings += file_findings(snapshot, os.environ) + legacy_cuda_findings(snapshot.env)
     findings += companion_findings(snapshot.env, snapshot.companions)
     settings = snapshot.settings
     findings += static_triton_findings(snapshot.env, os.environ, use_ld_cache=not settings.no_ld_cache,

@@ -16,6 +16,7 @@ from pathlib import Path
 from pytest_cudadeps.engine.distributions import Distribution, Environment, read_version_module
 
 _SUFFIX = re.compile(r"-cu(\d+)$")
+_MAJOR_FOLDER = re.compile(r"^nvidia/cu(\d+)/")  # CUDA 13's unsuffixed wheels share nvidia/cu13/
 # Distributions whose version is the CUDA toolkit version they belong to.
 _VERSIONED_LIKE_CUDA = ("nvidia-cuda-runtime", "nvidia-cuda-nvrtc", "nvidia-cuda-cupti", "cuda-toolkit")
 
@@ -54,7 +55,7 @@ def read_build(env: Environment, dist: Distribution) -> Build | str:
 
 
 def cuda_major_of(dist: Distribution) -> int | None:
-    """The CUDA major a wheel is for, when its name or version says so."""
+    """The CUDA major a wheel is for, when its name, version or folder (``nvidia/cu13/``) says so."""
     match = _SUFFIX.search(dist.key)
     if match:
         return int(match.group(1))
@@ -63,4 +64,7 @@ def cuda_major_of(dist: Distribution) -> int | None:
             return int(dist.version.split(".")[0])
         except ValueError:
             return None
+    if dist.key.startswith("nvidia-"):  # nvidia-cusparse 12.9.4.2 is CUDA 13's: its files are in nvidia/cu13/
+        folders = (_MAJOR_FOLDER.match(entry.path) for entry in dist.record_entries("nvidia/cu"))
+        return next((int(m.group(1)) for m in folders if m), None)
     return None

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,7 @@ from pytest_cudadeps.tables.wheels import CUDA_PREFIXES
 
 if TYPE_CHECKING:
     pass
-from pytest_cudadeps.tables.frameworks import AFTER_TORCH, FRAMEWORKS, AfterTorch, Framework
+from pytest_cudadeps.tables.frameworks import AFTER_TORCH, FRAMEWORKS, AfterTorch, Framework, FrameworkFile
 from pytest_cudadeps.tables.plugins import OPTIONAL_PLUGINS, Plugin
 
 # --- roots found from ELF files --------------------------------------------------------------------
@@ -147,6 +147,32 @@ def framework_extras(dist: Distribution, framework: Framework | None) -> tuple[s
 def is_cuda_wheel(key: str) -> bool:
     """An nvidia-*/cuda-* library distribution or the cuda-toolkit meta-package: never a root beside a framework."""
     return key.startswith(CUDA_PREFIXES)
+
+
+# --- files a framework finds itself ------------------------------------------------------------------
+
+
+def find_framework_file(env: Environment, file: FrameworkFile, environ: Mapping[str, str],
+                        system: Path = Path("/usr/local/cuda")) -> tuple[Path | None, str, list[str]]:
+    """(the file the framework takes, the step that found it, every place looked at), in its order (see
+    :class:`~pytest_cudadeps.tables.frameworks.FrameworkFile`); (None, "", places) when none has it."""
+    steps: list[tuple[str, Path]] = []
+    if environ.get("CONDA_PREFIX"):
+        steps.append(("CONDA_PREFIX", Path(environ["CONDA_PREFIX"]) / file.rel / file.name))
+    wheel = next(((key, start, folder) for key, start, folder in file.wheels
+                  if (dist := env.get(key)) is not None and dist.version.startswith(start)), None)
+    if wheel is not None:
+        dist = env.get(wheel[0])
+        assert dist is not None
+        steps.append((f"the {dist} wheel", dist.location / wheel[2] / file.name))
+    home = environ.get("CUDA_HOME") or environ.get("CUDA_PATH")
+    if home:
+        steps.append(("CUDA_HOME" if environ.get("CUDA_HOME") else "CUDA_PATH", Path(home) / file.rel / file.name))
+    steps.append((f"the system's {system}", system / file.rel / file.name))
+    for how, path in steps:
+        if is_regular(path):
+            return path, how, [str(p) for _, p in steps]
+    return None, "", [str(p) for _, p in steps]
 
 
 # --- packages that load their binary after torch ----------------------------------------------------

@@ -161,13 +161,20 @@ class Causes:
             self._explain(finding)
         for name, cause in list(self._static.items()):
             if cause.id == name:  # its own cause: another item's words may explain it (a file of a wheel it names)
-                self._static[name] = explained = self._explained(self._failed[name], cause)
-                if explained is not cause:  # shown after the item of the cause that explains it
-                    self._members.setdefault(explained.id, [explained.id] if explained.id in self._failed else [])
-                    self._members[explained.id].append(name)
-                    self._members.pop(name, None)
+                explained = self._explained(self._failed[name], cause)
+                if explained is not cause:  # it and what it explained, shown after the item of the cause that explains it
+                    self._move(cause, explained)
         self._lock = threading.Lock()
         self.seen: dict[str, Cause] = {}  # every cause handed out in this process, by id
+
+    def _move(self, cause: Cause, explained: Cause) -> None:
+        """Every static item of ``cause`` (a missing wheel's ``requires`` item and the lazy items it explains)
+        follows from ``explained`` instead."""
+        moved = [other for other, theirs in self._static.items() if theirs is cause]
+        for other in moved:
+            self._static[other] = explained
+        members = self._members.setdefault(explained.id, [explained.id] if explained.id in self._failed else [])
+        members += [m for m in self._members.pop(cause.id, moved) if m not in members]
 
     # --- the static groups ------------------------------------------------------------------------
 
@@ -194,6 +201,7 @@ class Causes:
                 self._add(name, name, head=name)
         if lacking:
             self._add_missing(root, missing, lacking)
+        self._group_files(root, dist_causes)
         if root.linkage is None:
             return
         resolver = self.snapshot.resolver(root) if dist_causes else None
@@ -231,6 +239,18 @@ class Causes:
                 self._add(self._missing[root.key], name)
             elif provision.key in dist_causes:
                 self._add(dist_causes[provision.key], name)
+
+    def _group_files(self, root: Root, dist_causes: dict[str, str]) -> None:
+        """A ``file[...]`` item (numba-cuda's libdevice) follows from the cause of the wheel that has the file."""
+        for file in root.framework.files if root.framework is not None else ():
+            name = f"file[{root.key}>{file.name}]"
+            key = next((k for k, _, _ in file.wheels if k in root.demands), None)
+            if name not in self._failed or key is None:
+                continue
+            if key in dist_causes:
+                self._add(dist_causes[key], name)
+            elif self.snapshot.env.get(key) is None and root.key in self._missing:
+                self._add(self._missing[root.key], name)
 
     def _group_companions(self) -> None:
         """A companion built against another torch: its pin's item explains its other failing items."""
@@ -284,7 +304,9 @@ class Causes:
         if finding.check == "versions":  # the file short of symbol versions
             words = [facts.get("soname", ""), facts.get("path", "")]
         elif finding.check == "cuda-major":  # the other major's wheels, and the libraries they overwrote
-            words = [*facts.get("others", "").split(","), *facts.get("sonames", "").split(",")]
+            words = [*facts.get("others", "").split(","), *facts.get("sonames", "").split(","),
+                     *facts.get("ships", "").split(","),  # what a root takes from the wrong wheel (cuda.pathfinder)
+                     *(f"{key} is not installed" for key in facts.get("replaced", "").split(",") if key)]
         else:
             return
         cause = self._static.setdefault(finding.name, Cause.of(finding))

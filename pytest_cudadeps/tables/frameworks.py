@@ -27,6 +27,22 @@ class FrameworkLibrary:
 
 
 @dataclass(frozen=True)
+class FrameworkFile:
+    """A file other than a shared object that a framework needs and looks for itself (numba-cuda's libdevice), in
+    this order: ``$CONDA_PREFIX/<rel>``, the folder of the first installed wheel of ``wheels`` (numba asks
+    ``importlib.metadata`` for the distribution, then takes the file under its location), ``$CUDA_HOME`` (else
+    ``$CUDA_PATH``) ``/<rel>``, ``/usr/local/cuda/<rel>``.  ``wheels`` are (distribution, the version's start for
+    this build, the folder under site-packages)."""
+
+    name: str
+    label: str
+    rel: str
+    wheels: tuple[tuple[str, str, str], ...]
+    what: str  # what fails without it
+    source: str
+
+
+@dataclass(frozen=True)
 class Framework:
     """A framework root: the distribution users install, its CUDA build, and the libraries it opens at run time.
 
@@ -47,10 +63,22 @@ class Framework:
     source: str
     parts: tuple[str, ...] = ()
     marker_version: str = ""  # the marker's version starts so for this build (numba-cuda: cuda-bindings 13.x)
+    files: tuple[FrameworkFile, ...] = ()  # what it needs besides shared objects (numba-cuda's libdevice.10.bc)
 
     def optional(self, soname: str) -> str:
         """What needs ``soname`` when the framework goes on without it; "" for a library it needs (or does not open)."""
         return next((lib.optional for lib in self.libraries if lib.soname == soname), "")
+
+
+def _cu12(*libraries: tuple[str, str] | tuple[str, str, str]) -> tuple[FrameworkLibrary, ...]:
+    """CUDA 12 wheels: one folder per component, ``(soname, component[, optional])`` -> ``nvidia/<component>/lib``."""
+    return tuple(FrameworkLibrary(lib[0], (f"nvidia/{lib[1]}/lib",), lib[2] if len(lib) > 2 else "") for lib in libraries)
+
+
+def _pathfinder12(*libraries: tuple[str, str]) -> tuple[FrameworkLibrary, ...]:
+    """CUDA 12 libraries as cuda.pathfinder 1.9.1 finds them: ``nvidia/cu13/lib`` first (any soname of the library:
+    a CUDA 13 wheel's libcusparse.so.12 is taken there), then the component's folder."""
+    return tuple(FrameworkLibrary(soname, ("nvidia/cu13/lib", f"nvidia/{component}/lib")) for soname, component in libraries)
 
 
 def _cu13(*sonames: str) -> tuple[FrameworkLibrary, ...]:
@@ -65,15 +93,34 @@ _CUPY_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy
                 "cuda/pathfinder/_dynamic_libs/load_nvidia_dynamic_lib.py (cuda-pathfinder 1.9.1): each library "
                 "is loaded by cuda.pathfinder (site-packages first, then the system's dlopen) right before the "
                 "extension module that needs it; the CUDA runtime is linked statically")
+_CUPY12_SOURCE = ("cupy/_environment.py, cupy_backends/cuda/libs/__init__.py (cupy-cuda12x 14.2.0) and "
+                  "cuda/pathfinder/_dynamic_libs/descriptor_catalog.py (cuda-pathfinder 1.9.1): as cupy-cuda13x, each "
+                  "library from nvidia/cu13/lib, else its CUDA 12 component folder (nvidia/cublas/lib...); [ctk] "
+                  "declares cuda-toolkit[cublas,cudart,cufft,curand,cusolver,cusparse,nvrtc]==12.*; cupy/.data/"
+                  "_wheel.json: NCCL from nvidia-nccl-cu12>=2.18.1, cuTENSOR from cutensor-cu12>=2.3.0")
 _TF_SOURCE = ("tensorflow 2.21.0: TSL's dso_loader in libtensorflow_framework.so.2 dlopens each library by soname "
               "(TryDlopenCUDALibraries: cudart, cublas, cublasLt, cufft, cusolver, cusparse, cudnn must all load "
               "for a GPU to be registered); build_info.py cuda_version '12.5.1'")
 _ORT_SOURCE = ("onnxruntime/__init__.py (onnxruntime-gpu 1.31.1): preload_dlls() and _get_nvidia_dll_paths(); "
                "capi/build_and_package_info.py cuda_version '13.0'; [cuda] declares nvrtc, cudart, cufft, curand, "
                "[cudnn] nvidia-cudnn-cu13, which brings nvidia-cublas")
+_JAX12_SOURCE = ("jax_plugins/xla_cuda12/__init__.py (jax-cuda12-plugin 0.10.2, the same file as xla_cuda13's): "
+                 "_load_nvidia_libraries() CDLLs each library by absolute path from the import path of its nvidia "
+                 "component (nvidia.cuda_runtime, nvidia.cublas, ...: site-packages/nvidia/<component>/lib), then "
+                 "_check_cuda_versions() refuses CUDA, cuDNN, cuFFT, cuPTI, cuBLAS or cuSPARSE it cannot load; "
+                 "[with-cuda] of jax-cuda12-plugin 0.10.2 declares the nvidia-*-cu12 wheels")
 _NUMBA_SOURCE = ("numba_cuda/numba/cuda/cudadrv/{libs,nvvm,nvrtc}.py (numba-cuda 0.30.4): cudart, nvrtc and nvvm "
                  "through cuda.pathfinder; [cu13] declares them through cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*")
 
+
+LIBDEVICE = FrameworkFile(
+    "libdevice.10.bc", "numba.cuda.cuda_paths", "nvvm/libdevice",
+    (("nvidia-cuda-nvcc-cu12", "", "nvidia/cuda_nvcc/nvvm/libdevice"), ("nvidia-nvvm", "13.", "nvidia/cu13/nvvm/libdevice")),
+    "every kernel compile (`RuntimeError: Missing libdevice file.`)",
+    "numba_cuda/numba/cuda/cuda_paths.py (numba-cuda 0.30.4) _get_libdevice_path_decision(): Conda environment, "
+    "NVIDIA NVCC Wheel (get_libdevice_wheel_path: nvidia-cuda-nvcc-cu12, else nvidia-nvvm 13.x), CUDA_HOME, System "
+    "(/usr/local/cuda); cudadrv/nvvm.py LibDevice raises RuntimeError(MISSING_LIBDEVICE_FILE_MSG) when it finds none",
+)
 
 FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
@@ -91,6 +138,16 @@ FRAMEWORKS: tuple[Framework, ...] = (
         _JAX_SOURCE, parts=("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda13-pjrt"),
     ),
     Framework(
+        "jax", "jax-cuda12-plugin", "12", "cuda12", "jax_plugins/xla_cuda12/__init__.py", "jax_plugins.xla_cuda12",
+        "ctypes.CDLL by absolute path at the first use of the cuda backend",
+        _cu12(("libcudart.so.12", "cuda_runtime"), ("libnvrtc.so.12", "cuda_nvrtc"), ("libcublas.so.12", "cublas"),
+              ("libcublasLt.so.12", "cublas"), ("libnccl.so.2", "nccl", "multi-GPU collectives"),
+              ("libcupti.so.12", "cuda_cupti"), ("libcusparse.so.12", "cusparse"),
+              ("libcusolver.so.11", "cusolver", "jax.numpy.linalg on the GPU"), ("libcufft.so.11", "cufft"),
+              ("libnvshmem_host.so.3", "nvshmem", "NVSHMEM collectives"), ("libcudnn.so.9", "cudnn")),
+        _JAX12_SOURCE, parts=("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt"),
+    ),
+    Framework(
         "cupy-cuda13x", "cupy-cuda13x", "13", "ctk", "cupy/_environment.py", "cuda.pathfinder",
         "cuda.pathfinder.load_nvidia_dynamic_lib() before each extension module",
         (
@@ -102,6 +159,20 @@ FRAMEWORKS: tuple[Framework, ...] = (
                              "cupyx.cutensor (`pip install 'cutensor-cu13>=2.3.0,<3'`, declared by no extra)"),
         ),
         _CUPY_SOURCE,
+    ),
+    Framework(
+        "cupy-cuda12x", "cupy-cuda12x", "12", "ctk", "cupy/_environment.py", "cuda.pathfinder",
+        "cuda.pathfinder.load_nvidia_dynamic_lib() before each extension module",
+        (
+            *_pathfinder12(("libcublasLt.so.12", "cublas"), ("libnvrtc.so.12", "cuda_nvrtc"),
+                           ("libcublas.so.12", "cublas"), ("libcusolver.so.11", "cusolver"),
+                           ("libcusparse.so.12", "cusparse"), ("libcurand.so.10", "curand"), ("libcufft.so.11", "cufft")),
+            FrameworkLibrary("libnccl.so.2", ("nvidia/nccl/lib",),
+                             "cupy.cuda.nccl (`pip install 'nvidia-nccl-cu12>=2.18.1,<3'`, declared by no extra)"),
+            FrameworkLibrary("libcutensor.so.2", ("cutensor/lib",),
+                             "cupyx.cutensor (`pip install 'cutensor-cu12>=2.3.0,<3'`, declared by no extra)"),
+        ),
+        _CUPY12_SOURCE,
     ),
     Framework(
         "tensorflow", "tensorflow", "12", "and-cuda", "tensorflow/libtensorflow_framework.so.2", "tsl.dso_loader",
@@ -133,11 +204,11 @@ FRAMEWORKS: tuple[Framework, ...] = (
         "numba-cuda", "cuda-bindings", "13", "cu13", "numba_cuda/numba/cuda/cudadrv/libs.py", "cuda.pathfinder",
         "cuda.pathfinder.load_nvidia_dynamic_lib() at import and at the first kernel compile",
         _cu13("libcudart.so.13", "libnvrtc.so.13", "libnvvm.so.4"),
-        _NUMBA_SOURCE, marker_version="13.",
+        _NUMBA_SOURCE, marker_version="13.", files=(LIBDEVICE,),
     ),
 )
-"""The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy use one folder per component
-(``nvidia/cublas/lib``...) and are not in the table yet: they stay roots of the static view alone."""
+"""The frameworks checked as roots.  The CUDA 12 builds of jax and CuPy (and TensorFlow) find each library in the
+folder of its component's wheel (``nvidia/cublas/lib``...), the CUDA 13 builds in ``nvidia/cu13/lib``."""
 
 
 def framework_for(key: str) -> Framework | None:

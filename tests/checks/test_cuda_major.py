@@ -61,3 +61,30 @@ def test_torch_without_version_py_fails_the_build_check(tmp_path: Path) -> None:
     assert major.outcome is Outcome.FAIL
     version_py = site / "torch" / "version.py"
     assert major.message == f"cannot tell which CUDA torch 2.14.1 was built for: {version_py} is missing"
+
+
+def test_a_cu12_wheel_in_place_of_the_cu13_one_jax_requires_is_one_cause_that_swaps_it(tmp_path: Path, gcc: str) -> None:
+    """jax[cuda13] with nvidia-cudnn-cu13 swapped for nvidia-cudnn-cu12 (same nvidia/cudnn/lib/libcudnn.so.9): the
+    framework root's cuda-major item fails, and its fix uninstalls the cu12 wheel and installs the required one,
+    which explains the missing wheel's requires item and the plugin's lazy item (one cause)."""
+    from pytest_cudadeps.checks.static import static_findings
+    from pytest_cudadeps.core.settings import Settings
+    from pytest_cudadeps.engine.snapshot import take_snapshot
+    from pytest_cudadeps.report.causes import Causes
+    from tests.support.jax import jax_tree
+    from tests.support.onnxruntime import lib
+
+    intact = run(jax_tree(tmp_path / "intact", gcc))["cuda-major[jax]"]
+    assert intact.outcome is Outcome.PASS
+    site = jax_tree(tmp_path / "swapped", gcc, omit=("nvidia-cudnn-cu13",))
+    sb.write_dist(site, sb.Dist("nvidia-cudnn-cu12", "9.28.0.42"))
+    sb.add_to_record(site, "nvidia_cudnn_cu12", [lib(gcc, site / "nvidia/cudnn/lib/libcudnn.so.9")])
+    major = run(site)["cuda-major[jax]"]
+    assert major.fix == "pip uninstall -y 'nvidia-cudnn-cu12' && pip install 'nvidia-cudnn-cu13<10.0,>=9.12.0.46'"
+    assert "in place of: nvidia-cudnn-cu13 (required, not installed)" in major.details
+    snapshot = take_snapshot(Settings(paths=(str(site),), no_ld_cache=True))
+    static = static_findings(snapshot)
+    causes = Causes(snapshot, static)
+    failing = [f for f in static if f.outcome is Outcome.FAIL]
+    assert {f.name for f in failing} >= {"cuda-major[jax]", "requires[jax>nvidia-cudnn-cu13]"}
+    assert {cause.id for f in failing if (cause := causes.cause_of(f))} == {"cuda-major[jax]"}

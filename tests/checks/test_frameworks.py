@@ -180,3 +180,59 @@ def test_jax_parts_at_another_version_than_jaxlib_are_one_finding_with_the_insta
     assert parts.message.startswith("jax's parts do not match: jax 0.10.2, jaxlib 0.10.2, jax-cuda13-plugin 0.9.2, "
                                     "jax-cuda13-pjrt 0.9.2")
     assert parts.fix == "pip install 'jax-cuda13-plugin==0.10.2' 'jax-cuda13-pjrt==0.10.2'"
+
+
+# --- numba-cuda's libdevice: file[numba-cuda>libdevice.10.bc] -------------------------------------------------------
+
+
+def numba_tree(tmp_path: Path, *, nvvm: bool = True, libdevice: bool = True) -> Path:
+    """numba-cuda[cu13] 0.30.4 as its METADATA declares nvvm (cuda-toolkit[nvvm]==13.*), with or without the
+    nvidia-nvvm wheel and its libdevice.10.bc."""
+    dists = [sb.Dist("numba-cuda", "0.30.4", ('cuda-toolkit[nvvm]==13.*; extra == "cu13"',), ("cu13",)),
+             sb.Dist("cuda-bindings", "13.5.0"),
+             sb.Dist("cuda-toolkit", "13.5.0", ('nvidia-nvvm==13.5.37.*; extra == "nvvm"',), ("nvvm",))]
+    site = sb.build(tmp_path / "site", [*dists, *([sb.Dist("nvidia-nvvm", "13.5.37")] if nvvm else [])])
+    if nvvm and libdevice:
+        bitcode = site / "nvidia/cu13/nvvm/libdevice/libdevice.10.bc"
+        bitcode.parent.mkdir(parents=True)
+        bitcode.write_bytes(b"BC\xc0\xde")
+        add_to_record(site, "nvidia_nvvm", [bitcode])
+    return site
+
+
+def libdevice(site: Path, environ: dict[str, str], system: Path) -> tuple[Finding, list[str]]:
+    """The libdevice item and the ids of the causes of every failing finding."""
+    from pytest_cudadeps.checks.frameworks import file_findings
+    from pytest_cudadeps.checks.requires import declared_findings
+    from pytest_cudadeps.report.causes import Causes
+
+    snapshot = take_snapshot(Settings(paths=(str(site),)), with_linkage=False)
+    found = file_findings(snapshot, environ, system)
+    static = declared_findings(snapshot) + found
+    causes = Causes(snapshot, static)
+    ids = sorted({cause.id for f in static if f.outcome is Outcome.FAIL and (cause := causes.cause_of(f))})
+    assert [f.name for f in found] == ["file[numba-cuda>libdevice.10.bc]"]
+    return found[0], ids
+
+
+def test_libdevice_is_found_in_numbas_order_and_its_wheel_missing_is_one_cause(tmp_path: Path) -> None:
+    none = tmp_path / "no-system-cuda"
+    intact, causes = libdevice(numba_tree(tmp_path / "intact"), {}, none)
+    assert intact.outcome is Outcome.PASS
+    assert "the nvidia-nvvm 13.5.37 wheel" in intact.message
+    assert causes == []
+    missing, causes = libdevice(numba_tree(tmp_path / "missing", nvvm=False), {}, none)
+    assert missing.outcome is Outcome.FAIL
+    assert missing.fix == "pip install 'nvidia-nvvm==13.5.37.*'"
+    assert causes == ["requires[numba-cuda>nvidia-nvvm]"]  # the item follows from the wheel's requires item
+    emptied, causes = libdevice(numba_tree(tmp_path / "emptied", libdevice=False), {}, none)
+    assert emptied.fix == "pip install --force-reinstall --no-deps 'nvidia-nvvm==13.5.37'"
+    assert causes == ["file[numba-cuda>libdevice.10.bc]"]
+    toolkit = tmp_path / "cuda-13.0"
+    (toolkit / "nvvm/libdevice").mkdir(parents=True)
+    (toolkit / "nvvm/libdevice/libdevice.10.bc").write_bytes(b"BC\xc0\xde")
+    home, _ = libdevice(numba_tree(tmp_path / "home", nvvm=False), {"CUDA_HOME": str(toolkit)}, none)
+    assert home.outcome is Outcome.PASS
+    assert "in CUDA_HOME" in home.message
+    system, _ = libdevice(numba_tree(tmp_path / "system", nvvm=False), {}, toolkit)
+    assert system.outcome is Outcome.PASS

@@ -55,3 +55,15 @@ def test_cuda_major_of_a_wheel(tmp_path: Path, name: str, version: str, major: i
     dist = scan([sb.build(tmp_path / "site", [sb.Dist(name, version)])]).get(name)
     assert dist is not None
     assert cuda_major_of(dist) == major
+
+
+def test_an_unsuffixed_wheel_is_of_the_major_of_its_nvidia_folder(tmp_path: Path) -> None:
+    """nvidia-cusparse 12.9.4.2 is CUDA 13's (its library is nvidia/cu13/lib/libcusparse.so.12); without files
+    under nvidia/cuNN/ nothing is said."""
+    site = sb.build(tmp_path / "site", [sb.Dist("nvidia-cusparse", "12.9.4.2"), sb.Dist("nvidia-cufile", "1.15.0")])
+    library = site / "nvidia" / "cu13" / "lib" / "libcusparse.so.12"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"\x7fELF")
+    sb.add_to_record(site, "nvidia_cusparse", [library])
+    env = scan([site])
+    assert [cuda_major_of(d) for d in sorted(env.distributions, key=lambda d: d.key)] == [None, 13]

@@ -103,3 +103,20 @@ def test_bitsandbytes_picks_the_binary_for_torchs_cuda_as_its_cextension_does(tm
                       "12.6": "libbitsandbytes_cuda121.so", "12.0": "libbitsandbytes_cuda121.so"}
     path, how = picked_binary(bnb, AFTER_TORCH[0], "13.0", "131")
     assert (path.name, how) == ("libbitsandbytes_cuda131.so", "BNB_CUDA_VERSION=131")  # no fallback
+
+
+def test_the_cuda12_builds_of_jax_and_cupy_are_framework_roots_with_their_own_folders(tmp_path: Path) -> None:
+    site = sb.build(tmp_path / "site", [
+        sb.Dist("jax", "0.10.2", ('jax-cuda12-plugin[with-cuda]<=0.10.2,>=0.10.2; extra == "cuda12"',), ("cuda12",)),
+        sb.Dist("jax-cuda12-plugin", "0.10.2"), sb.Dist("cupy-cuda12x", "14.2.0",
+                                                         ('cuda-toolkit[cublas]==12.*; extra == "ctk"',), ("ctk",))])
+    found = installed_frameworks(scan([site]))
+    assert {key: (fw.marker, fw.cuda, fw.extra) for key, fw in found.items()} == {
+        "jax": ("jax-cuda12-plugin", "12", "cuda12"), "cupy-cuda12x": ("cupy-cuda12x", "12", "ctk")}
+    jax = found["jax"]
+    assert jax.opener == "jax_plugins/xla_cuda12/__init__.py"
+    assert {lib.soname: lib.folders for lib in jax.libraries}["libcublas.so.12"] == ("nvidia/cublas/lib",)
+    cupy = {lib.soname: lib.folders for lib in found["cupy-cuda12x"].libraries}
+    assert cupy["libcusparse.so.12"] == ("nvidia/cu13/lib", "nvidia/cusparse/lib")  # cuda.pathfinder's order
+    roots = take_snapshot(Settings(paths=(str(site),)), with_linkage=False).roots
+    assert [(root.key, root.spec) for root in roots] == [("cupy-cuda12x", "cupy-cuda12x[ctk]"), ("jax", "jax[cuda12]")]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import venvs
+from tests.support import fixloop, venvs
 
 pytestmark = pytest.mark.integration
 CHECKOUT = Path(__file__).resolve().parents[2]  # this checkout's plugin, whatever the interpreter has installed
@@ -233,3 +233,120 @@ def test_the_device_list_and_the_product_run_for_real_with_the_cpu_in_place_of_t
     assert isinstance(run.devices, FrameworkDevices), run.devices
     assert run.devices.devices, run.devices
     assert run.devices.computed is True, run.devices
+
+
+# --- the CUDA 12 builds: jax[cuda12] and cupy-cuda12x[ctk], one folder per component --------------------------------
+
+JAX12_PRELOAD = JAX_PRELOAD.replace("xla_cuda13", "xla_cuda12")
+PATHFINDER = "from cuda.pathfinder import load_nvidia_dynamic_lib as load; print(load({name!r}).abs_path)"
+
+
+def truth(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """What the framework's own code does in the venv's interpreter (the referee)."""
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def fix_loop(venv: Path, tmp_path: Path) -> tuple[int, list[dict[str, str]], int]:
+    """(exit status before, its causes, exit status after each cause's fix ran as printed): the venv not activated,
+    each fix run by /bin/sh with PATH=/usr/bin:/bin, as tests/support/fixloop.py runs them."""
+    env = fixloop.job_env({})
+    plugin = {"PYTHONPATH": str(CHECKOUT)}  # this checkout's plugin, for the checks only (not in the fixes' shell)
+    before = fixloop.check(venv, {**env, **plugin}, tmp_path)
+    assert before.returncode == 0 or before.causes, before.output
+    for cause in before.causes:
+        status, env, output = fixloop.run_fix(cause["fix"], env, tmp_path)
+        assert status == 0, output
+    return before.returncode, before.causes, fixloop.check(venv, {**env, **plugin}, tmp_path).returncode
+
+
+def test_jax_cuda12_intact_is_green_with_items_that_name_jax(tmp_path: Path) -> None:
+    venv = cached("jax-cuda12")
+    status, found, _ = check(venv, tmp_path)
+    assert status == 0
+    assert found["lazy[jax>jax_plugins.xla_cuda12>libcudnn.so.9]"] == "pass"
+    assert found["lazy[jax>jax_plugins.xla_cuda12>libcublas.so.12]"] == "pass"
+    assert found["requires[jax>nvidia-cudnn-cu12]"] == "pass"
+    assert found["parts[jax]"] == "pass"
+    assert found["cuda-major[jax]"] == "pass"
+    assert "libcudnn.so.9" in truth(venv, JAX12_PRELOAD).stdout
+
+
+def test_jax_cuda12_without_cudnn_is_one_cause_whose_printed_fix_repairs_it(tmp_path: Path) -> None:
+    venv = broken("jax-cuda12", tmp_path, "nvidia-cudnn-cu12")
+    assert "libcudnn.so.9" not in truth(venv, JAX12_PRELOAD).stdout
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["requires[jax>nvidia-cudnn-cu12]"]
+    assert after == 0
+    assert "libcudnn.so.9" in truth(venv, JAX12_PRELOAD).stdout
+
+
+def test_jax_cuda12_with_the_cu13_cudnn_in_place_of_its_own_is_one_cause_that_swaps_it(tmp_path: Path) -> None:
+    """`pip install nvidia-cudnn-cu13` after the cu12 one went: the same nvidia/cudnn/lib/libcudnn.so.9, of CUDA 13."""
+    venv = broken("jax-cuda12", tmp_path, "nvidia-cudnn-cu12")
+    done = venvs.pip(venv, "install", "-q", "--no-deps", "nvidia-cudnn-cu13")
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["cuda-major[jax]"]
+    assert "uninstall -y 'nvidia-cudnn-cu13' && " in causes[0]["fix"]
+    assert after == 0
+    assert venvs.pip(venv, "show", "nvidia-cudnn-cu12").returncode == 0
+
+
+def test_cupy_cuda12x_intact_is_green_and_without_cublas_one_cause_whose_fix_repairs_it(tmp_path: Path) -> None:
+    status, found, _ = check(cached("cupy-cuda12x"), tmp_path)
+    assert status == 0
+    assert found["lazy[cupy-cuda12x>cuda.pathfinder>libcublas.so.12]"] == "pass"
+    assert found["requires[cupy-cuda12x>cuda-toolkit]"] == "pass"
+    assert found["lazy[cupy-cuda12x>cuda.pathfinder>libnccl.so.2]"] == "skip"  # no extra declares it
+    venv = broken("cupy-cuda12x", tmp_path, "nvidia-cublas-cu12")
+    assert truth(venv, PATHFINDER.format(name="cublas")).returncode != 0  # DynamicLibNotFoundError
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["requires[cupy-cuda12x>nvidia-cublas-cu12]"]
+    assert after == 0
+    assert "nvidia/cublas/lib/libcublas.so.12" in truth(venv, PATHFINDER.format(name="cublas")).stdout
+
+
+def test_a_cu13_wheel_beside_cupy_cuda12x_is_taken_by_cuda_pathfinder_and_one_cause_uninstalls_it(
+        tmp_path: Path) -> None:
+    """nvidia-cusparse 12.9.4.2 (CUDA 13) ships nvidia/cu13/lib/libcusparse.so.12, which cuda.pathfinder tries first."""
+    venv = venvs.copy_venv(cached("cupy-cuda12x"), tmp_path / "venv")
+    done = venvs.pip(venv, "install", "-q", "--no-deps", "nvidia-cusparse")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "nvidia/cu13/lib/libcusparse.so.12" in truth(venv, PATHFINDER.format(name="cusparse")).stdout
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["cuda-major[cupy-cuda12x]"]
+    assert after == 0
+    assert "nvidia/cusparse/lib/libcusparse.so.12" in truth(venv, PATHFINDER.format(name="cusparse")).stdout
+
+
+LIBDEVICE = "from numba.cuda.cudadrv.libs import get_libdevice; print(get_libdevice())"
+
+
+def libdevice_item(venv: Path, tmp_path: Path) -> str:
+    """The path the file[numba-cuda>libdevice.10.bc] item names (the CLI's JSON report), "None" when it fails (as
+    numba's get_libdevice() prints when it finds none)."""
+    check(venv, tmp_path)
+    document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    item = next(f for f in document["findings"] if f["id"] == "file[numba-cuda>libdevice.10.bc]")
+    if item["outcome"] == "fail":
+        return "None"
+    return str(item["message"]).split(" -> ", 1)[1].split(" (found by", 1)[0]
+
+
+def test_numba_cuda_libdevice_is_the_one_numba_takes_and_nvvm_missing_is_one_cause_whose_fix_repairs_it(
+        tmp_path: Path) -> None:
+    intact = cached("numba-cuda13")
+    assert libdevice_item(intact, tmp_path) == truth(intact, LIBDEVICE).stdout.strip()  # numba's own answer
+    venv = venvs.copy_venv(cached("numba-cuda13-no-nvvm"), tmp_path / "venv")  # pip uninstall nvidia-nvvm
+    assert libdevice_item(venv, tmp_path) == truth(venv, LIBDEVICE).stdout.strip()  # elsewhere, or the item fails
+    status, causes, after = fix_loop(venv, tmp_path)
+    assert status == 1
+    assert [c["id"] for c in causes] == ["requires[numba-cuda>nvidia-nvvm]"]
+    assert after == 0
+    wheel = str(venvs.site_packages(venv) / "nvidia/cu13/nvvm/libdevice/libdevice.10.bc")
+    assert libdevice_item(venv, tmp_path) == wheel == truth(venv, LIBDEVICE).stdout.strip()
