@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from pytest_cudadeps.core.safe_io import is_regular, read_regular
@@ -46,18 +45,17 @@ class LegacyImport:
     statement: str
 
 
+_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
 def bindings_users(env: Environment) -> list[tuple[Distribution, str]]:
     """The distributions that require cuda-python or cuda-bindings, with the first one they name."""
     found = []
     for dist in sorted(env.distributions, key=lambda d: d.key):
         if dist.key in BINDINGS or env.get(dist.key) is not dist:
             continue
-        names = []
-        for text in dist.requires:
-            try:
-                names.append(canonicalize_name(Requirement(text).name))
-            except InvalidRequirement:
-                continue
+        # the name alone, read as PEP 508 begins (a requirement is never parsed here: its marker may nest 1,500 deep)
+        names = [canonicalize_name(match.group(1)) for match in map(_NAME.match, dist.requires) if match]
         named = next((name for name in BINDINGS if name in names), None)
         if named is not None:
             found.append((dist, named))
