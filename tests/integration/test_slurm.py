@@ -38,6 +38,17 @@ def replaced_after(path: Path, stamp: int, timeout_s: float = 120) -> int:
     raise TimeoutError(f"{path} was not written again in {timeout_s} s")
 
 
+def logged_runs(work: Path, ending: str, timeout_s: float = 90) -> list[str]:
+    """slurmd's ``health_check failed`` lines, once one ends with ``ending`` (or all of them at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = work / "log" / "slurmd.log"
+        logged = [line for line in log.read_text().splitlines() if "health_check failed" in line] if log.exists() else []
+        if any(line.endswith(ending) for line in logged) or time.monotonic() >= deadline:
+            return logged
+        time.sleep(0.5)
+
+
 def fix_line(output: Path) -> str:
     fixes = [line.strip()[len("fix: "):] for line in output.read_text().splitlines() if line.strip().startswith("fix: ")]
     assert fixes, output.read_text()[-3000:]
@@ -78,9 +89,9 @@ def test_a_broken_venv_drains_the_node_its_repair_resumes_it_and_an_admins_drain
         sinfo = cluster.run("sinfo", "-R").stdout
         assert "cudadeps: requires[t root" in sinfo  # sinfo -R shows 20 characters of the reason
         print(f"$ sinfo -R\n{sinfo}$ sinfo -R -o '%50E %N'\n{cluster.run('sinfo', '-R', '-o', '%50E %N').stdout}")
-        # slurmd logs a run's output when it exits 1
-        logged = [line for line in (work / "log" / "slurmd.log").read_text().splitlines() if "health_check failed" in line]
+        # slurmd logs a run's output when it exits 1: after the run drained the node, so the line may come later
         drained = f"output:cudadeps: 5 failed checks from 1 root cause: requires[torch>nvidia-cublas] (drained {cluster.nodename})"
+        logged = logged_runs(work, drained)
         assert any(line.endswith(drained) for line in logged), logged
         print(next(line for line in logged if line.endswith(drained)))
 
