@@ -14,22 +14,17 @@ from pytest_cudadeps.probes.child.protocol import FrameworkDevices, FrameworkFac
 from pytest_cudadeps.probes.driver import Gpu
 from pytest_cudadeps.probes.framework import FrameworkRun
 from pytest_cudadeps.probes.runner import Blame
-from pytest_cudadeps.tables.frameworks import Framework, framework_for
+from pytest_cudadeps.tables.frameworks import Framework
 from tests.support import sitebuilder as sb
+from tests.support.frameworks import known_framework
 
 GPU = Gpu(0, "NVIDIA H200", (9, 0), 141 << 30, "off")
 NO_GPU = skipped("framework", "jax", "no GPU to check: NVML library not found (libnvidia-ml.so.1)")
 REINSTALL = "pip install 'jax[cuda13]==0.10.2'"
 
 
-def _framework(key: str) -> Framework:
-    found = framework_for(key)
-    assert found is not None
-    return found
-
-
-JAX = _framework("jax")
-TF = _framework("tensorflow")
+JAX = known_framework("jax")
+TF = known_framework("tensorflow")
 
 
 @pytest.fixture

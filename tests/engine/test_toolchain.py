@@ -15,19 +15,11 @@ from pytest_cudadeps.engine.toolchain import (
     older_compilers,
     triton_cache_dir,
 )
-from tests.support.toolchain import fake_gcc, fake_toolkit
-
-
-def _nvcc(folder: Path) -> Path:
-    nvcc = folder / "bin" / "nvcc"
-    nvcc.parent.mkdir(parents=True)
-    nvcc.write_text("#!/bin/sh\n", encoding="utf-8")
-    nvcc.chmod(0o755)
-    return nvcc
+from tests.support.toolchain import fake_gcc, fake_nvcc, fake_toolkit
 
 
 def test_cuda_home_is_found_in_torchs_order(tmp_path: Path) -> None:
-    nvcc = _nvcc(tmp_path / "cuda-13.0")
+    nvcc = fake_nvcc(tmp_path / "cuda-13.0")
     env = {"CUDA_HOME": "/opt/a", "CUDA_PATH": "/opt/b", "PATH": str(nvcc.parent)}
     assert find_cuda_home(env).how == "CUDA_HOME"
     assert find_cuda_home({**env, "CUDA_HOME": ""}).value == "/opt/b"

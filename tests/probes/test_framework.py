@@ -9,18 +9,11 @@ from pathlib import Path
 from pytest_cudadeps.probes.child.protocol import FrameworkDevices, FrameworkFacts
 from pytest_cudadeps.probes.framework import probe_framework
 from pytest_cudadeps.probes.runner import Blame
-from pytest_cudadeps.tables.frameworks import Framework, framework_for
+from tests.support.frameworks import known_framework
 from tests.support.onnxruntime import lib
 
-
-def _framework(key: str) -> Framework:
-    found = framework_for(key)
-    assert found is not None
-    return found
-
-
-ORT = _framework("onnxruntime-gpu")
-JAX = _framework("jax")
+ORT = known_framework("onnxruntime-gpu")
+JAX = known_framework("jax")
 
 PRELOADING = """
 import ctypes, os, sys
